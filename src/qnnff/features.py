@@ -1,0 +1,199 @@
+"""Features of the paper: internal coordinates, scaled to [-1, 1], then a classical map W.
+
+The whole chain positions (Angstrom) -> internal coordinates -> scaled coordinates -> features is written
+in torch, so the Jacobian d(features)/d(positions) comes from autograd and a model's dE/d(features)
+turns into Cartesian forces.
+
+Permutation symmetry: a coordinate *family* lists one or more atom tuples, e.g. both O-H bonds of water.
+With more than one tuple the family's values are sorted, so the features do not change when equivalent
+atoms are swapped (a continuous, piecewise-smooth invariant).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .geometry import PRIMITIVES
+
+FEATURE_MAPS = ("arcsin", "pi_arcsin_arccos", "identity")
+
+
+@dataclass(frozen=True)
+class CoordinateFamily:
+    """A named family of primitive internal coordinates of one type (bond, angle or dihedral)."""
+
+    name: str
+    type: str
+    atoms: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_config(cls, spec: dict, n_atoms: int, where: str) -> "CoordinateFamily":
+        typ = spec["type"]
+        if typ not in PRIMITIVES:
+            raise ValueError(f"{where}.type: unknown coordinate type {typ!r} (use one of {sorted(PRIMITIVES)})")
+        _, arity = PRIMITIVES[typ]
+        tuples = spec["atoms"]
+        if tuples and isinstance(tuples[0], int):
+            tuples = [tuples]
+        out = []
+        for t in tuples:
+            t = tuple(t)
+            if len(t) != arity:
+                raise ValueError(f"{where}.atoms: a {typ} needs {arity} atom indices, got {list(t)}")
+            for a in t:
+                if not 0 <= a < n_atoms:
+                    raise ValueError(f"{where}.atoms: atom index {a} out of range for {n_atoms} atoms")
+            if len(set(t)) != arity:
+                raise ValueError(f"{where}.atoms: repeated atom index in {list(t)}")
+            out.append(t)
+        return cls(spec["name"], typ, tuple(out))
+
+    def __len__(self) -> int:
+        return len(self.atoms)
+
+    def labels(self) -> list[str]:
+        if len(self.atoms) == 1:
+            return [self.name]
+        return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
+
+    def evaluate(self, pos: torch.Tensor) -> torch.Tensor:
+        fn, _ = PRIMITIVES[self.type]
+        vals = torch.stack([fn(pos, *t) for t in self.atoms], dim=-1)
+        if len(self.atoms) > 1:
+            vals = torch.sort(vals, dim=-1).values
+        return vals
+
+
+def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.Tensor) -> torch.Tensor:
+    """[B, n_atoms, 3] -> [B, m] internal coordinates (Angstrom, degrees)."""
+    return torch.cat([f.evaluate(positions) for f in families], dim=-1)
+
+
+class Featurizer(torch.nn.Module):
+    """positions [B, n, 3] (Angstrom, float64) -> features [B, d].
+
+    ``lo``/``hi`` are the training set's coordinate ranges; they map onto ``[-(1-margin), 1-margin]``
+    (margin keeps arcsin/arccos derivatives finite at the edges of the training set and gives MD a little room).
+    """
+
+    def __init__(
+        self,
+        *,
+        families: Sequence[CoordinateFamily],
+        feature_map: str,
+        lo: Sequence[float],
+        hi: Sequence[float],
+        margin: float = 0.05,
+        symbols: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        if feature_map not in FEATURE_MAPS:
+            raise ValueError(f"feature_map: unknown map {feature_map!r} (use one of {FEATURE_MAPS})")
+        if not 0.0 <= margin < 1.0:
+            raise ValueError(f"features.margin must lie in [0, 1), got {margin}")
+        self.families = list(families)
+        self.feature_map = feature_map
+        self.margin = float(margin)
+        self.symbols = list(symbols)
+        lo_t = torch.as_tensor(np.asarray(lo, dtype=float), dtype=torch.float64)
+        hi_t = torch.as_tensor(np.asarray(hi, dtype=float), dtype=torch.float64)
+        m = sum(len(f) for f in self.families)
+        if lo_t.shape != (m,) or hi_t.shape != (m,):
+            raise ValueError(f"scaler needs {m} lower and upper bounds, got {tuple(lo_t.shape)} and {tuple(hi_t.shape)}")
+        if not torch.all(hi_t > lo_t):
+            bad = [lab for lab, a, b in zip(self.coordinate_labels(), lo_t.tolist(), hi_t.tolist()) if not b > a]
+            raise ValueError(f"scaler: coordinate(s) {bad} have an empty training range (hi <= lo)")
+        self.register_buffer("lo", lo_t)
+        self.register_buffer("hi", hi_t)
+
+    # ---- description
+    def coordinate_labels(self) -> list[str]:
+        return [lab for f in self.families for lab in f.labels()]
+
+    @property
+    def n_coordinates(self) -> int:
+        return sum(len(f) for f in self.families)
+
+    @property
+    def n_features(self) -> int:
+        return self.n_coordinates * (3 if self.feature_map == "pi_arcsin_arccos" else 1)
+
+    # ---- the chain
+    def internal(self, positions: torch.Tensor) -> torch.Tensor:
+        return internal_coordinates(self.families, positions)
+
+    def scale(self, q: torch.Tensor) -> torch.Tensor:
+        half = 1.0 - self.margin
+        return half * (2.0 * (q - self.lo) / (self.hi - self.lo) - 1.0)
+
+    def map(self, s: torch.Tensor) -> torch.Tensor:
+        if self.feature_map == "arcsin":
+            return torch.arcsin(s)
+        if self.feature_map == "pi_arcsin_arccos":
+            return torch.stack([math.pi * s, torch.arcsin(s), torch.arccos(s)], dim=-1).flatten(-2)
+        return s
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.map(self.scale(self.internal(positions)))
+
+    def out_of_domain(self, positions: torch.Tensor) -> torch.Tensor:
+        """Boolean [B]: a scaled coordinate left [-1, 1], where the arcsin map is undefined."""
+        with torch.no_grad():
+            s = self.scale(self.internal(positions))
+        return (s.abs() > 1.0).any(dim=-1)
+
+    def features_and_jacobian(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features [B, d] and their Jacobian d(features)/d(positions) [B, d, n, 3] (per frame)."""
+        pos = positions.detach().clone().requires_grad_(True)
+        x = self.forward(pos)
+        jac = []
+        for k in range(x.shape[-1]):
+            (g,) = torch.autograd.grad(x[:, k].sum(), pos, retain_graph=k + 1 < x.shape[-1])
+            jac.append(g)
+        return x.detach(), torch.stack(jac, dim=1)
+
+    # ---- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "families": [{"name": f.name, "type": f.type, "atoms": [list(t) for t in f.atoms]} for f in self.families],
+            "feature_map": self.feature_map,
+            "lo": self.lo.tolist(),
+            "hi": self.hi.tolist(),
+            "margin": self.margin,
+            "symbols": self.symbols,
+            "coordinate_labels": self.coordinate_labels(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Featurizer":
+        n_atoms = len(d["symbols"]) if d.get("symbols") else 1 + max(a for f in d["families"] for t in f["atoms"] for a in t)
+        fams = [CoordinateFamily.from_config(f, n_atoms, f"features.coordinates[{i}]") for i, f in enumerate(d["families"])]
+        return cls(families=fams, feature_map=d["feature_map"], lo=d["lo"], hi=d["hi"], margin=d["margin"], symbols=d.get("symbols", ()))
+
+
+@dataclass(frozen=True)
+class EnergyScaler:
+    """Maps energies (eV) affinely onto [-1, 1] over the training set: y = (E - center) / scale."""
+
+    center: float
+    scale: float
+
+    @classmethod
+    def fit(cls, energies: np.ndarray) -> "EnergyScaler":
+        e = np.asarray(energies, dtype=float)
+        lo, hi = float(e.min()), float(e.max())
+        if not hi > lo:
+            raise ValueError("energy scaler: all training energies are equal; nothing to learn")
+        return cls(center=0.5 * (lo + hi), scale=0.5 * (hi - lo))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"center": self.center, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, float]) -> "EnergyScaler":
+        return cls(center=float(d["center"]), scale=float(d["scale"]))
