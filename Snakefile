@@ -1,0 +1,37 @@
+# qnnff: quantum-neural-network force fields, from DFT reference data to the paper's figures and tables.
+#   snakemake --cores 2                         # everything (default target `all`)
+#   snakemake --cores 2 --until features        # one stage (stage targets below)
+#   snakemake --cores 2 results/H2O/data/train.extxyz   # one file
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+
+
+# ------------------------------------------------------------------ stage targets
+rule data:
+    """Stage 1: reference datasets (PySCF energies and forces) and their DFT reports."""
+    input:
+        expand("results/{system}/data/{split}.extxyz", system=SYSTEMS, split=["train", "test"]),
+        expand("results/{system}/data/dft_report.md", system=SYSTEMS),
+
+
+rule features:
+    """Stage 2: scaled internal coordinates, feature maps and their Jacobians."""
+    input:
+        expand("results/{system}/features/{name}", system=SYSTEMS, name=["scalers.json", "train.npz", "test.npz"]),
+
+
+# ------------------------------------------------------------------ default target
+rule all:
+    default_target: True
+    input:
+        rules.data.input,
+        rules.features.input,

@@ -1,0 +1,236 @@
+"""Stage functions called by the Snakemake scripts (each takes plain paths and the config dict)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import dataset as ds
+from .config import config_hash, system_spec
+from .features import EnergyScaler, Featurizer
+from .io import atomic_path, write_json_atomic, write_text_atomic
+from .sampling import plan_points
+from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
+
+log = logging.getLogger("qnnff")
+
+
+def setup_logging(logfile: str | Path | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+
+
+# ---------------------------------------------------------------- 1. sampling
+def sample_points(cfg: dict, system: str, out_csv: str | Path) -> pd.DataFrame:
+    spec = system_spec(cfg, system)
+    df = plan_points(spec, cfg["seed"])
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.12g")
+    log.info("%s: %d train + %d test points in %d chunks", system, spec.n_points("train"), spec.n_points("test"), df["chunk"].nunique())
+    return df
+
+
+# ---------------------------------------------------------------- 2. DFT
+def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xyz: str | Path, out_json: str | Path, threads: int = 1) -> dict:
+    """Energies and forces of one chunk's points along their path. Converged points -> extxyz, all -> json."""
+    from pyscf import __version__ as pyscf_version
+    from pyscf import lib
+
+    from .dft import run_path
+
+    lib.num_threads(int(threads))
+    spec = system_spec(cfg, system)
+    df = pd.read_csv(points_csv)
+    rows = df[df["chunk"] == chunk]
+    if rows.empty:
+        raise ValueError(f"{points_csv}: no points in chunk {chunk!r}")
+    geoms = [spec.geometry({v: float(r[v]) for v in spec.variable_names}) for _, r in rows.iterrows()]
+    chash = config_hash(spec.subconfig(cfg))
+    t0 = time.perf_counter()
+
+    def progress(k, res):
+        log.info("%s %s point %d/%d: %s E=%.10f Ha (%.2f s) [%s]", system, chunk, k + 1, len(geoms),
+                 "ok" if res.converged else "FAILED", res.energy, res.seconds, "; ".join(res.attempts))
+
+    results = run_path(spec.symbols, geoms, charge=spec.charge, spin=spec.spin, level=spec.level, progress=progress)
+    frames, status = [], []
+    for (_, r), pos, res in zip(rows.iterrows(), geoms, results):
+        status.append({"point": r["point"], "converged": res.converged, "attempts": res.attempts, "seconds": round(res.seconds, 4)})
+        if not res.converged:
+            continue
+        pos_t = torch.as_tensor(pos[None], dtype=torch.float64)
+        info = {
+            "point": r["point"],
+            "split": r["split"],
+            "system": system,
+            "level_of_theory": spec.level.describe(),
+            "method": spec.level.method,
+            "xc": spec.level.xc if spec.level.method == "dft" else "",
+            "basis": spec.level.basis,
+            "grid_level": spec.level.grid_level if spec.level.method == "dft" else -1,
+            "pyscf_version": pyscf_version,
+            "config_hash": chash,
+            "energy_hartree": res.energy,
+        }
+        info.update({f"zmat_{v}": float(r[v]) for v in spec.variable_names})
+        ic = torch.cat([f.evaluate(pos_t) for f in spec.families], dim=-1)[0].tolist()
+        labels = [lab for f in spec.families for lab in f.labels()]
+        info.update({f"ic_{lab}": val for lab, val in zip(labels, ic)})
+        frames.append(ds.make_frame(spec.symbols, pos, res.energy * HARTREE_TO_EV, -res.gradient * HA_PER_BOHR_TO_EV_PER_ANG, info))
+    summary = {
+        "system": system,
+        "chunk": chunk,
+        "n_points": len(results),
+        "n_converged": sum(r.converged for r in results),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "points": status,
+    }
+    # the json is written last, and only after the extxyz: its presence marks a finished chunk
+    ds.write_frames(out_xyz, frames)
+    write_json_atomic(out_json, summary)
+    return summary
+
+
+def assemble_dataset(cfg: dict, system: str, chunk_xyz: list[str], chunk_json: list[str], out_train: str | Path,
+                     out_test: str | Path, report_md: str | Path, report_json: str | Path) -> dict:
+    """Concatenate chunks per split, write the per-system DFT report; fail above max_failed_fraction."""
+    spec = system_spec(cfg, system)
+    statuses = [json.loads(Path(p).read_text()) for p in chunk_json]
+    failures = [dict(p, chunk=s["chunk"]) for s in statuses for p in s["points"] if not p["converged"]]
+    rescued = [dict(p, chunk=s["chunk"]) for s in statuses for p in s["points"] if p["converged"] and len(p["attempts"]) > 1]
+    n_total = sum(s["n_points"] for s in statuses)
+    frac = len(failures) / max(n_total, 1)
+    by_split: dict[str, list] = {"train": [], "test": []}
+    for p in sorted(chunk_xyz):
+        for a in ds.read_frames(p):
+            by_split[a.info["split"]].append(a)
+    for split in by_split:
+        by_split[split].sort(key=lambda a: a.info["point"])
+    seconds = sum(s["seconds"] for s in statuses)
+    report = {
+        "system": system,
+        "level_of_theory": spec.level.describe(),
+        "n_points": n_total,
+        "n_train": len(by_split["train"]),
+        "n_test": len(by_split["test"]),
+        "n_failed": len(failures),
+        "failed_fraction": frac,
+        "max_failed_fraction": spec.dft["max_failed_fraction"],
+        "n_rescued_by_fallback": len(rescued),
+        "dft_cpu_seconds": round(seconds, 2),
+        "failures": failures,
+        "rescued": rescued,
+    }
+    lines = [
+        f"# DFT report: {system}",
+        "",
+        f"Level of theory: {spec.level.describe()}",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| points | {n_total} |",
+        f"| training frames | {report['n_train']} |",
+        f"| test frames | {report['n_test']} |",
+        f"| converged only with a fallback | {len(rescued)} |",
+        f"| failed (dropped, listed below) | {len(failures)} ({100 * frac:.2f} %, limit {100 * spec.dft['max_failed_fraction']:.2f} %) |",
+        f"| summed SCF+gradient time (s) | {seconds:.1f} |",
+        "",
+    ]
+    if failures:
+        lines += ["## Failed points", "", "| point | chunk | attempts |", "|---|---|---|"]
+        lines += [f"| {f['point']} | {f['chunk']} | {'; '.join(f['attempts'])} |" for f in failures]
+        lines.append("")
+    if rescued:
+        lines += ["## Points rescued by a fallback", "", "| point | attempts |", "|---|---|"]
+        lines += [f"| {f['point']} | {'; '.join(f['attempts'])} |" for f in rescued]
+        lines.append("")
+    write_text_atomic(report_md, "\n".join(lines))
+    write_json_atomic(report_json, report)
+    if frac > spec.dft["max_failed_fraction"]:
+        raise RuntimeError(
+            f"{system}: {len(failures)} of {n_total} DFT points failed ({100 * frac:.2f} % > "
+            f"dft.max_failed_fraction = {100 * spec.dft['max_failed_fraction']:.2f} %); see {report_md}"
+        )
+    if not by_split["train"] or not by_split["test"]:
+        raise RuntimeError(f"{system}: no converged {'training' if not by_split['train'] else 'test'} points")
+    ds.write_frames(out_train, by_split["train"])
+    ds.write_frames(out_test, by_split["test"])
+    return report
+
+
+# ---------------------------------------------------------------- 3. features
+def build_featurizer(cfg: dict, system: str, train_frames) -> tuple[Featurizer, EnergyScaler]:
+    spec = system_spec(cfg, system)
+    arr = ds.to_arrays(train_frames)
+    pos = torch.as_tensor(arr["positions"], dtype=torch.float64)
+    from .features import internal_coordinates
+
+    q = internal_coordinates(spec.families, pos)
+    lo, hi = q.min(0).values.numpy(), q.max(0).values.numpy()
+    feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=lo, hi=hi,
+                      margin=float(cfg.get("features", {}).get("margin", 0.05)), symbols=list(spec.symbols))
+    return feat, EnergyScaler.fit(arr["energy"])
+
+
+def feature_arrays(feat: Featurizer, scaler: EnergyScaler, frames) -> dict[str, np.ndarray]:
+    arr = ds.to_arrays(frames)
+    pos = torch.as_tensor(arr["positions"], dtype=torch.float64)
+    bad = feat.out_of_domain(pos)
+    if bad.any():
+        ids = [frames[i].info.get("point", i) for i in torch.nonzero(bad).flatten().tolist()]
+        raise ValueError(f"{len(ids)} frame(s) lie outside the featurizer's domain (scaled coordinate beyond +-1): {ids[:10]}")
+    x, jac = feat.features_and_jacobian(pos)
+    return {
+        "positions": arr["positions"],
+        "energy": arr["energy"],
+        "forces": arr["forces"],
+        "x": x.numpy(),
+        "jac": jac.numpy(),
+        "y": (arr["energy"] - scaler.center) / scaler.scale,
+        "f": arr["forces"] / scaler.scale,
+        "point": np.array([a.info.get("point", "") for a in frames]),
+    }
+
+
+def features(cfg: dict, system: str, train_xyz: str, test_xyz: str, out_scalers: str, out_train: str, out_test: str) -> None:
+    train = ds.read_frames(train_xyz)
+    test = ds.read_frames(test_xyz)
+    feat, scaler = build_featurizer(cfg, system, train)
+    write_json_atomic(out_scalers, {"featurizer": feat.to_dict(), "energy_scaler": scaler.to_dict(),
+                                    "config_hash": config_hash(system_spec(cfg, system).subconfig(cfg)),
+                                    "units": {"energy": "eV", "forces": "eV/Angstrom", "positions": "Angstrom",
+                                              "coordinates": "Angstrom (bonds), degrees (angles, dihedrals)"}})
+    # test points whose derived coordinates leave the training range by more than the margin cannot be
+    # featurised (arcsin is undefined beyond +-1): they are listed in the scalers file and the log, never hidden
+    pos = torch.as_tensor(ds.to_arrays(test)["positions"], dtype=torch.float64)
+    outside = feat.out_of_domain(pos).tolist()
+    excluded = [a.info.get("point", str(i)) for i, (a, o) in enumerate(zip(test, outside)) if o]
+    if excluded:
+        log.warning("%s: %d of %d test points lie outside the training range (+margin) and are excluded from "
+                    "evaluation: %s", system, len(excluded), len(test), ", ".join(excluded))
+    test = [a for a, o in zip(test, outside) if not o]
+    if not test:
+        raise RuntimeError(f"{system}: every test point lies outside the training range; widen the training sampling")
+    meta = json.loads(Path(out_scalers).read_text())
+    meta["excluded_test_points"] = excluded
+    write_json_atomic(out_scalers, meta)
+    for frames, out in ((train, out_train), (test, out_test)):
+        arrays = feature_arrays(feat, scaler, frames)
+        with atomic_path(out) as tmp:
+            np.savez(tmp, **arrays)
+    log.info("%s: %d features from %d coordinates; energy scaler center %.6f eV, scale %.6f eV",
+             system, feat.n_features, feat.n_coordinates, scaler.center, scaler.scale)
+
+
+def load_scalers(path: str | Path) -> tuple[Featurizer, EnergyScaler]:
+    d = json.loads(Path(path).read_text())
+    return Featurizer.from_dict(d["featurizer"]), EnergyScaler.from_dict(d["energy_scaler"])

@@ -1,0 +1,13 @@
+from qnnff.pipeline import assemble_dataset, setup_logging
+
+setup_logging(snakemake.log[0])
+assemble_dataset(
+    snakemake.config,
+    snakemake.wildcards.system,
+    list(snakemake.input.xyz),
+    list(snakemake.input.status),
+    snakemake.output.train,
+    snakemake.output.test,
+    snakemake.output.report,
+    snakemake.output.report_json,
+)
