@@ -90,8 +90,9 @@ def test_architecture_rule():
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("skip", [False, True])
-def test_explicit_input_gradient_matches_autograd(activation, skip):
-    mlp = MLP(4, (5, 3), activation=activation, skip=skip, generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize("hidden", [(5, 3), (6,), ()], ids=["2 layers", "1 layer", "linear"])
+def test_explicit_input_gradient_matches_autograd(activation, skip, hidden):
+    mlp = MLP(4, hidden, activation=activation, skip=skip, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         for p in mlp.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()), dtype=torch.float64))
@@ -187,6 +188,9 @@ def test_wrong_species_or_shape_is_reported(water):
         model.energy(np.zeros((2, 4, 3)))
     with pytest.raises(ValueError, match="activation"):
         NNForceField(featurizer=feat, energy_scaler=SCALER, hidden=(4,), activation="relu")
+    anonymous = Featurizer(families=feat.families, feature_map="arcsin", lo=feat.lo.tolist(), hi=feat.hi.tolist())
+    with pytest.raises(ValueError, match="no chemical symbols"):
+        NNForceField(featurizer=anonymous, energy_scaler=SCALER, hidden=(4,))
 
 
 def test_a_few_adam_steps_reduce_the_loss(water):

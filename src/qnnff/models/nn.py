@@ -187,7 +187,7 @@ class MLP(torch.nn.Module):
         if self.skip_weight is not None:
             y = y + x @ self.skip_weight
             delta = delta + self.skip_weight
-        return y, delta
+        return y, delta.expand(x.shape)  # (a purely linear net's gradient is one row; give it the batch shape)
 
 
 @register_model
@@ -207,6 +207,8 @@ class NNForceField(FeatureForceField):
         activation: str = "tanh",
         seed: int = 0,
     ) -> None:
+        if not featurizer.symbols:
+            raise ValueError("nn model: the featurizer has no chemical symbols; build it with symbols=[...] of the system")
         super().__init__(featurizer=featurizer, energy_scaler=energy_scaler)
         d = featurizer.n_features
         if hidden is None and target_parameters is None:
