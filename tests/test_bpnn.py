@@ -137,6 +137,20 @@ def test_descriptor_cache_follows_the_positions(water):
     assert not torch.allclose(y1, y2)
 
 
+def test_precomputed_descriptors_in_the_batch(water):
+    model, train = water
+    pos = torch.as_tensor(train[:6])
+    G, J = model.descriptors_and_jacobian(pos)
+    full = TrainingBatch(pos, torch.zeros(6), torch.zeros(6, 3, 3), G, J)
+    idx = torch.tensor([4, 1, 2])
+    y, f = model.scaled_energy_and_forces(full.subset(idx), create_graph=False)
+    y_ref, f_ref = model.scaled_energy_and_forces(TrainingBatch(pos[idx], torch.zeros(3), torch.zeros(3, 3, 3)), create_graph=False)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-13)
+    torch.testing.assert_close(f, f_ref, rtol=0, atol=1e-13)
+    with pytest.raises(ValueError, match="raw descriptors"):
+        model.scaled_energy_and_forces(TrainingBatch(pos, torch.zeros(6), torch.zeros(6, 3, 3), G[..., :5], J))
+
+
 @pytest.mark.parametrize("system", ["water", "hydronium"])
 def test_invariance_and_covariance(system):
     rng = np.random.default_rng(8)

@@ -11,7 +11,8 @@ Behler & Parrinello, Phys. Rev. Lett. 98, 146401 (2007); symmetry functions from
   :class:`~qnnff.features.EnergyScaler` of the other models);
 * forces are -dE/dR by autograd (``energy_and_forces``) or, for training, by the chain rule through a cached
   Jacobian dG/dR (``scaled_energy_and_forces``), which is exact and avoids differentiating the descriptors
-  again at every optimisation step.
+  again at every optimisation step. A trainer that draws mini-batches can precompute (G, dG/dR) once with
+  :meth:`BPNNForceField.descriptors_and_jacobian` and pass them as ``TrainingBatch.x`` / ``.jac``.
 
 Architecture and parameter count
 --------------------------------
@@ -177,8 +178,23 @@ class BPNNForceField(ForceField):
         return G, J
 
     def scaled_energy_and_forces(self, batch: TrainingBatch, *, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled energies and forces for the loss.
+
+        ``batch.x`` / ``batch.jac`` may carry precomputed raw descriptors G [B, n, g] and dG/dR [B, n, g, n, 3]
+        (from :meth:`descriptors_and_jacobian`; they survive ``TrainingBatch.subset`` for mini-batches); when they
+        are None the descriptors of ``batch.positions`` are computed and cached for the next call.
+        """
         pos = self.check_positions(batch.positions)
-        G, J = self.descriptors_and_jacobian(pos)
+        if batch.x is not None and batch.jac is not None:
+            B, n, g = pos.shape[0], len(self.symbols), self.acsf.size
+            if tuple(batch.x.shape) != (B, n, g) or tuple(batch.jac.shape) != (B, n, g, n, 3):
+                raise ValueError(
+                    f"bpnn: batch.x / batch.jac must be raw descriptors [B, {n}, {g}] and their Jacobian [B, {n}, {g}, {n}, 3] "
+                    f"(see descriptors_and_jacobian), got {tuple(batch.x.shape)} and {tuple(batch.jac.shape)}"
+                )
+            G, J = batch.x, batch.jac
+        else:
+            G, J = self.descriptors_and_jacobian(pos)
         mean, std = self.g_mean[self.atom_element], self.g_std[self.atom_element]
         g = (G - mean) / std
         with torch.set_grad_enabled(create_graph):
