@@ -74,7 +74,7 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
             "system": system,
             "level_of_theory": spec.level.describe(),
             "method": spec.level.method,
-            "xc": spec.level.xc if spec.level.method == "dft" else "",
+            "xc": spec.level.xc if spec.level.method == "dft" else "none",
             "basis": spec.level.basis,
             "grid_level": spec.level.grid_level if spec.level.method == "dft" else -1,
             "pyscf_version": pyscf_version,

@@ -1,0 +1,89 @@
+"""Bad input gets an early error that names the offending key or value."""
+
+import copy
+import math
+
+import pytest
+
+from qnnff.config import ConfigError, check_config
+
+
+def _err(cfg) -> str:
+    with pytest.raises(ConfigError) as exc:
+        check_config(cfg)
+    return str(exc.value)
+
+
+def test_paper_and_test_configs_are_valid(paper_config, test_config):
+    check_config(paper_config)
+    check_config(test_config)
+
+
+def test_unknown_key(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["temperature"] = 300
+    msg = _err(cfg)
+    assert "systems.H2O" in msg and "temperature" in msg
+
+
+def test_unknown_top_level_key(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["dft"]["fuctional"] = "pbe"
+    assert "fuctional" in _err(cfg)
+
+
+def test_inverted_range(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["variables"]["r1"] = [1.3, 0.8]
+    msg = _err(cfg)
+    assert "systems.H2O.variables.r1" in msg and "inverted" in msg
+
+
+def test_unknown_element(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["LiH"]["zmatrix"][1][0] = "Hx"
+    msg = _err(cfg)
+    assert "systems.LiH.zmatrix[1]" in msg and "'Hx'" in msg
+
+
+def test_nan_coordinate(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H3O+"]["variables"]["d"] = [110.0, math.nan]
+    msg = _err(cfg)
+    assert "systems.H3O+.variables.d" in msg and "NaN" in msg
+
+
+def test_nan_fixed_zmatrix_value(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["zmatrix"][2][4] = math.nan
+    cfg["systems"]["H2O"]["variables"].pop("theta")
+    msg = _err(cfg)
+    assert "systems.H2O.zmatrix" in msg and "nan" in msg.lower()
+
+
+def test_undefined_variable_and_bad_reference(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["zmatrix"][2] = ["H", 0, "r9", 1, "theta"]
+    assert "'r9'" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["zmatrix"][1] = ["H", 5, "r1"]
+    assert "systems.H2O.zmatrix" in _err(cfg)
+
+
+def test_coordinate_atom_out_of_range(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["coordinates"][0]["atoms"] = [[0, 1], [0, 3]]
+    msg = _err(cfg)
+    assert "systems.H2O.coordinates[0]" in msg and "3" in msg
+
+
+def test_inconsistent_charge_and_multiplicity(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H3O+"]["charge"] = 0
+    assert "systems.H3O+" in _err(cfg)
+
+
+def test_grid_needs_perfect_power(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["sampling"]["train"] = {"design": "grid", "n": 30}
+    assert "systems.H2O.sampling.train.n" in _err(cfg)

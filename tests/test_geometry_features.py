@@ -1,0 +1,74 @@
+"""Internal <-> Cartesian round trips and the symmetry of the features."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from qnnff.config import system_spec
+from qnnff.features import Featurizer, internal_coordinates
+from qnnff.geometry import angle, bond, dihedral
+from qnnff.sampling import sample_values
+
+
+@pytest.mark.parametrize("system", ["LiH", "H2O", "H3O+"])
+def test_zmatrix_round_trip(paper_config, system):
+    spec = system_spec(paper_config, system)
+    vals = sample_values(spec, "train", seed=3)[:50]
+    for row in vals:
+        values = dict(zip(spec.variable_names, row))
+        pos = torch.as_tensor(spec.geometry(values))
+        for i, zr in enumerate(spec.zmatrix):
+            if zr.bond:
+                a, v = zr.bond
+                assert bond(pos, i, a).item() == pytest.approx(values.get(v, v), abs=1e-10)
+            if zr.angle:
+                b, v = zr.angle
+                assert angle(pos, i, zr.bond[0], b).item() == pytest.approx(values.get(v, v), abs=1e-8)
+            if zr.dihedral:
+                c, v = zr.dihedral
+                assert dihedral(pos, i, zr.bond[0], zr.angle[0], c).item() == pytest.approx(values.get(v, v), abs=1e-8)
+
+
+def _featurizer(spec, vals):
+    pos = torch.as_tensor(np.stack([spec.geometry(dict(zip(spec.variable_names, r))) for r in vals]))
+    q = internal_coordinates(spec.families, pos)
+    feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=q.min(0).values, hi=q.max(0).values,
+                      margin=0.05, symbols=list(spec.symbols))
+    return feat, pos
+
+
+@pytest.mark.parametrize("system,perm", [("LiH", [0, 1]), ("H2O", [0, 2, 1]), ("H3O+", [0, 2, 3, 1]), ("H3O+", [0, 3, 1, 2])])
+def test_features_invariant(paper_config, system, perm):
+    spec = system_spec(paper_config, system)
+    feat, pos = _featurizer(spec, sample_values(spec, "train", seed=1)[:40])
+    x0 = feat(pos)
+    assert torch.all(x0.abs() <= np.pi + 1e-12)
+    rot = torch.as_tensor(Rotation.random(random_state=5).as_matrix())
+    moved = pos @ rot.T + torch.tensor([1.3, -2.0, 0.7], dtype=torch.float64)
+    assert torch.allclose(feat(moved), x0, atol=1e-10)
+    if system != "LiH":  # the permutation swaps equivalent H atoms (LiH has none: identity)
+        assert torch.allclose(feat(pos[:, perm]), x0, atol=1e-10)
+
+
+def test_feature_jacobian_matches_finite_differences(paper_config):
+    spec = system_spec(paper_config, "H3O+")
+    feat, pos = _featurizer(spec, sample_values(spec, "train", seed=2)[:30])
+    x, jac = feat.features_and_jacobian(pos[:3])
+    h = 1e-6
+    for a in range(4):
+        for k in range(3):
+            dp = torch.zeros_like(pos[:3])
+            dp[:, a, k] = h
+            fd = (feat(pos[:3] + dp) - feat(pos[:3] - dp)) / (2 * h)
+            assert torch.allclose(jac[:, :, a, k], fd, atol=1e-6)
+
+
+def test_scaling_maps_training_range_inside_unit_interval(paper_config):
+    spec = system_spec(paper_config, "H2O")
+    feat, pos = _featurizer(spec, sample_values(spec, "train", seed=4)[:60])
+    s = feat.scale(feat.internal(pos))
+    assert s.min().item() == pytest.approx(-0.95) and s.max().item() == pytest.approx(0.95)
+    assert not feat.out_of_domain(pos).any()
+    d = Featurizer.from_dict(feat.to_dict())
+    assert torch.equal(d(pos), feat(pos))
