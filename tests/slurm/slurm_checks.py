@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Checks used by tests/slurm/run_local_slurm.sh (standard library only).
+
+  slurm_checks.py jobs LOGFILE
+      From a Snakemake log of a run with `--workflow-profile profiles/slurm`: every job of a
+      non-local rule must have been submitted with sbatch ("Job N has been submitted with SLURM
+      jobid M"), no local rule may have been, and `sacct` must list every SLURM job id of the
+      run (job name = the plugin's run id) as COMPLETED. Prints a table of the jobs.
+
+  slurm_checks.py manifest DIR BEFORE EXCLUDE_REGEX
+      sha256 of every file under DIR that is not listed in the file BEFORE (the files present
+      before the run) and whose relative path does not match EXCLUDE_REGEX. One line per file:
+      "<sha256>  <relative path>", sorted.
+
+  slurm_checks.py compare LOCAL_DIR SLURM_DIR BEFORE EXCLUDE_REGEX
+      Default output comparison: the two manifests must be identical (same files, same bytes).
+"""
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+
+RULE_RE = re.compile(r"^(local)?(rule|checkpoint) (\S+):\s*$")
+JOBID_RE = re.compile(r"^\s+jobid: (\d+)\s*$")
+SUBMIT_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+ARRAY_RE = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+                      r"The individual task IDs are (\d+)-(\d+)")
+RUNID_RE = re.compile(r"SLURM run ID: (\S+)")
+
+
+def parse_log(path):
+    """Return ({smk jobid: (rule, is_local)}, {smk jobid: [slurm ids]}, run ids)."""
+    jobs, submitted, run_ids = {}, {}, []
+    pending = None  # (rule, is_local) waiting for its "jobid:" line
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            m = RULE_RE.match(line)
+            if m:
+                pending = (m.group(3), bool(m.group(1)))
+                continue
+            m = JOBID_RE.match(line)
+            if m and pending is not None:
+                jobs[int(m.group(1))] = pending
+                pending = None
+                continue
+            if not line.strip():
+                pending = None
+            m = SUBMIT_RE.search(line)
+            if m:
+                submitted.setdefault(int(m.group(1)), []).append(m.group(2))
+            m = ARRAY_RE.search(line)
+            if m:  # one sbatch --array for several jobs: task k of the array is the k-th job id
+                first = int(m.group(3))
+                for k, jid in enumerate(m.group(1).split(",")):
+                    submitted.setdefault(int(jid), []).append(f"{m.group(2)}_{first + k}")
+            m = RUNID_RE.search(line)
+            if m and m.group(1) not in run_ids:
+                run_ids.append(m.group(1))
+    return jobs, submitted, run_ids
+
+
+def sacct_rows(run_id):
+    out = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "--name", run_id, "--starttime", "now-7days",
+         "--format", "JobIDRaw,JobID,State,ExitCode,Partition,Account,ReqCPUS,ReqMem,Timelimit,Comment%80"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 10:
+            rows.append(parts)
+    return rows
+
+
+def cmd_jobs(logfile):
+    jobs, submitted, run_ids = parse_log(logfile)
+    errors = []
+    remote = {j: r for j, (r, local) in jobs.items() if not local}
+    local = {j: r for j, (r, local) in jobs.items() if local}
+    if not jobs:
+        errors.append("no job found in the log: nothing ran, the check would be vacuous")
+    if not remote:
+        errors.append("no non-local job ran: nothing went through SLURM")
+    if not run_ids:
+        errors.append("no 'SLURM run ID' in the log: the slurm executor was not used")
+    for j, r in sorted(remote.items()):
+        if j not in submitted:
+            errors.append(f"job {j} (rule {r}) ran but was not submitted to SLURM")
+    for j, r in sorted(local.items()):
+        if j in submitted:
+            errors.append(f"local job {j} (rule {r}) was submitted to SLURM")
+    for j in sorted(submitted):
+        if j not in jobs:
+            errors.append(f"SLURM submission for unknown Snakemake job {j}")
+    slurm_ids = sorted({s.split("_")[0] for ids in submitted.values() for s in ids}, key=int)
+    rows = []
+    for run_id in run_ids:
+        rows.extend(sacct_rows(run_id))
+    by_jobid = {r[1]: r for r in rows}  # JobID: "<id>", or "<array id>_<task>" for array tasks
+    print(f"SLURM run id(s): {', '.join(run_ids)}")
+    print(f"{'smk':>4} {'rule':<20} {'slurm':>6} {'state':<10} {'exit':<5} {'part':<8} {'account':<12} "
+          f"{'cpus':>4} {'mem':>6} {'time':>9}")
+    for j in sorted(jobs):
+        rule, is_local = jobs[j]
+        if is_local:
+            print(f"{j:>4} {rule:<20} {'-':>6} {'local':<10}")
+            continue
+        for sid in submitted.get(j, []):
+            row = by_jobid.get(sid)
+            if row is None:
+                errors.append(f"sacct does not list SLURM job {sid} (rule {rule})")
+                print(f"{j:>4} {rule:<20} {sid:>6} {'MISSING':<10}")
+                continue
+            print(f"{j:>4} {rule:<20} {sid:>6} {row[2]:<10} {row[3]:<5} {row[4]:<8} {row[5]:<12} "
+                  f"{row[6]:>4} {row[7]:>6} {row[8]:>9}")
+    for row in rows:
+        if row[2] != "COMPLETED":
+            errors.append(f"SLURM job {row[1]} ended {row[2]} (exit {row[3]}, {row[9]})")
+    print(f"{len(remote)} job(s) ran in SLURM ({len(slurm_ids)} sbatch submission(s), "
+          f"{len(rows)} sacct record(s)), {len(local)} local job(s)")
+    for e in errors:
+        print("ERROR:", e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+def manifest(root, before_file, exclude):
+    with open(before_file) as fh:
+        before = {line.rstrip("\n") for line in fh}
+    pat = re.compile(exclude) if exclude else None
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            if rel in before or (pat is not None and pat.search(rel)) or not os.path.isfile(full):
+                continue
+            h = hashlib.sha256()
+            with open(full, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            lines.append(f"{h.hexdigest()}  {rel}")
+    return sorted(lines, key=lambda s: s[66:])
+
+
+def cmd_manifest(root, before_file, exclude):
+    for line in manifest(root, before_file, exclude):
+        print(line)
+    return 0
+
+
+def cmd_compare(local_dir, slurm_dir, before_file, exclude):
+    a = manifest(local_dir, before_file, exclude)
+    b = manifest(slurm_dir, before_file, exclude)
+    da = {line[66:]: line[:64] for line in a}
+    db = {line[66:]: line[:64] for line in b}
+    bad = 0
+    for rel in sorted(set(da) | set(db)):
+        if rel not in db:
+            print(f"only in the local run: {rel}", file=sys.stderr)
+            bad += 1
+        elif rel not in da:
+            print(f"only in the SLURM run: {rel}", file=sys.stderr)
+            bad += 1
+        elif da[rel] != db[rel]:
+            print(f"differs: {rel}", file=sys.stderr)
+            bad += 1
+    if not da:
+        print("no output file to compare (local run produced nothing)", file=sys.stderr)
+        bad += 1
+    print(f"compared {len(da)} output file(s) by sha256: {bad} difference(s)")
+    return 1 if bad else 0
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "jobs" and len(argv) == 3:
+        return cmd_jobs(argv[2])
+    if len(argv) == 5 and argv[1] == "manifest":
+        return cmd_manifest(*argv[2:])
+    if len(argv) == 6 and argv[1] == "compare":
+        return cmd_compare(*argv[2:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
