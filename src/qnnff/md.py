@@ -1,0 +1,223 @@
+"""Microcanonical (NVE) molecular dynamics with ASE's velocity Verlet, for any ASE calculator.
+
+:func:`run_nve`:
+
+* initial state: the given positions (plus an optional ``displacement``), and either Maxwell-Boltzmann velocities at
+  ``temperature_K`` drawn with ``numpy.random.default_rng(seed)`` (passed as ``rng=`` to ASE's
+  ``thermalize_momenta``, which ASE 3.29 made the successor of the deprecated ``MaxwellBoltzmannDistribution``; same draw), or explicit ``velocities_A_per_fs``, or zero velocities. Drawn velocities then
+  have their centre-of-mass momentum and angular momentum removed (ASE ``Stationary`` and ``ZeroRotation`` with
+  ``preserve_temperature=False``: the removed rigid-body motion is not put back into the internal modes, so the
+  internal kinetic energy keeps its Maxwell-Boltzmann expectation ``(3N - 6) k T / 2``);
+* every ``log_every`` steps (and at step 0) the positions, potential/kinetic/total energies and temperature are
+  recorded; with ``trajectory_path`` the same frames (positions, momenta, forces, energies, time) are written as
+  extxyz, atomically (the file appears only when the run completes);
+* reported: energy drift per atom per ps (slope of a least-squares line through the total energy vs time, divided
+  by the number of atoms), the largest ``|E_tot(t) - E_tot(0)|``, and the integration speed (steps per second of
+  wall time, force evaluations included, recording excluded as far as possible).
+
+:func:`run_stretched_bond`: the paper's LiH experiment, a diatomic started from a stretched bond at rest, with the
+interatomic distance ``r(t)``.
+
+A calculator that raises (e.g. :class:`~qnnff.calculators.OutOfDomainError` when the trajectory leaves the model's
+domain) stops the run with that error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+from .io import atomic_path
+
+__all__ = ["BondOscillation", "MDResult", "energy_drift", "run_nve", "run_stretched_bond"]
+
+
+@dataclass
+class MDResult:
+    """Recorded frames (every ``log_every`` steps, step 0 included) and summary numbers. Energies eV, times fs."""
+
+    steps: np.ndarray
+    times_fs: np.ndarray
+    positions: np.ndarray  # [F, n_atoms, 3] Angstrom
+    potential_energy: np.ndarray
+    kinetic_energy: np.ndarray
+    total_energy: np.ndarray
+    temperature_K: np.ndarray
+    n_atoms: int
+    timestep_fs: float
+    n_steps: int
+    log_every: int
+    drift_eV_per_atom_per_ps: float
+    max_abs_energy_deviation_eV: float
+    steps_per_second: float
+    wall_seconds: float
+    trajectory_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly numbers (no per-frame arrays)."""
+        return {
+            "n_atoms": self.n_atoms,
+            "timestep_fs": self.timestep_fs,
+            "n_steps": self.n_steps,
+            "log_every": self.log_every,
+            "duration_ps": self.n_steps * self.timestep_fs / 1000.0,
+            "drift_eV_per_atom_per_ps": self.drift_eV_per_atom_per_ps,
+            "max_abs_energy_deviation_eV": self.max_abs_energy_deviation_eV,
+            "initial_total_energy_eV": float(self.total_energy[0]),
+            "mean_temperature_K": float(np.mean(self.temperature_K)),
+            "steps_per_second": self.steps_per_second,
+            "wall_seconds": self.wall_seconds,
+            "trajectory_path": self.trajectory_path,
+            **self.extra,
+        }
+
+
+def energy_drift(times_fs: np.ndarray, total_energy: np.ndarray, n_atoms: int) -> tuple[float, float]:
+    """(slope of the least-squares line E_tot(t) in eV/atom/ps, max |E_tot - E_tot(0)| in eV)."""
+    t_ps = np.asarray(times_fs, dtype=float) / 1000.0
+    e = np.asarray(total_energy, dtype=float)
+    max_dev = float(np.max(np.abs(e - e[0]))) if e.size else float("nan")
+    if e.size < 2:
+        return float("nan"), max_dev
+    slope = float(np.polyfit(t_ps, e, 1)[0])
+    return slope / n_atoms, max_dev
+
+
+def _frame(atoms: Atoms, step: int, time_fs: float, epot: float, ekin: float) -> Atoms:
+    snap = Atoms(symbols=atoms.get_chemical_symbols(), positions=atoms.get_positions(), momenta=atoms.get_momenta(),
+                 cell=atoms.get_cell(), pbc=atoms.get_pbc())
+    snap.calc = SinglePointCalculator(snap, energy=epot, forces=atoms.get_forces())
+    snap.info.update({"step": int(step), "time_fs": float(time_fs), "kinetic_energy": float(ekin), "total_energy": float(epot + ekin)})
+    return snap
+
+
+def run_nve(
+    *,
+    calculator: Any,
+    atoms: Atoms,
+    timestep_fs: float,
+    n_steps: int,
+    temperature_K: float | None = None,
+    velocities_A_per_fs: np.ndarray | None = None,
+    displacement_A: np.ndarray | None = None,
+    seed: int | None = None,
+    trajectory_path: str | Path | None = None,
+    log_every: int = 1,
+) -> MDResult:
+    """Velocity-Verlet NVE run (see the module docstring). ``atoms`` is copied, not modified."""
+    if not timestep_fs > 0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}")
+    if int(n_steps) < 0 or int(log_every) < 1:
+        raise ValueError(f"need n_steps >= 0 and log_every >= 1, got {n_steps}, {log_every}")
+    if temperature_K is not None and velocities_A_per_fs is not None:
+        raise ValueError("give either temperature_K (Maxwell-Boltzmann velocities) or velocities_A_per_fs, not both")
+    n_steps, log_every = int(n_steps), int(log_every)
+
+    at = Atoms(symbols=atoms.get_chemical_symbols(), positions=atoms.get_positions(), cell=atoms.get_cell(), pbc=atoms.get_pbc())
+    if displacement_A is not None:
+        d = np.asarray(displacement_A, dtype=float)
+        if d.shape != (len(at), 3):
+            raise ValueError(f"displacement_A must have shape ({len(at)}, 3), got {d.shape}")
+        at.positions = at.positions + d
+    if temperature_K is not None:
+        if seed is None:
+            raise ValueError("temperature_K needs a seed (Maxwell-Boltzmann velocities are drawn from numpy.random.default_rng(seed))")
+        if not temperature_K >= 0:
+            raise ValueError(f"temperature_K must be >= 0, got {temperature_K}")
+        thermalize_momenta(at, float(temperature_K), rng=np.random.default_rng(int(seed)))
+        Stationary(at, preserve_temperature=False)
+        if len(at) > 1:
+            ZeroRotation(at, preserve_temperature=False)
+    elif velocities_A_per_fs is not None:
+        v = np.asarray(velocities_A_per_fs, dtype=float)
+        if v.shape != (len(at), 3):
+            raise ValueError(f"velocities_A_per_fs must have shape ({len(at)}, 3), got {v.shape}")
+        at.set_velocities(v / units.fs)  # ASE velocities: Angstrom per ASE time unit; 1 fs = units.fs
+    else:
+        at.set_momenta(np.zeros((len(at), 3)))
+    at.calc = calculator
+
+    rec: dict[str, list] = {k: [] for k in ("steps", "pos", "epot", "ekin", "temp")}
+    frames: list[Atoms] = []
+    dyn = VelocityVerlet(at, timestep=float(timestep_fs) * units.fs)
+    record_seconds = [0.0]
+
+    def record() -> None:
+        t0 = time.perf_counter()
+        step = dyn.nsteps
+        epot = float(at.get_potential_energy())
+        ekin = float(at.get_kinetic_energy())
+        rec["steps"].append(step)
+        rec["pos"].append(at.get_positions())
+        rec["epot"].append(epot)
+        rec["ekin"].append(ekin)
+        rec["temp"].append(float(at.get_temperature()))
+        if trajectory_path is not None:
+            frames.append(_frame(at, step, step * timestep_fs, epot, ekin))
+        record_seconds[0] += time.perf_counter() - t0
+
+    dyn.attach(record, interval=log_every)
+    at.get_forces()  # step-0 forces outside the timed region
+    t_start = time.perf_counter()
+    dyn.run(n_steps)
+    wall = time.perf_counter() - t_start
+    integrate = max(wall - record_seconds[0], 1e-12)
+
+    steps = np.asarray(rec["steps"], dtype=int)
+    times = steps * float(timestep_fs)
+    epot, ekin = np.asarray(rec["epot"]), np.asarray(rec["ekin"])
+    etot = epot + ekin
+    drift, max_dev = energy_drift(times, etot, len(at))
+    traj = None
+    if trajectory_path is not None:
+        from ase.io import write
+
+        with atomic_path(trajectory_path, suffix=".extxyz") as tmp:
+            write(tmp, frames, format="extxyz")
+        traj = str(trajectory_path)
+    return MDResult(
+        steps=steps, times_fs=times, positions=np.asarray(rec["pos"]), potential_energy=epot, kinetic_energy=ekin,
+        total_energy=etot, temperature_K=np.asarray(rec["temp"]), n_atoms=len(at), timestep_fs=float(timestep_fs),
+        n_steps=n_steps, log_every=log_every, drift_eV_per_atom_per_ps=drift, max_abs_energy_deviation_eV=max_dev,
+        steps_per_second=n_steps / integrate if n_steps else float("nan"), wall_seconds=wall, trajectory_path=traj,
+    )
+
+
+@dataclass
+class BondOscillation:
+    """Interatomic distance r(t) (Angstrom) of a diatomic released from a stretched bond, and the full MD record."""
+
+    times_fs: np.ndarray
+    r_A: np.ndarray
+    md: MDResult
+
+
+def run_stretched_bond(
+    *,
+    calculator: Any,
+    symbols: Sequence[str],
+    r_start_A: float,
+    timestep_fs: float,
+    n_steps: int,
+    log_every: int = 1,
+    trajectory_path: str | Path | None = None,
+) -> BondOscillation:
+    """The paper's LiH figure: a diatomic along z at distance ``r_start_A``, zero velocities, NVE; returns r(t)."""
+    if len(symbols) != 2:
+        raise ValueError(f"run_stretched_bond needs a diatomic, got symbols {list(symbols)}")
+    if not r_start_A > 0:
+        raise ValueError(f"r_start_A must be positive, got {r_start_A}")
+    atoms = Atoms(symbols=list(symbols), positions=[[0.0, 0.0, 0.0], [0.0, 0.0, float(r_start_A)]])
+    md = run_nve(calculator=calculator, atoms=atoms, timestep_fs=timestep_fs, n_steps=n_steps, log_every=log_every,
+                 trajectory_path=trajectory_path)
+    r = np.linalg.norm(md.positions[:, 1] - md.positions[:, 0], axis=-1)
+    return BondOscillation(times_fs=md.times_fs, r_A=r, md=md)
