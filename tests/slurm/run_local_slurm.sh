@@ -106,8 +106,9 @@ T0=$(now)
 # ---------------------------------------------------------------- daemon bookkeeping (by PID)
 # name -> expected command name; a PID file in $RUN is only acted on if the process has that name,
 # so a stale PID file never ends somebody else's process.
-declare -A COMM=([slurmd]=slurmd [slurmctld]=slurmctld [slurmdbd]=slurmdbd [mariadbd]=mariadbd [munged]=munged)
-STOP_ORDER=(slurmd slurmctld slurmdbd mariadbd munged)
+# ("snakemake" is the `timeout` wrapping a snakemake run: SIGTERM to it ends the run too)
+declare -A COMM=([snakemake]=timeout [slurmd]=slurmd [slurmctld]=slurmctld [slurmdbd]=slurmdbd [mariadbd]=mariadbd [munged]=munged)
+STOP_ORDER=(snakemake slurmd slurmctld slurmdbd mariadbd munged)
 
 pid_of() {  # pid of our daemon $1 if it runs, else empty
   local f="$RUN/$1.pid" pid
@@ -130,19 +131,39 @@ stop_daemon() {
   echo "  stopped $name (pid $pid)" >&2
 }
 
+alive() { local p; for p in "$@"; do [[ -d /proc/$p ]] && return 0; done; return 1; }
+
+stop_run() {  # the snakemake run under `timeout`: SIGTERM (it cancels its SLURM jobs), then SIGKILL
+  local pid kids i
+  pid=$(pid_of snakemake)
+  [[ -n $pid ]] || return 0
+  kids=$(pgrep -P "$pid" || true)
+  # shellcheck disable=SC2086
+  kill -TERM "$pid" $kids 2>/dev/null || true
+  for i in $(seq 1 100); do alive "$pid" $kids || break; sleep 0.3; done
+  if alive "$pid" $kids; then
+    # shellcheck disable=SC2086
+    kill -KILL $(for k in $kids; do pgrep -P "$k"; done) $kids "$pid" 2>/dev/null || true
+    echo "  killed the snakemake run (pid $pid $kids) after 30 s" >&2
+  else
+    echo "  stopped the snakemake run (pid $pid)" >&2
+  fi
+}
+
 stop_all() {
   [[ -d $RUN ]] || return 0
+  stop_run
   if [[ -n $(pid_of slurmctld) ]]; then  # jobs left by a failed run: cancel them on our cluster
     SLURM_CONF="$ETC/slurm.conf" scancel --full -u root 2>/dev/null || true
   fi
   local d
-  for d in "${STOP_ORDER[@]}"; do stop_daemon "$d"; done
+  for d in "${STOP_ORDER[@]:1}"; do stop_daemon "$d"; done
 }
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  log "stopping the daemons this script started"
+  log "stopping the snakemake run and the daemons this script started"
   stop_all
   if [[ $CREATED_MUNGE_SOCKDIR == 1 ]]; then rm -rf "$MUNGE_SOCKDIR"; fi
   if [[ $CREATED_RUN_SLURM == 1 ]]; then rm -rf "$RUN_SLURM"; fi
@@ -362,6 +383,21 @@ BEFORE="$STATE_DIR/files-before.txt"
 (cd "$CLUSTER_DIR" && find . -type f -printf '%P\n' | sort) >"$BEFORE"
 echo "  $(wc -l <"$BEFORE") files copied" >&2
 
+# A snakemake run in the background + wait: a signal to this script is handled at once (the trap
+# ends the run, whose SLURM jobs are then cancelled), not only after snakemake has finished.
+CHILD=""
+run_child() {  # run_child DIR LOGFILE CMD...: run CMD in DIR with a time limit, output to LOGFILE
+  local dir=$1 logfile=$2 rc=0
+  shift 2
+  (cd "$dir" && exec timeout "$RUN_TIMEOUT" "$@") >"$logfile" 2>&1 &
+  CHILD=$!
+  echo "$CHILD" >"$RUN/snakemake.pid"
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  rm -f "$RUN/snakemake.pid"
+  return "$rc"
+}
+
 SNAKEFILE_ARG=$SNAKEFILE
 CONFIG_ARGS=()
 [[ -n $CONFIGFILE ]] && CONFIG_ARGS=(--configfile "$CONFIGFILE")
@@ -373,7 +409,7 @@ if [[ $RUN_LOCAL == 1 ]]; then
   log "4. local run: (cd $LOCAL_DIR && $SNAKEMAKE $LOCAL_ARGS ${COMMON[*]})"
   t=$(now)
   # shellcheck disable=SC2086
-  (cd "$LOCAL_DIR" && timeout "$RUN_TIMEOUT" "$SNAKEMAKE" $LOCAL_ARGS "${COMMON[@]}") >"$STATE_DIR/local.log" 2>&1 \
+  run_child "$LOCAL_DIR" "$STATE_DIR/local.log" "$SNAKEMAKE" $LOCAL_ARGS "${COMMON[@]}" \
     || { tail -n 40 "$STATE_DIR/local.log" >&2; die "the local run failed (log: $STATE_DIR/local.log)"; }
   T[local_run]=$(elapsed "$t")
   echo "  done in ${T[local_run]} s (log: $STATE_DIR/local.log)" >&2
@@ -385,9 +421,8 @@ fi
 log "5. SLURM run: (cd $CLUSTER_DIR && QNNFF_SLURM_ACCOUNT=$ACCOUNT QNNFF_SLURM_PARTITION=$PARTITION $SNAKEMAKE --workflow-profile $PROFILE ${COMMON[*]} $CLUSTER_ARGS)"
 t=$(now)
 # shellcheck disable=SC2086
-(cd "$CLUSTER_DIR" && QNNFF_SLURM_ACCOUNT="$ACCOUNT" QNNFF_SLURM_PARTITION="$PARTITION" \
-  timeout "$RUN_TIMEOUT" "$SNAKEMAKE" --workflow-profile "$PROFILE" "${COMMON[@]}" $CLUSTER_ARGS) \
-  >"$STATE_DIR/slurm.log" 2>&1 \
+QNNFF_SLURM_ACCOUNT="$ACCOUNT" QNNFF_SLURM_PARTITION="$PARTITION" \
+  run_child "$CLUSTER_DIR" "$STATE_DIR/slurm.log" "$SNAKEMAKE" --workflow-profile "$PROFILE" "${COMMON[@]}" $CLUSTER_ARGS \
   || { tail -n 60 "$STATE_DIR/slurm.log" >&2; die "the SLURM run failed (log: $STATE_DIR/slurm.log)"; }
 T[slurm_run]=$(elapsed "$t")
 echo "  done in ${T[slurm_run]} s (log: $STATE_DIR/slurm.log)" >&2
