@@ -13,6 +13,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
 
 
 # ------------------------------------------------------------------ stage targets
@@ -29,9 +30,17 @@ rule features:
         expand("results/{system}/features/{name}", system=SYSTEMS, name=["scalers.json", "train.npz", "test.npz"]),
 
 
+rule train:
+    """Stage 3: every configured model of every system, trained, with test-set predictions."""
+    input:
+        model_files("model.zip"),
+        model_files("test_predictions.extxyz"),
+
+
 # ------------------------------------------------------------------ default target
 rule all:
     default_target: True
     input:
         rules.data.input,
         rules.features.input,
+        rules.train.input,

@@ -6,6 +6,8 @@ rule sample_points:
     """Sampling design of one system: every train/test point, its chunk and its place on the chunk's path."""
     output:
         "results/{system}/data/points.csv",
+    params:
+        config_hash=data_hash,
     log:
         log_path("sample_points", "{system}"),
     benchmark:
@@ -27,6 +29,8 @@ rule dft_chunk:
     output:
         xyz="results/{system}/data/chunks/{chunk}.extxyz",
         status="results/{system}/data/chunks/{chunk}.json",
+    params:
+        config_hash=data_hash,
     log:
         log_path("dft_chunk", "{system}", "{chunk}"),
     benchmark:
@@ -56,6 +60,8 @@ rule assemble_dataset:
             subcategory="{system}",
         ),
         report_json="results/{system}/data/dft_report.json",
+    params:
+        config_hash=data_hash,
     log:
         log_path("assemble_dataset", "{system}"),
     benchmark:

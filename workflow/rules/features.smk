@@ -10,6 +10,8 @@ rule featurize:
         scalers="results/{system}/features/scalers.json",
         train="results/{system}/features/train.npz",
         test="results/{system}/features/test.npz",
+    params:
+        config_hash=data_hash,
     log:
         log_path("featurize", "{system}"),
     benchmark:

@@ -1,0 +1,135 @@
+"""The paper's figures, in one consistent matplotlib style; every figure is written as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .io import atomic_path
+
+COLORS = {"dft": "black", "qnn": "#1f77b4", "nn": "#d62728", "bpnn": "#2ca02c"}
+LABELS = {"dft": "DFT", "qnn": "QNN", "nn": "NN", "bpnn": "BPNN"}
+MARKERS = {"qnn": "o", "nn": "s", "bpnn": "^"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "figure.dpi": 120, "savefig.dpi": 200, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3,
+        "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False, "svg.hashsalt": "qnnff",
+        "pdf.compression": 6,
+    })
+    return plt
+
+
+def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
+    """Write the figure atomically; PDFs carry no creation date so reruns give identical files."""
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", metadata={"Software": None})
+    if pdf is not None:
+        with atomic_path(pdf) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+    _plt().close(fig)
+
+
+def curve_1d(x: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], ref_x: np.ndarray, ref_e: np.ndarray,
+             ref_f: np.ndarray, *, xlabel: str, title: str, png: str, pdf: str, test_x=None, test_e=None, test_f=None) -> None:
+    """Energy and force along one coordinate: models as lines, DFT points as markers (train: filled, test: open)."""
+    plt = _plt()
+    fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for kind, (e, f) in curves.items():
+        ax_e.plot(x, e, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+        ax_f.plot(x, f, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+    ax_e.plot(ref_x, ref_e, "o", ms=3, color="black", label="DFT (train)")
+    ax_f.plot(ref_x, ref_f, "o", ms=3, color="black", label="DFT (train)")
+    if test_x is not None:
+        ax_e.plot(test_x, test_e, "o", ms=4, mfc="none", color="black", label="DFT (test)")
+        ax_f.plot(test_x, test_f, "o", ms=4, mfc="none", color="black", label="DFT (test)")
+    ax_e.set(xlabel=xlabel, ylabel="energy (eV)", title=f"{title}: energy")
+    ax_f.set(xlabel=xlabel, ylabel="force (eV/Å)", title=f"{title}: force")
+    ax_e.legend()
+    fig.tight_layout()
+    save(fig, png, pdf)
+
+
+def parity(data: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], *, title: str, png: str, pdf: str) -> None:
+    """Parity plots: kind -> (E_ref, E_pred, F_ref, F_pred) in eV, eV/Å (energies relative to the DFT minimum)."""
+    plt = _plt()
+    fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 4))
+    e0 = min(float(np.min(v[0])) for v in data.values())
+    for kind, (er, ep, fr, fp) in data.items():
+        ax_e.plot(er - e0, ep - e0, MARKERS.get(kind, "o"), ms=3, alpha=0.7, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+        ax_f.plot(np.ravel(fr), np.ravel(fp), MARKERS.get(kind, "o"), ms=2, alpha=0.5, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+    for ax in (ax_e, ax_f):
+        lo, hi = ax.get_xlim()
+        ax.plot([lo, hi], [lo, hi], "--", color="grey", lw=0.8)
+        ax.set_aspect("equal", adjustable="datalim")
+    ax_e.set(xlabel="DFT energy - min (eV)", ylabel="model energy - min (eV)", title=f"{title}: energy (test set)")
+    ax_f.set(xlabel="DFT force component (eV/Å)", ylabel="model force component (eV/Å)", title=f"{title}: forces (test set)")
+    ax_e.legend()
+    fig.tight_layout()
+    save(fig, png, pdf)
+
+
+def learning_curves(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], *, png: str, pdf: str) -> None:
+    """system -> kind -> (iteration, loss)."""
+    plt = _plt()
+    n = len(curves)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
+    for ax, (system, per_kind) in zip(axes[0], curves.items()):
+        for kind, (it, loss) in per_kind.items():
+            ax.semilogy(it, loss, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+        ax.set(xlabel="iteration (Adam step / COBYLA evaluation)", ylabel="training loss (scaled units)", title=system)
+        ax.legend()
+    fig.tight_layout()
+    save(fig, png, pdf)
+
+
+def effdim_bars(values: Mapping[str, Mapping[str, float]], *, png: str, pdf: str) -> None:
+    """system -> kind -> d_n/d."""
+    plt = _plt()
+    systems = list(values)
+    kinds = [k for k in ("qnn", "nn", "bpnn") if any(k in v for v in values.values())]
+    w = 0.8 / max(len(kinds), 1)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for j, k in enumerate(kinds):
+        xs = [i + (j - (len(kinds) - 1) / 2) * w for i, s in enumerate(systems) if k in values[s]]
+        ys = [values[s][k] for s in systems if k in values[s]]
+        ax.bar(xs, ys, width=w, color=COLORS.get(k), label=LABELS.get(k, k))
+    ax.set_xticks(range(len(systems)), systems)
+    ax.set(ylabel="normalised effective dimension $d_n/d$", ylim=(0, 1), title="Effective dimension at n = training-set size")
+    ax.legend()
+    fig.tight_layout()
+    save(fig, png, pdf)
+
+
+def effdim_vs_n(curves: Mapping[str, Mapping[str, tuple[Sequence[int], Sequence[float]]]], *, png: str, pdf: str) -> None:
+    plt = _plt()
+    n = len(curves)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
+    for ax, (system, per_kind) in zip(axes[0], curves.items()):
+        for kind, (ns, d) in per_kind.items():
+            ax.semilogx(ns, d, "-o", ms=3, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+        ax.set(xlabel="number of data points n", ylabel="$d_n/d$", ylim=(0, 1), title=system)
+        ax.legend()
+    fig.tight_layout()
+    save(fig, png, pdf)
+
+
+def md_distance(traces: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str, png: str, pdf: str) -> None:
+    """kind -> (time in fs, distance in Å)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for kind, (t, r) in traces.items():
+        ax.plot(t, r, color=COLORS.get(kind), lw=1.2 if kind == "dft" else 1.0,
+                ls="-" if kind == "dft" else "--", label=LABELS.get(kind, kind))
+    ax.set(xlabel="time (fs)", ylabel="interatomic distance (Å)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    save(fig, png, pdf)
