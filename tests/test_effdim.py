@@ -144,6 +144,33 @@ def test_matches_qiskit_machine_learning(qnn_and_samples, qiskit_reference, jaco
     assert abs(one.d_n_over_d[0] - ref_single) < 1e-6
 
 
+class _QiskitQNNFunction(torch.autograd.Function):
+    """qiskit-ML EstimatorQNN forward/backward as a torch function of theta (old-style: torch.func cannot transform it)."""
+
+    @staticmethod
+    def forward(ctx, theta, x, qnn):
+        ctx.qnn, ctx.x, ctx.w = qnn, x.numpy(), theta.detach().numpy()
+        return torch.as_tensor(np.asarray(qnn.forward(ctx.x, ctx.w))[:, 0])
+
+    @staticmethod
+    def backward(ctx, gy):
+        jac = torch.as_tensor(np.asarray(ctx.qnn.backward(ctx.x, ctx.w)[1])[:, 0, :])  # [B, P]
+        return gy @ jac, None, None
+
+
+def test_autograd_function_falls_back_to_loop(qnn_and_samples, qiskit_reference):
+    """A wrapper around qiskit-ML's own forward/backward: 'auto' cannot vmap it, uses one pass per input, same numbers."""
+    qnn, weights, inputs = qnn_and_samples
+    ref_d, _ = qiskit_reference
+    fn = lambda x, th: _QiskitQNNFunction.apply(th, x, qnn)  # noqa: E731
+    res = effective_dimension(model_fn=fn, theta_samples=weights[:], x_samples=inputs, n=NS)
+    assert res.jacobian_method == "loop"
+    np.testing.assert_allclose(res.d_n_over_d, ref_d, rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError):
+        effective_dimension(model_fn=fn, theta_samples=weights[:1], x_samples=inputs, n=NS, jacobian="jacrev")
+    assert effective_dimension(model_fn=torch_qnn, theta_samples=weights[:2], x_samples=inputs, n=300).jacobian_method == "jacrev"
+
+
 def test_range_and_monotone_in_n(qnn_and_samples):
     """On this example d_n/d lies in [0, 1] and rises with n for n >= 1000 (kappa >~ 23).
 
@@ -249,8 +276,30 @@ def test_feature_model_function_matches_regressor():
     r_l = model_effective_dimension(model=model, positions=pos, theta_samples=th, n=[100, 1000], jacobian="loop")
     np.testing.assert_allclose(r_j.d_n, r_l.d_n, atol=1e-10)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert r_j.jacobian_method == "jacrev" and r_l.jacobian_method == "loop"
     with pytest.raises(ValueError, match="output_map"):
         module_function(model, output_map="sigmoid")
+    with pytest.raises(ValueError, match="hook"):
+        model_effective_dimension(model=model, positions=pos, theta_samples=th, n=100, jacobian="hook")
+
+    # the value_and_parameter_jacobian hook (here written with torch.func; a QNN would use its adjoint gradients)
+    reg = model.regressor
+    names = [k for k, _ in reg.named_parameters()]
+    shapes = [p.shape for _, p in reg.named_parameters()]
+
+    def value_and_parameter_jacobian(x, theta):
+        def f(th):
+            parts = torch.split(th, [math.prod(sh) for sh in shapes])
+            return torch.func.functional_call(reg, {k: t.reshape(sh) for k, t, sh in zip(names, parts, shapes)}, (x,))
+
+        return f(theta), torch.func.jacrev(f)(theta)
+
+    reg.value_and_parameter_jacobian = value_and_parameter_jacobian
+    for output_map in ("tanh", "identity", "clamp"):
+        r_h = model_effective_dimension(model=model, positions=pos, theta_samples=th, n=[100, 1000], output_map=output_map)
+        r_t = model_effective_dimension(model=model, positions=pos, theta_samples=th, n=[100, 1000], output_map=output_map, jacobian="jacrev")
+        assert r_h.jacobian_method == "jacobian_fn" and r_t.jacobian_method == "jacrev"
+        np.testing.assert_allclose(r_h.d_n, r_t.d_n, atol=1e-10)
 
 
 def test_bpnn_speed():

@@ -23,10 +23,12 @@ with the ``p_k`` clipped at 0 and outcomes with ``p_k = 0`` dropped (qiskit-ML m
 We return ``d_n`` and ``d_n / P``. qiskit-ML has no ``gamma`` (it is 1 there). ``kappa`` must exceed 1 (``n >= 19`` for
 ``gamma = 1``), otherwise ``log(kappa) <= 0`` and the ratio is meaningless; such ``n`` are rejected.
 
-Note: ``d_n / P`` lies in [0, 1] for the rank-deficient Fisher matrices typical of QNNs and NNs at the sizes used
-here, but it is *not* bounded by 1 in general: a full-rank ``F_hat`` with eigenvalues ``lambda_i`` contributes
-``sum_i log(1 + kappa lambda_i) / log(kappa)``, which exceeds ``P`` at small ``kappa`` (e.g. ``F_hat = I``). We do not
-clip it. Likewise ``d_n`` rises with ``n`` when ``F_hat`` is rank deficient but need not in general.
+Note: ``d_n / P`` is *not* bounded by 1 and ``d_n`` is *not* monotone in ``n`` in general (qiskit-ML gives the same
+numbers). Per draw, an eigenvalue ``lambda`` of ``F_hat`` contributes ``log(1 + kappa lambda) / log(kappa)``, which tends
+to 1 as ``kappa`` grows, from above if ``lambda > 1`` (falling) and from below if ``lambda < 1`` (rising). The
+normalisation makes the eigenvalues average 1, so at small ``kappa`` (``n`` below a few hundred) the large ones dominate:
+``d_n / P`` can exceed 1 and fall with ``n`` (e.g. ``F_hat = I`` gives ``log(1 + kappa) / log(kappa) > 1``); at large
+``n`` the many small eigenvalues of a typical model switch on and ``d_n`` rises. We do not clip.
 
 Implementation
 --------------
@@ -34,8 +36,10 @@ Implementation
 eigenvalues of ``F_s`` are those of the ``N x N`` Gram matrix ``A_s A_s^T`` when ``N < P`` (e.g. the BPNN's ~2000
 parameters on 100 inputs): no ``S x P x P`` array is ever formed, and every ``n`` reuses the same eigenvalues,
 ``logdet(I + kappa F_hat_s) = sum_i log1p(kappa lambda_i)``. Per-sample gradients ``dy(x)/dtheta`` come from
-``torch.func.jacrev`` (vectorised over the ``N`` outputs) or, for functions ``torch.func`` cannot transform (e.g. a
-``torch.autograd.Function`` around an external simulator), from one ``torch.autograd.grad`` per output (``"loop"``).
+``torch.func.jacrev`` (vectorised over the ``N`` outputs); for functions ``torch.func`` cannot transform (e.g. a
+``torch.autograd.Function`` without ``setup_context``, such as an adjoint simulator or a wrapper around qiskit-ML)
+``jacobian="auto"`` falls back to ``"loop"``, one forward and one backward pass per input. A model may instead hand
+over ``y`` and ``dy/dtheta`` itself (``jacobian_fn``; see ``value_and_parameter_jacobian`` below).
 
 Parameter draws
 ---------------
@@ -62,13 +66,18 @@ energies onto [-1, 1]); under random parameter draws a classical network's outpu
 * ``"tanh"``: ``y -> tanh(y)``, smooth, monotone, keeps every sample's gradient (outputs near 0 barely change);
 * ``"clamp"``: ``y -> clamp(y, -1, 1)``; samples outside [-1, 1] then have zero gradient and drop out;
 * ``"auto"`` (default): ``"identity"`` for model kind ``"qnn"``, ``"tanh"`` otherwise.
+
+Fast path: if the regressor (feature models) or the ForceField (others) has a method
+``value_and_parameter_jacobian(x [B, d], theta [P]) -> (y [B], dy/dtheta [B, P])``, with ``theta`` the trainable
+parameters flattened in ``named_parameters()`` order, :func:`model_effective_dimension` uses it instead of torch
+differentiation (the output map is applied by the chain rule).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +112,7 @@ class EffDimResult:
     n_params: int
     gamma: float = 1.0
     fisher_trace: float = float("nan")
+    jacobian_method: str = ""
     fisher_eigenvalues: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -114,6 +124,7 @@ class EffDimResult:
             "n_params": int(self.n_params),
             "gamma": float(self.gamma),
             "fisher_trace": float(self.fisher_trace),
+            "jacobian_method": self.jacobian_method,
         }
 
 
@@ -132,43 +143,80 @@ def _as_f64(t: torch.Tensor | np.ndarray, name: str, ndim: int) -> torch.Tensor:
     return out
 
 
-def _per_sample_jacobian(model_fn: ModelFn, x: torch.Tensor, theta: torch.Tensor, method: str, chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """y [N] and dy/dtheta [N, P] at one parameter vector."""
-    if method == "jacrev":
-        def f(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            y = model_fn(x, th)
-            return y, y
+JacobianFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+JacobianMethod = Literal["auto", "jacrev", "loop"]
 
-        jac, y = torch.func.jacrev(f, has_aux=True, chunk_size=chunk_size)(theta)
-        return y.detach(), jac.detach()
-    if method == "loop":
-        th = theta.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            y = model_fn(x, th)
-            rows = [torch.autograd.grad(y[i], th, retain_graph=i + 1 < y.shape[0])[0] for i in range(y.shape[0])]
-        return y.detach(), torch.stack(rows)
-    raise ValueError(f"jacobian method must be 'jacrev' or 'loop', got {method!r}")
+
+def _jacobian_jacrev(model_fn: ModelFn, x: torch.Tensor, theta: torch.Tensor, chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def f(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = model_fn(x, th)
+        return y, y
+
+    jac, y = torch.func.jacrev(f, has_aux=True, chunk_size=chunk_size)(theta)
+    return y.detach(), jac.detach()
+
+
+def _jacobian_loop(model_fn: ModelFn, x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward and one backward pass per input (O(N); works for any autograd-differentiable model_fn)."""
+    th = theta.detach().clone().requires_grad_(True)
+    ys, rows = [], []
+    with torch.enable_grad():
+        for i in range(x.shape[0]):
+            y = model_fn(x[i : i + 1], th).reshape(-1)
+            if y.shape != (1,):
+                raise ValueError(f"model_fn must map x [B, d] to y [B]; got {tuple(y.shape)} for B = 1")
+            (g,) = torch.autograd.grad(y[0], th, allow_unused=True)
+            ys.append(y.detach()[0])
+            rows.append(torch.zeros_like(th) if g is None else g)
+    return torch.stack(ys), torch.stack(rows)
+
+
+def _is_functorch_incompatibility(exc: Exception) -> bool:
+    msg = str(exc)
+    return any(k in msg for k in ("functorch", "setup_context", "vmap", "Batching rule", "torch.func"))
 
 
 def fisher_eigenvalues(
     *,
-    model_fn: ModelFn,
+    model_fn: ModelFn | None = None,
+    jacobian_fn: JacobianFn | None = None,
     theta_samples: torch.Tensor | np.ndarray,
     x_samples: torch.Tensor | np.ndarray,
-    jacobian: Literal["jacrev", "loop"] = "jacrev",
+    jacobian: JacobianMethod = "auto",
     chunk_size: int | None = None,
-) -> tuple[torch.Tensor, float]:
-    """Eigenvalues of the normalised Fisher matrices ``[S, min(N, P)]`` and the trace used to normalise them."""
+) -> tuple[torch.Tensor, float, str]:
+    """Eigenvalues of the normalised Fisher matrices ``[S, min(N, P)]``, the normalising trace, and the Jacobian
+    method used (``"jacobian_fn"``, ``"jacrev"`` or ``"loop"``)."""
+    if (model_fn is None) == (jacobian_fn is None):
+        raise ValueError("give exactly one of model_fn (differentiated with torch) and jacobian_fn (returns y and dy/dtheta)")
+    if jacobian not in ("auto", "jacrev", "loop"):
+        raise ValueError(f"jacobian must be 'auto', 'jacrev' or 'loop', got {jacobian!r}")
     theta_samples = _as_f64(theta_samples, "theta_samples", 2)
     x_samples = _as_f64(x_samples, "x_samples", 2)
     S, P = theta_samples.shape
     N = x_samples.shape[0]
     if S < 1 or N < 1 or P < 1:
         raise ValueError(f"need at least one parameter draw, one input and one parameter (got S={S}, N={N}, P={P})")
+    method = "jacobian_fn" if jacobian_fn is not None else jacobian
     eig = torch.empty(S, min(N, P), dtype=torch.float64)
     trace_sum = 0.0
     for s in range(S):
-        y, g = _per_sample_jacobian(model_fn, x_samples, theta_samples[s], jacobian, chunk_size)
+        th = theta_samples[s]
+        if method == "jacobian_fn":
+            y, g = jacobian_fn(x_samples, th)
+            y, g = torch.as_tensor(y, dtype=torch.float64).detach(), torch.as_tensor(g, dtype=torch.float64).detach()
+        elif method == "loop":
+            y, g = _jacobian_loop(model_fn, x_samples, th)
+        else:
+            try:
+                y, g = _jacobian_jacrev(model_fn, x_samples, th, chunk_size)
+                method = "jacrev"
+            except RuntimeError as exc:
+                # e.g. a torch.autograd.Function without functorch support: fall back to one pass per input
+                if method != "auto" or not _is_functorch_incompatibility(exc):
+                    raise
+                method = "loop"
+                y, g = _jacobian_loop(model_fn, x_samples, th)
         if y.shape != (N,) or g.shape != (N, P):
             raise ValueError(f"model_fn must map x [N={N}, d] and theta [P={P}] to y [N]; got y {tuple(y.shape)}, dy/dtheta {tuple(g.shape)}")
         if not (torch.isfinite(y).all() and torch.isfinite(g).all()):
@@ -183,24 +231,28 @@ def fisher_eigenvalues(
     trace = trace_sum / S
     if not trace > 0:
         raise ValueError("the Fisher information is zero for every parameter draw and input (the output does not depend on theta)")
-    return eig * (P / trace), trace
+    return eig * (P / trace), trace, method
 
 
 def effective_dimension(
     *,
-    model_fn: ModelFn,
+    model_fn: ModelFn | None = None,
     theta_samples: torch.Tensor | np.ndarray,
     x_samples: torch.Tensor | np.ndarray,
     n: int | Sequence[int],
     gamma: float = 1.0,
-    jacobian: Literal["jacrev", "loop"] = "jacrev",
+    jacobian: JacobianMethod = "auto",
     chunk_size: int | None = None,
+    jacobian_fn: JacobianFn | None = None,
 ) -> EffDimResult:
     """Normalised effective dimension of ``y = model_fn(x [B, d], theta [P]) -> [B]`` (see the module docstring).
 
-    ``model_fn`` must be differentiable w.r.t. ``theta`` with torch autograd (``jacobian="jacrev"`` also needs it to be
-    ``torch.func``-transformable; ``"loop"`` does one backward pass per input instead). ``chunk_size`` bounds the
-    memory of ``jacrev`` (number of outputs differentiated at once).
+    ``model_fn`` must be differentiable w.r.t. ``theta`` with torch autograd. ``jacobian``: ``"jacrev"``
+    (``torch.func.jacrev``, vectorised over the inputs; needs a ``torch.func``-transformable function), ``"loop"`` (one
+    forward and backward pass per input: any autograd function, slower), or ``"auto"`` (``jacrev``, falling back to
+    ``loop`` when torch.func cannot transform the function, e.g. a ``torch.autograd.Function`` without
+    ``setup_context``). ``chunk_size`` bounds the memory of ``jacrev``. Instead of ``model_fn`` a model may supply
+    ``jacobian_fn(x, theta) -> (y [N], dy/dtheta [N, P])`` directly (e.g. from an adjoint simulator).
     """
     ns = np.atleast_1d(np.asarray(n))
     if ns.ndim != 1 or ns.size == 0 or not np.issubdtype(ns.dtype, np.integer):
@@ -212,14 +264,15 @@ def effective_dimension(
     k = kappa(ns, gamma)
     if np.any(k <= 1.0):
         raise ValueError(f"kappa = gamma n / (2 pi log n) must exceed 1 for d_n to be defined; n={ns[k <= 1].tolist()} (gamma={gamma}) is too small")
-    eig, trace = fisher_eigenvalues(model_fn=model_fn, theta_samples=theta_samples, x_samples=x_samples, jacobian=jacobian, chunk_size=chunk_size)
+    eig, trace, method = fisher_eigenvalues(model_fn=model_fn, jacobian_fn=jacobian_fn, theta_samples=theta_samples, x_samples=x_samples,
+                                            jacobian=jacobian, chunk_size=chunk_size)
     S, P = torch.as_tensor(theta_samples).shape
     kt = torch.as_tensor(k, dtype=torch.float64)
     half_logdet = 0.5 * torch.log1p(kt[:, None, None] * eig[None]).sum(-1)  # [len(n), S]
     d_n = 2.0 * (torch.logsumexp(half_logdet, dim=-1) - math.log(S)) / torch.log(kt)
     d_n = d_n.numpy()
     return EffDimResult(n=ns.astype(int), d_n=d_n, d_n_over_d=d_n / P, n_params=int(P), gamma=float(gamma),
-                        fisher_trace=float(trace), fisher_eigenvalues=eig.numpy())
+                        fisher_trace=float(trace), jacobian_method=method, fisher_eigenvalues=eig.numpy())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -250,6 +303,18 @@ _MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "clamp": lambda y: torch.clamp(y, -1.0, 1.0),
 }
+# derivative of each map, as a function of the *unmapped* y (clamp: 1 inside [-1, 1], 0 outside, as torch's clamp)
+_MAP_DERIVS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda y: torch.ones_like(y),
+    "tanh": lambda y: 1.0 - torch.tanh(y) ** 2,
+    "clamp": lambda y: ((y >= -1.0) & (y <= 1.0)).to(y.dtype),
+}
+
+#: optional fast path: a regressor (or non-feature ForceField) may define
+#: ``value_and_parameter_jacobian(x [B, d], theta [P]) -> (y [B], dy/dtheta [B, P])`` with ``theta`` its trainable
+#: parameters flattened in ``named_parameters()`` order (e.g. a QNN simulator's adjoint gradients); it is then used
+#: instead of differentiating ``model_fn`` with torch.
+JACOBIAN_HOOK = "value_and_parameter_jacobian"
 
 
 class _ScaledEnergy(torch.nn.Module):
@@ -266,7 +331,10 @@ class _ScaledEnergy(torch.nn.Module):
 
 @dataclass
 class ModuleFunction:
-    """``model_fn(x, theta)`` for a ForceField, the current parameters ``theta0`` and how to build ``x``."""
+    """``model_fn(x, theta)`` for a ForceField, the current parameters ``theta0`` and how to build ``x``.
+
+    ``jacobian_fn`` is set when the model provides the ``value_and_parameter_jacobian`` hook (output map applied).
+    """
 
     model_fn: ModelFn
     theta0: torch.Tensor
@@ -274,6 +342,7 @@ class ModuleFunction:
     input_kind: Literal["features", "positions"]
     output_map: str
     _inputs: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+    jacobian_fn: JacobianFn | None = field(default=None, repr=False)
 
     @property
     def n_params(self) -> int:
@@ -296,15 +365,16 @@ def module_function(model: torch.nn.Module, *, output_map: OutputMap = "auto") -
         output_map = "identity" if getattr(model, "kind", "") == "qnn" else "tanh"
     if output_map not in _MAPS:
         raise ValueError(f"output_map must be one of {['auto', *_MAPS]}, got {output_map!r}")
-    squash = _MAPS[output_map]
+    squash, dsquash = _MAPS[output_map], _MAP_DERIVS[output_map]
 
     if isinstance(model, FeatureForceField):
         module: torch.nn.Module = model.regressor
+        hook_owner: Any = model.regressor
         input_kind = "features"
         inputs = model.featurizer
     else:
-        n_atoms = len(model.symbols)
-        module = _ScaledEnergy(model, n_atoms)
+        module = _ScaledEnergy(model, len(model.symbols))
+        hook_owner = model
         input_kind = "positions"
         inputs = lambda pos: pos.reshape(pos.shape[0], -1)  # noqa: E731
 
@@ -321,7 +391,16 @@ def module_function(model: torch.nn.Module, *, output_map: OutputMap = "auto") -
         params = {k: t.reshape(s) for k, t, s in zip(names, parts, shapes)}  # buffers/frozen parameters: the module's own
         return squash(torch.func.functional_call(module, params, (x,)))
 
-    return ModuleFunction(model_fn=model_fn, theta0=theta0, names=names, input_kind=input_kind, output_map=output_map, _inputs=inputs)
+    jacobian_fn = None
+    hook = getattr(hook_owner, JACOBIAN_HOOK, None)
+    if callable(hook):
+        def jacobian_fn(x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                y, jac = hook(x, theta)
+            return squash(y), dsquash(y).unsqueeze(-1) * jac
+
+    return ModuleFunction(model_fn=model_fn, theta0=theta0, names=names, input_kind=input_kind, output_map=output_map, _inputs=inputs,
+                          jacobian_fn=jacobian_fn)
 
 
 def model_effective_dimension(
@@ -332,13 +411,22 @@ def model_effective_dimension(
     n: int | Sequence[int],
     gamma: float = 1.0,
     output_map: OutputMap = "auto",
-    jacobian: Literal["jacrev", "loop"] = "jacrev",
+    jacobian: JacobianMethod | Literal["hook"] = "auto",
     chunk_size: int | None = None,
 ) -> EffDimResult:
-    """Effective dimension of a ForceField over input geometries ``positions [N, n_atoms, 3]`` (Angstrom)."""
+    """Effective dimension of a ForceField over input geometries ``positions [N, n_atoms, 3]`` (Angstrom).
+
+    ``jacobian="auto"`` uses the model's ``value_and_parameter_jacobian`` hook when it has one, otherwise torch
+    (``jacrev``, falling back to ``loop``); ``"hook"`` requires the hook; ``"jacrev"``/``"loop"`` force torch.
+    """
     mf = module_function(model, output_map=output_map)
     theta_samples = torch.as_tensor(theta_samples, dtype=torch.float64)
     if theta_samples.ndim != 2 or theta_samples.shape[1] != mf.n_params:
         raise ValueError(f"theta_samples must have shape [S, {mf.n_params}] (the model's trainable parameters), got {tuple(theta_samples.shape)}")
-    return effective_dimension(model_fn=mf.model_fn, theta_samples=theta_samples, x_samples=mf.inputs(positions), n=n, gamma=gamma,
-                               jacobian=jacobian, chunk_size=chunk_size)
+    x = mf.inputs(positions)
+    if jacobian == "hook" and mf.jacobian_fn is None:
+        raise ValueError(f"jacobian='hook': the model has no {JACOBIAN_HOOK}(x, theta) method")
+    if jacobian in ("hook", "auto") and mf.jacobian_fn is not None:
+        return effective_dimension(jacobian_fn=mf.jacobian_fn, theta_samples=theta_samples, x_samples=x, n=n, gamma=gamma)
+    return effective_dimension(model_fn=mf.model_fn, theta_samples=theta_samples, x_samples=x, n=n, gamma=gamma,
+                               jacobian="auto" if jacobian == "hook" else jacobian, chunk_size=chunk_size)
