@@ -14,6 +14,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/md.smk"
+include: "workflow/rules/figures.smk"
 
 
 # ------------------------------------------------------------------ stage targets
@@ -37,6 +40,28 @@ rule train:
         model_files("test_predictions.extxyz"),
 
 
+rule evaluate:
+    """Stage 4: error tables (test set) and effective dimensions."""
+    input:
+        expand("results/tables/{system}_errors.{ext}", system=SYSTEMS, ext=["csv", "md"]),
+        model_files("effective_dimension.json"),
+
+
+rule md:
+    """Stage 5: molecular dynamics driven by every model (and DFT where configured)."""
+    input:
+        md_files("trajectory.extxyz"),
+        "results/tables/md.md",
+
+
+rule figures:
+    """Stage 6: every figure, the metrics and the manifest of committed results."""
+    input:
+        figure_files(),
+        "results/metrics.json",
+        "results/MANIFEST.sha256",
+
+
 # ------------------------------------------------------------------ default target
 rule all:
     default_target: True
@@ -44,3 +69,6 @@ rule all:
         rules.data.input,
         rules.features.input,
         rules.train.input,
+        rules.evaluate.input,
+        rules.md.input,
+        rules.figures.input,

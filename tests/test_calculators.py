@@ -14,7 +14,8 @@ from qnnff.calculators import ModelCalculator, OutOfDomainError, PySCFCalculator
 from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
 from qnnff.models.base import FeatureForceField
 
-R_LO, R_HI = 0.85, 1.15  # O-H training range (Angstrom)
+R_LO, R_HI = 0.85, 1.15  # O-H training range (Angstrom): range of the two bonds' mean
+M2_HI = 0.1  # range of their second central moment ((r1 - r2) / 2)^2 (Angstrom^2)
 A_LO, A_HI = 95.0, 115.0  # H-O-H training range (degrees)
 
 
@@ -37,13 +38,14 @@ class TinyRegressor(torch.nn.Module):
 
 
 class TinyWater(FeatureForceField):
-    """A small real torch model of water: arcsin features of (two O-H bonds, sorted) and the H-O-H angle."""
+    """A small real torch model of water: arcsin features of the O-H bonds' mean and variance, and the H-O-H angle."""
 
     kind = "tiny-water-test"
 
     def __init__(self, seed: int = 0) -> None:
         fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2))), CoordinateFamily("a_HOH", "angle", ((1, 0, 2),))]
-        feat = Featurizer(families=fams, feature_map="arcsin", lo=[R_LO, R_LO, A_LO], hi=[R_HI, R_HI, A_HI], margin=0.05,
+        feat = Featurizer(families=fams, feature_map="arcsin", lo=[R_LO, 0.0, A_LO], hi=[R_HI, M2_HI, A_HI],
+                          margin=0.05,
                           symbols=["O", "H", "H"])
         super().__init__(featurizer=feat, energy_scaler=EnergyScaler(center=-2080.0, scale=0.1))
         self.regressor = TinyRegressor(seed)
@@ -99,7 +101,7 @@ def test_model_calculator_species_and_domain():
         wrong_count.get_forces()
     far = water_atoms(r1=1.40)
     far.calc = calc
-    with pytest.raises(OutOfDomainError, match=r"r_OH\[1\] = 1\.4000"):
+    with pytest.raises(OutOfDomainError, match=r"r_OH\.mean = 1\.2100"):
         far.get_forces()
     bent = water_atoms(angle_deg=130.0)
     bent.calc = calc
@@ -128,7 +130,7 @@ def test_fused_and_generic_paths_agree():
         np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-12)
     far = water_atoms(r1=1.4)
     far.calc = generic
-    with pytest.raises(OutOfDomainError, match=r"r_OH\[1\] = 1\.4000"):
+    with pytest.raises(OutOfDomainError, match=r"r_OH\.mean = 1\.2100"):
         far.get_forces()
     # the cache: same positions -> no new calculation; moved positions -> new numbers
     a = water_atoms()

@@ -228,7 +228,7 @@ def _water_featurizer():
     from qnnff.features import CoordinateFamily, Featurizer
 
     fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2))), CoordinateFamily("a_HOH", "angle", ((1, 0, 2),))]
-    return Featurizer(families=fams, feature_map="arcsin", lo=[0.85, 0.85, 95.0], hi=[1.15, 1.15, 115.0], symbols=["O", "H", "H"])
+    return Featurizer(families=fams, feature_map="arcsin", lo=[0.85, 0.0, 95.0], hi=[1.15, 0.1, 115.0], symbols=["O", "H", "H"])
 
 
 def _water_positions(n: int, seed: int) -> torch.Tensor:

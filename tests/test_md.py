@@ -14,9 +14,9 @@ from qnnff.md import energy_drift, run_nve, run_stretched_bond
 from test_calculators import TinyWater, water_atoms
 
 # stated bounds
-# tiny water model (sorted O-H bond family, as the H2O models use), dt = 0.1 fs, 2000 steps, 300 K. Measured:
-# drift -2.6e-4 eV/atom/ps, max |dE| 2.2e-4 eV; most of it comes from the force kink where the sorted bonds cross
-# (see TinyWaterUnsorted below: the same regressor on unsorted bonds gives 1e-5 eV).
+# tiny water model (O-H bond family symmetrised by moments, as the H2O models use), dt = 0.1 fs, 2000 steps, 300 K.
+# (With *sorted* bonds the forces had a kink where the bonds cross: max |dE| 2.2e-4 eV against 1e-5 eV unsorted,
+# which is why features use smooth moments; see test_smooth_model_energy_error_is_second_order.)
 MODEL_DRIFT_BOUND = 1e-3  # eV/atom/ps
 MODEL_MAX_DEV_BOUND = 2e-3  # eV, max |E_tot(t) - E_tot(0)| over that run
 LJ_DRIFT_BOUND = 1e-3  # eV/atom/ps, Ar13 Lennard-Jones cluster, dt = 2 fs, 1000 steps, 40 K
@@ -105,14 +105,16 @@ class TinyWaterUnsorted(TinyWater):
         self.featurizer = Featurizer(families=fams, feature_map="arcsin", lo=[0.85, 0.85, 95.0], hi=[1.15, 1.15, 115.0], symbols=["O", "H", "H"])
 
 
-def test_smooth_model_energy_error_is_second_order():
+@pytest.mark.parametrize("model_cls,bound", [(TinyWaterUnsorted, 3e-5), (TinyWater, 1e-3)], ids=["unsorted", "moments"])
+def test_smooth_model_energy_error_is_second_order(model_cls, bound):
+    """Raw bonds and the permutation-invariant moments are both smooth: velocity Verlet's error is O(dt^2)."""
     kw = dict(atoms=water_atoms(), temperature_K=300.0, seed=11, log_every=5)
-    coarse = run_nve(calculator=ModelCalculator(TinyWaterUnsorted()), timestep_fs=0.2, n_steps=500, **kw)
-    fine = run_nve(calculator=ModelCalculator(TinyWaterUnsorted()), timestep_fs=0.1, n_steps=1000, **kw)
+    coarse = run_nve(calculator=ModelCalculator(model_cls()), timestep_fs=0.2, n_steps=500, **kw)
+    fine = run_nve(calculator=ModelCalculator(model_cls()), timestep_fs=0.1, n_steps=1000, **kw)
     ratio = coarse.max_abs_energy_deviation_eV / fine.max_abs_energy_deviation_eV
     print(f"smooth model: max |dE| {coarse.max_abs_energy_deviation_eV:.2e} (0.2 fs), {fine.max_abs_energy_deviation_eV:.2e} eV (0.1 fs), ratio {ratio:.2f}")
-    assert fine.max_abs_energy_deviation_eV < 3e-5
-    assert 3.0 < ratio < 5.0  # velocity Verlet: O(dt^2)
+    assert fine.max_abs_energy_deviation_eV < bound
+    assert 3.0 < ratio < 6.0  # velocity Verlet on a smooth surface: O(dt^2) (a force kink gives O(dt): ratio ~2)
 
 
 def test_model_md_same_seed_same_trajectory():

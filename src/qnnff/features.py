@@ -5,8 +5,14 @@ in torch, so the Jacobian d(features)/d(positions) comes from autograd and a mod
 turns into Cartesian forces.
 
 Permutation symmetry: a coordinate *family* lists one or more atom tuples, e.g. both O-H bonds of water.
-With more than one tuple the family's values are sorted, so the features do not change when equivalent
-atoms are swapped (a continuous, piecewise-smooth invariant).
+With k > 1 tuples the family's k values v_i are replaced by permutation-invariant combinations:
+
+* ``symmetrize: moments`` (default): the mean and the central moments m_j = mean((v - mean)^j), j = 2..k.
+  They are smooth (polynomials), invariant, and determine the multiset {v_i} for k <= 3 (Newton's identities).
+  Near a symmetric geometry the energy is even in the antisymmetric displacement, i.e. a smooth function of
+  m_2, as physics demands; forces are smooth, so NVE dynamics conserves energy to O(dt^2).
+* ``symmetrize: sort``: the sorted values; continuous but with a kink where two values cross, so forces jump
+  there (kept for comparison with the paper's raw coordinates).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from .geometry import PRIMITIVES
 
 FEATURE_MAPS = ("arcsin", "pi_arcsin_arccos", "identity")
+SYMMETRIZE = ("moments", "sort")
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class CoordinateFamily:
     name: str
     type: str
     atoms: tuple[tuple[int, ...], ...]
+    symmetrize: str = "moments"
 
     @classmethod
     def from_config(cls, spec: dict, n_atoms: int, where: str) -> "CoordinateFamily":
@@ -51,7 +59,10 @@ class CoordinateFamily:
             if len(set(t)) != arity:
                 raise ValueError(f"{where}.atoms: repeated atom index in {list(t)}")
             out.append(t)
-        return cls(spec["name"], typ, tuple(out))
+        sym = spec.get("symmetrize", "moments")
+        if sym not in SYMMETRIZE:
+            raise ValueError(f"{where}.symmetrize: unknown method {sym!r} (use one of {SYMMETRIZE})")
+        return cls(spec["name"], typ, tuple(out), sym)
 
     def __len__(self) -> int:
         return len(self.atoms)
@@ -59,13 +70,19 @@ class CoordinateFamily:
     def labels(self) -> list[str]:
         if len(self.atoms) == 1:
             return [self.name]
-        return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
+        if self.symmetrize == "sort":
+            return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
+        return [f"{self.name}.mean"] + [f"{self.name}.m{j}" for j in range(2, len(self.atoms) + 1)]
 
     def evaluate(self, pos: torch.Tensor) -> torch.Tensor:
         fn, _ = PRIMITIVES[self.type]
         vals = torch.stack([fn(pos, *t) for t in self.atoms], dim=-1)
         if len(self.atoms) > 1:
-            vals = torch.sort(vals, dim=-1).values
+            if self.symmetrize == "sort":
+                return torch.sort(vals, dim=-1).values
+            mean = vals.mean(dim=-1, keepdim=True)
+            dev = vals - mean
+            vals = torch.cat([mean] + [(dev**j).mean(dim=-1, keepdim=True) for j in range(2, len(self.atoms) + 1)], dim=-1)
         return vals
 
 
@@ -160,7 +177,8 @@ class Featurizer(torch.nn.Module):
     # ---- persistence
     def to_dict(self) -> dict[str, Any]:
         return {
-            "families": [{"name": f.name, "type": f.type, "atoms": [list(t) for t in f.atoms]} for f in self.families],
+            "families": [{"name": f.name, "type": f.type, "atoms": [list(t) for t in f.atoms], "symmetrize": f.symmetrize}
+                         for f in self.families],
             "feature_map": self.feature_map,
             "lo": self.lo.tolist(),
             "hi": self.hi.tolist(),

@@ -49,3 +49,42 @@ def model_hash(kind):
         return config_hash({"data": SPECS[wildcards.system].subconfig(config),
                             "model": config["systems"][wildcards.system].get("models", {}).get(kind)})
     return _hash
+
+
+def md_kinds(name):
+    md = config["systems"][name].get("md", {})
+    return MODELS[name] + (["dft"] if md.get("dft", False) else [])
+
+
+MD_KINDS = {name: md_kinds(name) for name in SYSTEMS}
+
+
+def md_files(name, systems=None):
+    return [f"results/{s}/md/{k}/{name}" for s in (systems or SYSTEMS) for k in MD_KINDS[s]]
+
+
+DIATOMICS = [s for s in SYSTEMS if len(SPECS[s].symbols) == 2]
+
+
+def figure_files():
+    out = []
+    for s in SYSTEMS:
+        if MODELS[s]:
+            out += [f"results/figures/{s}_{n}.{e}" for n in ("parity", "curve") for e in ("png", "pdf")]
+    out += [f"results/figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_KINDS[s] for e in ("png", "pdf")]
+    out += [f"results/figures/{n}.{e}" for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n") for e in ("png", "pdf")]
+    return out
+
+
+def committed_artifacts():
+    """Everything under results/ that is committed (and listed in the manifest)."""
+    out = figure_files()
+    out += [f"results/tables/{s}_errors.{e}" for s in SYSTEMS for e in ("csv", "md")]
+    out += ["results/tables/md.csv", "results/tables/md.md"]
+    for s in SYSTEMS:
+        out += [f"results/{s}/data/{n}" for n in ("train.extxyz", "test.extxyz", "dft_report.md", "dft_report.json")]
+        out += [f"results/{s}/features/scalers.json"]
+    for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json", "effective_dimension.json"):
+        out += model_files(n)
+    out += md_files("summary.json") + md_files("trajectory.extxyz")
+    return out

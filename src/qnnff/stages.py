@@ -1,0 +1,307 @@
+"""Stage functions of the results half of the pipeline: effective dimension, errors, MD, figures, manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import dataset as ds
+from . import figures as fig
+from .config import ConfigError, config_hash, system_spec
+from .io import atomic_path, write_json_atomic, write_text_atomic
+from .provenance import provenance
+from .seeding import derive_seed, rng
+
+log = logging.getLogger("qnnff")
+
+EFFDIM_DEFAULTS = {"n_theta": 100, "n_inputs": 100, "gamma": 1.0, "n_grid": [20, 50, 100, 200, 500, 1000, 5000, 10000, 100000],
+                   "theta_range": {"qnn": [-math.pi, math.pi], "nn": [-1.0, 1.0], "bpnn": [-1.0, 1.0]}}
+MD_DEFAULTS = {"timestep_fs": 0.5, "n_steps": 4000, "log_every": 10, "temperature_K": 300.0, "dft": False, "n_steps_dft": 400}
+
+
+def _section(cfg: dict, key: str, defaults: dict) -> dict:
+    return {**defaults, **cfg.get(key, {})}
+
+
+# ---------------------------------------------------------------- effective dimension
+def effective_dimension_stage(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
+    from .effdim import model_effective_dimension
+    from .models.base import load_model
+
+    torch.set_num_threads(1)
+    ec = _section(cfg, "effective_dimension", EFFDIM_DEFAULTS)
+    model = load_model(model_path)
+    with np.load(train_npz) as f:
+        pos = f["positions"]
+    n_train = len(pos)
+    g = rng(cfg["seed"], "effdim", system, kind)
+    idx = np.sort(g.choice(len(pos), size=min(int(ec["n_inputs"]), len(pos)), replace=False))
+    effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
+    n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
+    lo, hi = ec["theta_range"][kind]
+    theta = torch.as_tensor(g.uniform(lo, hi, size=(int(ec["n_theta"]), n_params)))
+    ns = sorted({int(n) for n in ec["n_grid"] if int(n) >= 20} | {n_train if n_train >= 20 else 20})
+    res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=float(ec["gamma"]))
+    at = ns.index(n_train if n_train >= 20 else 20)
+    out = {"system": system, "model": kind, "n_params": int(res.n_params), "n_train": n_train,
+           "d_n": float(res.d_n[at]), "d_n_over_d": float(res.d_n_over_d[at]),
+           "curve": {"n": [int(v) for v in res.n], "d_n_over_d": [float(v) for v in res.d_n_over_d]},
+           "settings": {"n_theta": int(ec["n_theta"]), "n_inputs": len(idx), "gamma": float(ec["gamma"]), "theta_range": [lo, hi]}}
+    write_json_atomic(out_json, out)
+    log.info("%s %s: d_n/d = %.3f at n = %d (d = %d)", system, kind, out["d_n_over_d"], n_train, out["n_params"])
+    return out
+
+
+def _effdim_parameters(model: torch.nn.Module):
+    from .models.base import FeatureForceField
+
+    mod = model.regressor if isinstance(model, FeatureForceField) else model
+    return [p for p in mod.parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------- errors
+def errors_stage(cfg: dict, system: str, kinds: Sequence[str], predictions: Sequence[str], summaries: Sequence[str],
+                 effdims: Sequence[str], scalers_json: str, out_csv: str, out_md: str) -> pd.DataFrame:
+    from .evaluation import error_table, write_error_table
+
+    scale = json.loads(Path(scalers_json).read_text())["energy_scaler"]["scale"]
+    df = error_table(system, kinds, predictions, summaries, effdims, scale)
+    excluded = json.loads(Path(scalers_json).read_text()).get("excluded_test_points", [])
+    notes = [f"Energy scale: {scale:.6g} eV. Test points outside the training range (excluded): {len(excluded)}."]
+    write_error_table(df, out_csv, out_md, title=f"{system}: errors on the held-out test set", notes=notes)
+    return df
+
+
+# ---------------------------------------------------------------- MD
+def md_settings(cfg: dict, system: str) -> dict:
+    return {**MD_DEFAULTS, **cfg["systems"][system].get("md", {})}
+
+
+def md_start(cfg: dict, system: str) -> np.ndarray:
+    """Start geometry: the configured Z-matrix values, else the centre of the sampled box."""
+    spec = system_spec(cfg, system)
+    mc = md_settings(cfg, system)
+    values = {v: 0.5 * (lo + hi) for v, (lo, hi) in spec.variables.items()}
+    values.update(mc.get("start", {}))
+    return spec.geometry(values)
+
+
+def md_stage(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: str, out_json: str) -> dict:
+    from ase import Atoms
+
+    from .calculators import ModelCalculator, PySCFCalculator
+    from .md import run_nve, run_stretched_bond
+
+    torch.set_num_threads(1)
+    spec = system_spec(cfg, system)
+    mc = md_settings(cfg, system)
+    if kind == "dft":
+        from pyscf import lib
+
+        lib.num_threads(1)
+        calc = PySCFCalculator(level=spec.level, charge=spec.charge, spin=spec.spin)
+        n_steps = int(mc["n_steps_dft"])
+    else:
+        calc = ModelCalculator(model_path)
+        n_steps = int(mc["n_steps"])
+    if len(spec.symbols) == 2:
+        r0 = float(mc.get("r_start", np.mean(spec.variables[spec.variable_names[0]])))
+        res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=float(mc["timestep_fs"]),
+                                 n_steps=n_steps, log_every=int(mc["log_every"]), trajectory_path=out_traj)
+        md, extra = res.md, {"r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max())}
+    else:
+        atoms = Atoms(symbols=list(spec.symbols), positions=md_start(cfg, system))
+        md = run_nve(calculator=calc, atoms=atoms, timestep_fs=float(mc["timestep_fs"]), n_steps=n_steps,
+                     temperature_K=float(mc["temperature_K"]), seed=derive_seed(cfg["seed"], "md", system),
+                     trajectory_path=out_traj, log_every=int(mc["log_every"]))
+        extra = {"temperature_K_initial": float(mc["temperature_K"])}
+    summary = {"system": system, "model": kind, **md.summary(), **extra}
+    write_json_atomic(out_json, summary)
+    log.info("%s %s MD: %d steps, %.0f steps/s, drift %.3g eV/atom/ps", system, kind, n_steps, md.steps_per_second,
+             md.drift_eV_per_atom_per_ps)
+    return summary
+
+
+# ---------------------------------------------------------------- DFT slice for the one-coordinate figure
+def slice_settings(cfg: dict, system: str) -> dict:
+    spec = system_spec(cfg, system)
+    sc = dict(cfg["systems"][system].get("slice", {}))
+    var = sc.get("variable", spec.variable_names[-1])
+    if var not in spec.variables:
+        raise ConfigError(f"systems.{system}.slice.variable: {var!r} is not a sampled variable ({spec.variable_names})")
+    return {"variable": var, "n": int(sc.get("n", 25)), "values": dict(sc.get("values", {}))}
+
+
+def slice_geometries(cfg: dict, system: str) -> tuple[np.ndarray, np.ndarray]:
+    spec = system_spec(cfg, system)
+    sc = slice_settings(cfg, system)
+    lo, hi = spec.variables[sc["variable"]]
+    xs = np.linspace(lo, hi, sc["n"])
+    base = {v: 0.5 * (a + b) for v, (a, b) in spec.variables.items()}
+    base.update(sc["values"])
+    return xs, np.stack([spec.geometry({**base, sc["variable"]: x}) for x in xs])
+
+
+def dft_slice_stage(cfg: dict, system: str, out_xyz: str) -> None:
+    from pyscf import lib
+
+    from .dft import run_path
+    from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
+
+    lib.num_threads(1)
+    spec = system_spec(cfg, system)
+    xs, geoms = slice_geometries(cfg, system)
+    results = run_path(spec.symbols, list(geoms), charge=spec.charge, spin=spec.spin, level=spec.level)
+    var = slice_settings(cfg, system)["variable"]
+    frames = [ds.make_frame(spec.symbols, g, r.energy * HARTREE_TO_EV, -r.gradient * HA_PER_BOHR_TO_EV_PER_ANG,
+                            {"slice_variable": var, "slice_value": float(x), "converged": r.converged})
+              for x, g, r in zip(xs, geoms, results)]
+    bad = [float(x) for x, r in zip(xs, results) if not r.converged]
+    if bad:
+        log.warning("%s slice: SCF failed at %s = %s (shown as gaps)", system, var, bad)
+    ds.write_frames(out_xyz, frames)
+
+
+# ---------------------------------------------------------------- figures
+def _slice_derivative(frames, xs: np.ndarray, spec, var: str, forces: np.ndarray) -> np.ndarray:
+    """dE/d(var) from Cartesian forces via the chain rule along the slice (finite-difference direction of the geometry)."""
+    g = np.stack([a.get_positions() for a in frames])
+    dgeo = np.gradient(g, xs, axis=0)  # d(positions)/d(var)
+    return -np.einsum("bij,bij->b", forces, dgeo)
+
+
+def system_figures(cfg: dict, system: str, kinds: Sequence[str], models: Sequence[str], predictions: Sequence[str],
+                   train_xyz: str, test_xyz: str, slice_xyz: str | None, out: dict[str, str]) -> None:
+    from .evaluation import prediction_errors
+    from .models.base import load_model
+
+    torch.set_num_threads(1)
+    spec = system_spec(cfg, system)
+    data = {}
+    for k, p in zip(kinds, predictions):
+        err = prediction_errors(ds.read_frames(p))
+        data[k] = (err["E_ref"], err["E"], err["F_ref"], err["F"])
+    fig.parity(data, title=system, png=out["parity_png"], pdf=out["parity_pdf"])
+    loaded = {k: load_model(m) for k, m in zip(kinds, models)}
+    if len(spec.symbols) == 2:
+        var = spec.variable_names[0]
+        lo, hi = spec.variables[var]
+        xs = np.linspace(lo, hi, 400)
+        geoms = np.stack([spec.geometry({var: x}) for x in xs])
+        unit = np.array([0.0, 0.0, 1.0])  # atom 1 sits on +z from atom 0: F_r = F_1 . z
+        curves = {}
+        for k, m in loaded.items():
+            e, f = m.energy_and_forces(torch.as_tensor(geoms))
+            curves[k] = (e.detach().numpy(), f[:, 1].detach().numpy() @ unit)
+        tr, te = ds.read_frames(train_xyz), ds.read_frames(test_xyz)
+        rx = np.array([a.get_distance(0, 1) for a in tr])
+        tx = np.array([a.get_distance(0, 1) for a in te])
+        # forces along the bond (projected onto the unit vector from atom 0 to atom 1)
+        fproj = lambda a: float(a.arrays["REF_forces"][1] @ (a.positions[1] - a.positions[0]) / a.get_distance(0, 1))  # noqa: E731
+        fig.curve_1d(xs, curves, rx, np.array([a.info["REF_energy"] for a in tr]), np.array([fproj(a) for a in tr]),
+                     xlabel="interatomic distance (Å)", title=system, png=out["curve_png"], pdf=out["curve_pdf"],
+                     test_x=tx, test_e=np.array([a.info["REF_energy"] for a in te]), test_f=np.array([fproj(a) for a in te]))
+    else:
+        frames = ds.read_frames(slice_xyz)
+        var = slice_settings(cfg, system)["variable"]
+        xs = np.array([a.info["slice_value"] for a in frames])
+        ok = np.array([bool(a.info["converged"]) for a in frames])
+        geoms = np.stack([a.get_positions() for a in frames])
+        e_ref = np.array([a.info["REF_energy"] for a in frames])
+        f_ref = np.stack([a.arrays["REF_forces"] for a in frames])
+        curves = {}
+        for k, m in loaded.items():
+            e, f = m.energy_and_forces(torch.as_tensor(geoms))
+            curves[k] = (e.detach().numpy(), _slice_derivative(frames, xs, spec, var, f.detach().numpy()))
+        unit = "Å" if var.startswith("r") else "°"
+        fig.curve_1d(xs, curves, xs[ok], e_ref[ok], _slice_derivative(frames, xs, spec, var, f_ref)[ok],
+                     xlabel=f"{var} ({unit}); other variables at the centre of their range", title=f"{system} slice",
+                     png=out["curve_png"], pdf=out["curve_pdf"])
+
+
+def summary_figures(systems_kinds: dict[str, list[str]], curves: dict[str, dict[str, str]], effdims: dict[str, dict[str, str]],
+                    out: dict[str, str]) -> None:
+    lc = {}
+    for s, per in curves.items():
+        lc[s] = {}
+        for k, path in per.items():
+            df = pd.read_csv(path)
+            it = df[df.columns[0]].to_numpy()
+            loss_col = "loss" if "loss" in df.columns else df.columns[1]
+            lc[s][k] = (it, df[loss_col].to_numpy())
+    fig.learning_curves(lc, png=out["learning_png"], pdf=out["learning_pdf"])
+    bars, vs_n = {}, {}
+    for s, per in effdims.items():
+        bars[s], vs_n[s] = {}, {}
+        for k, path in per.items():
+            d = json.loads(Path(path).read_text())
+            bars[s][k] = d["d_n_over_d"]
+            vs_n[s][k] = (d["curve"]["n"], d["curve"]["d_n_over_d"])
+    fig.effdim_bars(bars, png=out["effdim_png"], pdf=out["effdim_pdf"])
+    fig.effdim_vs_n(vs_n, png=out["effdim_n_png"], pdf=out["effdim_n_pdf"])
+
+
+def md_figure(system: str, kinds: Sequence[str], trajectories: Sequence[str], png: str, pdf: str) -> None:
+    traces = {}
+    for k, p in zip(kinds, trajectories):
+        frames = ds.read_frames(p)
+        t = np.array([a.info["time_fs"] for a in frames])
+        r = np.array([a.get_distance(0, 1) for a in frames])
+        traces[k] = (t, r)
+    tmax = min(t.max() for t, _ in traces.values())
+    traces = {k: (t[t <= tmax], r[t <= tmax]) for k, (t, r) in traces.items()}
+    fig.md_distance(traces, title=f"{system}: NVE velocity Verlet from a stretched bond", png=png, pdf=pdf)
+
+
+def md_table(summaries: dict[str, dict[str, str]], out_csv: str, out_md: str) -> None:
+    rows = []
+    for s, per in summaries.items():
+        for k, p in per.items():
+            d = json.loads(Path(p).read_text())
+            rows.append({"system": s, "model": k, "steps": d["n_steps"], "timestep [fs]": d["timestep_fs"],
+                         "drift [eV/atom/ps]": d["drift_eV_per_atom_per_ps"],
+                         "max |E_tot - E_tot(0)| [eV]": d["max_abs_energy_deviation_eV"],
+                         "steps per second": d["steps_per_second"]})
+    df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    cols = list(df.columns)
+    from .evaluation import fmt
+
+    lines = ["# Molecular dynamics (NVE, velocity Verlet)", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    lines += ["", "Units: drift is the slope of a linear fit of the total energy against time, per atom, in eV/atom/ps;",
+              "the deviation is in eV; steps per second is wall-clock speed on the machine that ran the pipeline.", ""]
+    write_text_atomic(out_md, "\n".join(lines))
+
+
+# ---------------------------------------------------------------- metrics, manifest
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | None, artifacts: Sequence[str],
+                         out_metrics: str, out_manifest: str) -> None:
+    tables = {Path(p).name.split("_errors")[0]: pd.read_csv(p) for p in error_csvs}
+    prov = provenance(config_hash(cfg))
+    metrics = {"units": {"RMSE(E) [meV]": "meV", "RMSE(F) [meV/A]": "meV/Angstrom",
+                         "RMSE(E) [scaled]": "energy / scaler scale (dimensionless)", "RMSE(F) [scaled, 1/A]": "force / scaler scale (1/Angstrom)"},
+               "errors": {s: df.to_dict(orient="records") for s, df in tables.items()},
+               "provenance": prov}
+    if md_csv:
+        metrics["md"] = pd.read_csv(md_csv).to_dict(orient="records")
+    write_json_atomic(out_metrics, metrics)
+    lines = [f"{sha256(p)}  {p}" for p in sorted(set(artifacts) | {out_metrics})]
+    write_text_atomic(out_manifest, "\n".join(lines) + "\n")

@@ -1,0 +1,50 @@
+# Stage 4: evaluation. Errors on the held-out test set and the normalised effective dimension.
+
+
+rule effective_dimension:
+    """Normalised effective dimension d_n/d (Abbas et al. 2021) of one trained model, and its curve over n."""
+    input:
+        model="results/{system}/models/{kind}/model.zip",
+        train="results/{system}/features/train.npz",
+    output:
+        "results/{system}/models/{kind}/effective_dimension.json",
+    params:
+        settings=lambda wc: config.get("effective_dimension", {}),
+    log:
+        log_path("effective_dimension", "{system}", "{kind}"),
+    benchmark:
+        bench_path("effective_dimension", "{system}", "{kind}")
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/effective_dimension.py"
+
+
+rule errors_table:
+    """The paper's table for one system: RMSE(E), RMSE(F) (scaled and meV, meV/A), d_n/d and d per model."""
+    input:
+        predictions=lambda wc: model_files("test_predictions.extxyz", [wc.system]),
+        summaries=lambda wc: model_files("train_summary.json", [wc.system]),
+        effdims=lambda wc: model_files("effective_dimension.json", [wc.system]),
+        scalers="results/{system}/features/scalers.json",
+    output:
+        csv=report("results/tables/{system}_errors.csv", caption="../report/errors_table.rst", category="Tables"),
+        md=report("results/tables/{system}_errors.md", caption="../report/errors_table.rst", category="Tables"),
+    params:
+        kinds=lambda wc: MODELS[wc.system],
+    log:
+        log_path("errors_table", "{system}"),
+    benchmark:
+        bench_path("errors_table", "{system}")
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/errors_table.py"

@@ -1,0 +1,46 @@
+# Stage 5: molecular dynamics with ASE (velocity Verlet, NVE), driven by each model and, where configured, by DFT.
+
+
+rule run_md:
+    """One NVE trajectory of {system} driven by {kind} (a trained model, or `dft` for the PySCF reference)."""
+    input:
+        model=lambda wc: [] if wc.kind == "dft" else f"results/{wc.system}/models/{wc.kind}/model.zip",
+    output:
+        trajectory="results/{system}/md/{kind}/trajectory.extxyz",
+        summary="results/{system}/md/{kind}/summary.json",
+    params:
+        settings=lambda wc: config["systems"][wc.system].get("md", {}),
+        data_hash=data_hash,
+    log:
+        log_path("run_md", "{system}", "{kind}"),
+    benchmark:
+        bench_path("run_md", "{system}", "{kind}")
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=30,
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/md.py"
+
+
+rule md_table:
+    """Energy drift and speed of every MD run."""
+    input:
+        md_files("summary.json"),
+    output:
+        csv=report("results/tables/md.csv", caption="../report/md_table.rst", category="Tables"),
+        md=report("results/tables/md.md", caption="../report/md_table.rst", category="Tables"),
+    log:
+        log_path("md_table", "all"),
+    benchmark:
+        bench_path("md_table", "all")
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/md_table.py"
