@@ -32,8 +32,10 @@
 #   STATE_DIR      scratch for the cluster and the run copies   [/tmp/qnnff-slurm-test]
 #   LOCAL_DIR, CLUSTER_DIR  where the two copies of the repository run [$STATE_DIR/run-local, run-slurm]
 #   COPY_EXCLUDE   regex of repository paths not copied (previous outputs) [^results/]
-#   COMPARE_CMD    shell command comparing the runs; it sees $LOCAL_DIR and $CLUSTER_DIR; exit 0 =
-#                  same results             [sha256 of every new file, see COMPARE_EXCLUDE]
+#   COMPARE_CMD    shell command comparing the runs, run in the repository; it sees $LOCAL_DIR and
+#                  $CLUSTER_DIR; exit 0 = same results  [slurm_checks.py compare: every file the
+#                  runs made must match byte for byte, except run-time measurements in *.json
+#                  keys ($COMPARE_IGNORE_KEYS) and text-report lines ($COMPARE_IGNORE_LINES)]
 #   COMPARE_EXCLUDE regex of new files left out of the default comparison
 #                  [^(\.snakemake|results/logs|results/benchmarks|logs|benchmarks)/]
 #   RUN_TIMEOUT    seconds allowed for each snakemake run       [3600]
@@ -402,7 +404,7 @@ SNAKEFILE_ARG=$SNAKEFILE
 CONFIG_ARGS=()
 [[ -n $CONFIGFILE ]] && CONFIG_ARGS=(--configfile "$CONFIGFILE")
 # shellcheck disable=SC2206   # word splitting of the *_ARGS/TARGETS strings is intended
-COMMON=(-s "$SNAKEFILE_ARG" "${CONFIG_ARGS[@]}" $SMK_ARGS $TARGETS)
+COMMON=($TARGETS -s "$SNAKEFILE_ARG" "${CONFIG_ARGS[@]}" $SMK_ARGS)   # targets first: --configfile takes several values
 
 # ---------------------------------------------------------------- 4. local run
 if [[ $RUN_LOCAL == 1 ]]; then

@@ -13,10 +13,15 @@
       "<sha256>  <relative path>", sorted.
 
   slurm_checks.py compare LOCAL_DIR SLURM_DIR BEFORE EXCLUDE_REGEX
-      Default output comparison: the two manifests must be identical (same files, same bytes).
+      Default output comparison: the same new files in both runs, with the same bytes, except
+      that run-time measurements may differ: in *.json files, keys matching
+      $COMPARE_IGNORE_KEYS are left out before comparing the parsed documents; in text reports
+      (*.md, *.txt, *.rst, *.html), lines matching $COMPARE_IGNORE_LINES are left out. Every
+      other file (datasets, arrays, models, figures) must be byte-identical (sha256).
 """
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -153,12 +158,54 @@ def cmd_manifest(root, before_file, exclude):
     return 0
 
 
+# run-time measurements that legitimately differ between two runs of the same computation
+IGNORE_KEYS = os.environ.get(
+    "COMPARE_IGNORE_KEYS",
+    r"(?i)(^|_)(seconds|elapsed|duration|walltime|wall_time|timestamp|date|host|hostname|"
+    r"steps_per_second|time_s)$",
+)
+IGNORE_LINES = os.environ.get(
+    "COMPARE_IGNORE_LINES", r"(?i)(time \(s\)|seconds|elapsed|per second|wall time)"
+)
+TEXT_REPORTS = (".md", ".txt", ".rst", ".html")
+
+
+def _strip_keys(obj, pat):
+    if isinstance(obj, dict):
+        return {k: _strip_keys(v, pat) for k, v in obj.items() if not pat.search(str(k))}
+    if isinstance(obj, list):
+        return [_strip_keys(v, pat) for v in obj]
+    return obj
+
+
+def _equal_ignoring_timings(path_a, path_b):
+    """None if not comparable that way, else True/False."""
+    if path_a.endswith(".json"):
+        pat = re.compile(IGNORE_KEYS)
+        try:
+            with open(path_a) as fa, open(path_b) as fb:
+                return _strip_keys(json.load(fa), pat) == _strip_keys(json.load(fb), pat)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    if path_a.endswith(TEXT_REPORTS):
+        pat = re.compile(IGNORE_LINES)
+        try:
+            with open(path_a) as fa, open(path_b) as fb:
+                la = [line for line in fa if not pat.search(line)]
+                lb = [line for line in fb if not pat.search(line)]
+            return la == lb
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
 def cmd_compare(local_dir, slurm_dir, before_file, exclude):
     a = manifest(local_dir, before_file, exclude)
     b = manifest(slurm_dir, before_file, exclude)
     da = {line[66:]: line[:64] for line in a}
     db = {line[66:]: line[:64] for line in b}
-    bad = 0
+    bad = same = 0
+    relaxed = []
     for rel in sorted(set(da) | set(db)):
         if rel not in db:
             print(f"only in the local run: {rel}", file=sys.stderr)
@@ -166,13 +213,20 @@ def cmd_compare(local_dir, slurm_dir, before_file, exclude):
         elif rel not in da:
             print(f"only in the SLURM run: {rel}", file=sys.stderr)
             bad += 1
-        elif da[rel] != db[rel]:
+        elif da[rel] == db[rel]:
+            same += 1
+        elif _equal_ignoring_timings(os.path.join(local_dir, rel), os.path.join(slurm_dir, rel)):
+            relaxed.append(rel)
+        else:
             print(f"differs: {rel}", file=sys.stderr)
             bad += 1
     if not da:
         print("no output file to compare (local run produced nothing)", file=sys.stderr)
         bad += 1
-    print(f"compared {len(da)} output file(s) by sha256: {bad} difference(s)")
+    for rel in relaxed:
+        print(f"  equal up to run-time measurements: {rel}")
+    print(f"compared {len(set(da) | set(db))} output file(s): {same} byte-identical, "
+          f"{len(relaxed)} equal up to run-time measurements, {bad} difference(s)")
     return 1 if bad else 0
 
 
