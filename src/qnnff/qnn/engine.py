@@ -455,17 +455,21 @@ class CompiledCircuit:
 
     # ---- differentiable pieces
     def _angles(self, layer: dict, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Angles ``[A, B]`` (batched layer) or ``[A]`` from inputs ``x [B, d]`` and weights ``w [P]``."""
-        phi = layer["const"] + layer["lin_w"] @ w
+        """Angles of a layer: ``[A, B]`` if it depends on the inputs ``x [B, d]`` or the weights are per sample
+        (``w [P, B]``), else ``[A]`` (weights ``w [P]``)."""
+        wb = w.dim() == 2
+        const = layer["const"].unsqueeze(-1) if wb else layer["const"]
+        phi = const + layer["lin_w"] @ w
         if layer["batched"]:
-            phi = phi.unsqueeze(-1) + layer["lin_x"] @ x.T
+            phi = (phi if wb else phi.unsqueeze(-1)) + layer["lin_x"] @ x.T
         if layer["bil_c"].numel():
+            c = layer["bil_c"].unsqueeze(-1) if (wb or layer["batched"]) else layer["bil_c"]
             if layer["batched"]:
-                v = torch.cat([x.T, w.unsqueeze(-1).expand(-1, x.shape[0])], 0)
-                terms = v[layer["bil_i"]] * v[layer["bil_j"]] * layer["bil_c"].unsqueeze(-1)
+                wcols = w if wb else w.unsqueeze(-1).expand(-1, x.shape[0])
+                v = torch.cat([x.T, wcols], 0)
+                terms = v[layer["bil_i"]] * v[layer["bil_j"]] * c
             else:
-                vi, vj = layer["bil_i"] - self.n_inputs, layer["bil_j"] - self.n_inputs
-                terms = w[vi] * w[vj] * layer["bil_c"]
+                terms = w[layer["bil_i"] - self.n_inputs] * w[layer["bil_j"] - self.n_inputs] * c
             phi = phi.index_add(0, layer["bil_a"], terms)
         return phi
 
@@ -499,28 +503,26 @@ class CompiledCircuit:
         return torch.cat(parts, 0)[inverse]
 
     def quaternions(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Block quaternions ``[K, 4, B]`` for inputs ``x [B, d]`` and weights ``w [P]``."""
+        """Block quaternions ``[K, 4, B]`` for inputs ``x [B, d]`` and weights ``w [P]`` (or per sample ``[P, B]``)."""
         B = x.shape[0]
         XQ = self._chains(self.x_chains, self._angles(self.x_layer, x, w)) if self.n_x_angles else None
-        WQ = self._chains(self.w_chains, self._angles(self.w_layer, x, w)) if (self.w_chains[0]) else None
+        WQ = self._chains(self.w_chains, self._angles(self.w_layer, x, w)) if self.w_chains[0] else None
         parts = []
         for _ks, steps in self.block_groups:
             q = None  # [G, 4, B] batched or [G, 4]
             for kind, ids in steps:
-                if kind == "x":
-                    r = XQ[ids]
-                    q = r if q is None else _hamilton(r, q if q.dim() == 3 else q.unsqueeze(-1))
+                r = XQ[ids] if kind == "x" else WQ[ids]
+                if q is None:
+                    q = r
+                elif r.dim() == 2 and q.dim() == 3:
+                    q = torch.bmm(_lmat(r), q)
+                elif r.dim() == 2 and q.dim() == 2:
+                    q = _hamilton(r, q)
                 else:
-                    r = WQ[ids]
-                    if q is None:
-                        q = r
-                    elif q.dim() == 3:
-                        q = torch.bmm(_lmat(r), q)
-                    else:
-                        q = _hamilton(r, q)
+                    q = _hamilton(r if r.dim() == 3 else r.unsqueeze(-1), q if q.dim() == 3 else q.unsqueeze(-1))
             if q.dim() == 2:
-                q = q.unsqueeze(-1).expand(-1, -1, B)
-            parts.append(q)
+                q = q.unsqueeze(-1)
+            parts.append(q.expand(-1, -1, B))
         if not parts:
             return torch.zeros(0, 4, B, dtype=DTYPE)
         return torch.cat(parts, 0)[self.block_inverse]
@@ -559,6 +561,20 @@ class CompiledCircuit:
         if not create_graph:
             y, g = y.detach(), g.detach()
         return y, g
+
+    def expectation_and_weight_jacobian(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """<O> ``[B]`` and the per-sample Jacobian d<O>/dw ``[B, P]`` (adjoint sweep + chain rule; no graph kept)."""
+        x = torch.as_tensor(x, dtype=DTYPE).detach()
+        w = torch.as_tensor(w, dtype=DTYPE).detach()
+        with torch.no_grad():
+            y, G = _simulate(self, _entries(self.quaternions(x, w)), want_grad=True)[:2]
+        wb = w.unsqueeze(-1).expand(-1, x.shape[0]).clone().requires_grad_(True)
+        with torch.enable_grad():
+            Q = self.quaternions(x, wb)
+            (jac,) = torch.autograd.grad(Q, wb, grad_outputs=G, allow_unused=True)
+        if jac is None:
+            jac = torch.zeros_like(wb)
+        return y, jac.T.contiguous()
 
     def describe(self) -> dict[str, int]:
         return {
@@ -888,3 +904,19 @@ class QNNRegressor(torch.nn.Module):
             return self.a * z + self.b, self.a * g
         with torch.no_grad():
             return self.a * z + self.b, self.a * g
+
+    def value_and_parameter_jacobian(self, x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """y [B] and dy/dtheta [B, P] at ``theta`` = the trainable parameters flattened in ``named_parameters`` order
+        (hook used by :mod:`qnnff.effdim`; the adjoint engine gives all per-sample gradients in one sweep)."""
+        named = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
+        theta = torch.as_tensor(theta, dtype=DTYPE).detach()
+        if theta.numel() != sum(p.numel() for _, p in named):
+            raise ValueError(f"theta has {theta.numel()} entries, the regressor has {sum(p.numel() for _, p in named)} trainable values")
+        vals = dict(zip([k for k, _ in named], torch.split(theta, [p.numel() for _, p in named])))
+        w = vals.get("weights", self.weights.detach())
+        a = vals["a"].reshape(()) if "a" in vals else self.a.detach()
+        b = vals["b"].reshape(()) if "b" in vals else self.b.detach()
+        x = torch.as_tensor(x, dtype=DTYPE)
+        z, jw = self.program.expectation_and_weight_jacobian(x, w)
+        cols = {"weights": a * jw, "a": z.unsqueeze(-1), "b": torch.ones_like(z).unsqueeze(-1)}
+        return a * z + b, torch.cat([cols[k] for k, _ in named], 1)
