@@ -1,0 +1,211 @@
+"""Quantum neural network force field (model kind ``"qnn"``): the paper's QNN on the paper's features.
+
+``E = center + scale * y``, ``y = a <Z_0>(x; w) + b``: the :class:`~qnnff.features.Featurizer` maps positions to
+features ``x``, the circuit of :func:`qnnff.qnn.circuit.build_qnn_circuit` (weights ``w``) gives ``<Z_0>``, the
+classical readout ``a, b`` (trainable, initialised to 1 and 0) rescales it, and the
+:class:`~qnnff.features.EnergyScaler` maps it to eV. Forces are ``-dE/dR`` through the feature Jacobian.
+
+* Training and prediction run on the exact torch engine (:mod:`qnnff.qnn.engine`), compiled once from the circuit.
+* :meth:`QNNForceField.aer_energy` evaluates the same circuit with its trained weights on qiskit-aer, with shots
+  and optionally device noise (:mod:`qnnff.qnn.aer`).
+* Parameter counts: ``n_circuit_parameters`` is the circuit's (the paper's count: 50 / 87 / 135); the readout adds
+  2 (``n_readout_parameters``); ``n_parameters()`` is the total of trainable tensors (circuit + readout).
+* Initialisation (seeded, ``torch.Generator().manual_seed(seed)``): rotation weights uniform in
+  ``[-init_scale, init_scale]`` (default pi), trainable feature-map weights 1 (the encoding starts as the plain
+  feature map), ``a = 1``, ``b = 0``.
+* Artifact: the circuit as QPY bytes (``blobs["circuit.qpy"]``), the weights and readout as arrays, the featurizer,
+  circuit config, observable and parameter-vector names in the metadata. :meth:`from_artifact` rebuilds the model
+  from the QPY circuit alone (the loaded circuit is the single definition; no training code is involved).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from qiskit import QuantumCircuit, qpy
+from qiskit.circuit import Parameter
+from qiskit.quantum_info import SparsePauliOp
+
+from ..features import EnergyScaler, Featurizer
+from ..qnn.circuit import QNNCircuitConfig, build_qnn_circuit, z_observable
+from ..qnn.engine import CompiledCircuit, QNNRegressor
+from .base import FeatureForceField, register_model
+
+CIRCUIT_BLOB = "circuit.qpy"
+
+
+def _vector_parameters(circuit: QuantumCircuit, name: str) -> list[Parameter]:
+    """All elements (in index order) of the circuit's ParameterVector called ``name``."""
+    for p in circuit.parameters:
+        vec = getattr(p, "vector", None)
+        if vec is not None and vec.name == name:
+            return list(vec)
+    raise ValueError(f"circuit has no ParameterVector named {name!r} (parameters: {[str(p) for p in circuit.parameters][:8]}...)")
+
+
+@register_model
+class QNNForceField(FeatureForceField):
+    """Featurizer + QNN regressor (compiled Qiskit circuit, readout a, b) + energy scaler."""
+
+    kind = "qnn"
+
+    def __init__(
+        self,
+        *,
+        featurizer: Featurizer,
+        energy_scaler: EnergyScaler,
+        circuit: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        quantum_circuit: QuantumCircuit | None = None,
+        weights: np.ndarray | torch.Tensor | None = None,
+        readout: tuple[float, float] = (1.0, 0.0),
+        observable: SparsePauliOp | None = None,
+        init_scale: float = math.pi,
+        mode: str = "adjoint",
+    ) -> None:
+        if not featurizer.symbols:
+            raise ValueError("qnn model: the featurizer has no chemical symbols; build it with symbols=[...] of the system")
+        super().__init__(featurizer=featurizer, energy_scaler=energy_scaler)
+        d = featurizer.n_features
+        self.seed = int(seed)
+        if quantum_circuit is None:
+            if circuit is None:
+                raise ValueError("qnn model: give the circuit settings `circuit` (or a built `quantum_circuit`)")
+            cfg = dict(circuit)
+            if "n_features" in cfg and int(cfg["n_features"]) != d:
+                raise ValueError(f"qnn model: circuit n_features={cfg['n_features']} but the featurizer gives {d} features")
+            cfg["n_features"] = d
+            self.circuit_config = QNNCircuitConfig(**cfg).to_dict()
+            qc, xv, wv = build_qnn_circuit(**self.circuit_config)
+            inputs, wparams = list(xv), list(wv)
+        else:
+            qc = quantum_circuit
+            meta = qc.metadata or {}
+            self.circuit_config = dict(circuit) if circuit is not None else dict(meta.get("qnnff_circuit", {}))
+            inputs = _vector_parameters(qc, meta.get("inputs", "x"))
+            wparams = _vector_parameters(qc, meta.get("weights", "w"))
+        if len(inputs) != d:
+            raise ValueError(f"qnn model: the circuit has {len(inputs)} inputs but the featurizer gives {d} features")
+        self.quantum_circuit = qc
+        self.inputs = inputs
+        self.weight_parameters = wparams
+        self.observable = observable if observable is not None else z_observable(qc.num_qubits)
+        self.program = CompiledCircuit(qc, inputs=inputs, weights=wparams, observable=self.observable)
+        if weights is None:
+            weights = self._initial_weights(len(wparams), float(init_scale))
+        self.regressor = QNNRegressor(self.program, weights, readout=readout, mode=mode)
+
+    def _initial_weights(self, n: int, scale: float) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        w = (torch.rand(n, generator=g, dtype=torch.float64) * 2.0 - 1.0) * scale
+        n_fm = QNNCircuitConfig(**self.circuit_config).n_feature_map_weights if self.circuit_config else 0
+        w[:n_fm] = 1.0
+        return w
+
+    # ---- counts
+    @property
+    def n_circuit_parameters(self) -> int:
+        return len(self.weight_parameters)
+
+    @property
+    def n_readout_parameters(self) -> int:
+        return 2
+
+    def effdim_module(self) -> "QNNForceField":
+        """A copy for the effective dimension (:mod:`qnnff.effdim`): same circuit and weights, readout fixed at
+        ``a = 1, b = 0`` and not trainable, so ``y = <Z_0>`` lies in [-1, 1] and ``d`` is the circuit's parameter
+        count (the paper's 87 / 135)."""
+        m = QNNForceField(featurizer=self.featurizer, energy_scaler=self.energy_scaler, circuit=self.circuit_config, seed=self.seed,
+                          quantum_circuit=self.quantum_circuit, weights=self.regressor.weights.detach().clone(), readout=(1.0, 0.0),
+                          observable=self.observable, mode=self.regressor.mode)
+        m.regressor.a.requires_grad_(False)
+        m.regressor.b.requires_grad_(False)
+        return m
+
+    # ---- fast path for the training loss
+    def regressor_value_and_input_grad(self, x: torch.Tensor, *, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.regressor.value_and_input_grad(x, create_graph=create_graph)
+
+    # ---- qiskit-aer evaluation
+    def aer_energy(
+        self,
+        positions: torch.Tensor | np.ndarray,
+        *,
+        shots: int | None = 4096,
+        noise: str = "none",
+        p1: float = 1e-3,
+        p2: float = 1e-2,
+        seed: int = 0,
+        optimization_level: int = 1,
+    ) -> dict[str, Any]:
+        """Energies (eV) of ``positions`` evaluated on qiskit-aer with the trained weights.
+
+        Returns ``{"energy": [B], "stderr": [B] (eV, 0 if exact), "exact": [B] (torch engine, eV), "info": {...}}``.
+        """
+        from ..qnn.aer import aer_expectations
+
+        pos = self.check_positions(positions)
+        with torch.no_grad():
+            x = self.featurizer(pos)
+            exact = self.energy(pos).numpy()
+        res = aer_expectations(
+            self.quantum_circuit, inputs=self.inputs, weights=self.weight_parameters, x=x.numpy(),
+            weight_values=self.regressor.weights.detach().numpy(), observable=self.observable, shots=shots, noise=noise,
+            p1=p1, p2=p2, seed=seed, optimization_level=optimization_level,
+        )
+        a, b = self.regressor.a.detach().item(), self.regressor.b.detach().item()
+        sc = self.energy_scaler
+        energy = sc.center + sc.scale * (a * res.values + b)
+        stderr = abs(sc.scale * a) * res.stderr
+        return {"energy": energy, "stderr": stderr, "exact": exact, "info": res.info}
+
+    # ---- persistence
+    def to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, bytes]]:
+        buf = io.BytesIO()
+        qpy.dump(self.quantum_circuit, buf)
+        arrays = {
+            "weights": self.regressor.weights.detach().cpu().numpy(),
+            "readout": np.array([self.regressor.a.detach().item(), self.regressor.b.detach().item()]),
+        }
+        obs = self.observable
+        meta = {
+            "featurizer": self.featurizer.to_dict(),
+            "circuit": self.circuit_config,
+            "inputs": self.inputs[0].vector.name if self.inputs else "x",
+            "weights": self.weight_parameters[0].vector.name if self.weight_parameters else "w",
+            "observable": {"labels": obs.paulis.to_labels(), "coeffs": [float(np.real(c)) for c in obs.coeffs]},
+            "seed": self.seed,
+            "mode": self.regressor.mode,
+            "n_parameters": self.n_parameters(),
+            "n_circuit_parameters": self.n_circuit_parameters,
+            "n_readout_parameters": self.n_readout_parameters,
+            "engine": self.program.describe(),
+        }
+        return arrays, meta, {CIRCUIT_BLOB: buf.getvalue()}
+
+    @classmethod
+    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> "QNNForceField":
+        if CIRCUIT_BLOB not in blobs:
+            raise ValueError(f"qnn artifact has no {CIRCUIT_BLOB} blob")
+        (qc,) = qpy.load(io.BytesIO(blobs[CIRCUIT_BLOB]))
+        qc.metadata = {**(qc.metadata or {}), "inputs": meta.get("inputs", "x"), "weights": meta.get("weights", "w")}
+        obs = SparsePauliOp(meta["observable"]["labels"], np.asarray(meta["observable"]["coeffs"], dtype=complex))
+        readout = tuple(float(v) for v in np.asarray(arrays["readout"]).ravel())
+        model = cls(
+            featurizer=Featurizer.from_dict(meta["featurizer"]),
+            energy_scaler=EnergyScaler.from_dict(meta["energy_scaler"]),
+            circuit=meta.get("circuit"),
+            seed=int(meta.get("seed", 0)),
+            quantum_circuit=qc,
+            weights=np.asarray(arrays["weights"], dtype=float),
+            readout=(readout[0], readout[1]),
+            observable=obs,
+            mode=meta.get("mode", "adjoint"),
+        )
+        if model.n_parameters() != meta["n_parameters"]:
+            raise ValueError(f"qnn artifact: rebuilt {model.n_parameters()} parameters, artifact says {meta['n_parameters']}")
+        return model

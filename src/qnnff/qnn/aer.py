@@ -1,0 +1,182 @@
+"""Evaluate a (trained) QNN circuit on qiskit-aer: finite shots and, optionally, device noise.
+
+The circuit is the same :class:`~qiskit.circuit.QuantumCircuit` the torch engine executes. The weights are bound,
+the circuit is transpiled to an ISA circuit for the simulator's target with a preset pass manager
+(:func:`~qiskit.transpiler.generate_preset_pass_manager`), and a batch of inputs is run as one parameter-bound pub:
+
+* ``shots`` given: :class:`qiskit_aer.primitives.SamplerV2` measures the observable's qubits ``shots`` times per
+  input; the expectation value is the sample mean of the observable's diagonal and its standard error is
+  ``std(samples) / sqrt(shots)`` (for Z: ``sqrt((1 - <Z>^2) / shots)``);
+* ``shots=None``: :class:`qiskit_aer.primitives.EstimatorV2` with precision 0, i.e. the exact expectation value of
+  the (noisy, then density-matrix) simulation; standard errors are 0.
+
+Noise: ``"none"``; ``"depolarizing"`` (a :class:`~qiskit_aer.noise.NoiseModel` with a depolarising channel of
+probability ``p1`` after every one-qubit gate and ``p2`` after every two-qubit gate, on the basis
+``rz, sx, x, cx``); or the class name of a fake IBM backend from :mod:`qiskit_ibm_runtime.fake_provider`
+(e.g. ``"FakeManilaV2"``), simulated with ``AerSimulator.from_backend`` (its coupling map, basis, gate and readout
+errors, T1/T2). Everything is seeded (transpiler and simulator); Aer binds the batch of parameter values at run
+time (``runtime_parameter_bind_enable=True``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from qiskit import ClassicalRegister, QuantumCircuit
+from qiskit.circuit import Parameter
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+NOISE_KINDS = ("none", "depolarizing")  # or the class name of a fake backend
+
+
+@dataclass
+class AerResult:
+    """Expectation values ``[B]`` and their standard errors ``[B]`` (0 for exact evaluation)."""
+
+    values: np.ndarray
+    stderr: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def make_simulator(noise: str = "none", *, p1: float = 1e-3, p2: float = 1e-2, seed: int = 0,
+                   exact: bool = False) -> AerSimulator:
+    """An AerSimulator for ``noise`` = "none" | "depolarizing" | fake backend class name (see module docstring)."""
+    opts: dict[str, Any] = {"seed_simulator": int(seed), "runtime_parameter_bind_enable": True}
+    if noise in (None, "none"):
+        sim = AerSimulator(method="statevector", **opts)
+    elif noise == "depolarizing":
+        if not (0.0 <= p1 <= 1.0 and 0.0 <= p2 <= 1.0):
+            raise ValueError(f"depolarizing probabilities must lie in [0, 1], got p1={p1}, p2={p2}")
+        nm = NoiseModel(basis_gates=["rz", "sx", "x", "cx"])
+        if p1 > 0:
+            nm.add_all_qubit_quantum_error(depolarizing_error(p1, 1), ["sx", "x", "rz"])
+        if p2 > 0:
+            nm.add_all_qubit_quantum_error(depolarizing_error(p2, 2), ["cx"])
+        sim = AerSimulator(noise_model=nm, basis_gates=nm.basis_gates,
+                           method="density_matrix" if exact else "automatic", **opts)
+    else:
+        from qiskit_ibm_runtime import fake_provider
+
+        cls = getattr(fake_provider, str(noise), None)
+        if cls is None or not isinstance(cls, type):
+            raise ValueError(f"aer noise: {noise!r} is neither 'none', 'depolarizing' nor a fake backend of qiskit_ibm_runtime.fake_provider")
+        sim = AerSimulator.from_backend(cls())
+        sim.set_options(method="density_matrix" if exact else "automatic", **opts)
+    return sim
+
+
+def _support(observable: SparsePauliOp) -> tuple[list[int], SparsePauliOp]:
+    """Qubits the diagonal observable acts on, and the observable restricted to them (little-endian order)."""
+    n = observable.num_qubits
+    labels = observable.paulis.to_labels()
+    for lab in labels:
+        if set(lab) - {"I", "Z"}:
+            raise ValueError(f"aer evaluation supports diagonal observables (I/Z) only, got term {lab}")
+    sup = sorted({q for lab in labels for q in range(n) if lab[n - 1 - q] == "Z"}) or [0]
+    reduced = SparsePauliOp(["".join(lab[n - 1 - q] for q in reversed(sup)) for lab in labels], observable.coeffs)
+    return sup, reduced
+
+
+def _diagonal(obs: SparsePauliOp) -> np.ndarray:
+    n = obs.num_qubits
+    idx = np.arange(1 << n)
+    diag = np.zeros(1 << n)
+    for lab, c in zip(obs.paulis.to_labels(), obs.coeffs):
+        term = np.ones(1 << n)
+        for q in range(n):
+            if lab[n - 1 - q] == "Z":
+                term = term * (1.0 - 2.0 * ((idx >> q) & 1))
+        diag += float(np.real(c)) * term
+    return diag
+
+
+def aer_expectations(
+    circuit: QuantumCircuit,
+    *,
+    inputs: Sequence[Parameter],
+    weights: Sequence[Parameter],
+    x: np.ndarray,
+    weight_values: np.ndarray,
+    observable: SparsePauliOp | None = None,
+    shots: int | None = 4096,
+    noise: str = "none",
+    p1: float = 1e-3,
+    p2: float = 1e-2,
+    seed: int = 0,
+    optimization_level: int = 1,
+) -> AerResult:
+    """Expectation values of ``observable`` (default Z on qubit 0) for each row of ``x`` on qiskit-aer.
+
+    ``weight_values`` are bound first; the inputs ``x [B, d]`` go in as one batch of parameter values.
+    """
+    t0 = time.perf_counter()
+    n = circuit.num_qubits
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    wv = np.asarray(weight_values, dtype=float).ravel()
+    if x.shape[1] != len(inputs):
+        raise ValueError(f"x has {x.shape[1]} columns, the circuit has {len(inputs)} inputs")
+    if wv.shape[0] != len(weights):
+        raise ValueError(f"{wv.shape[0]} weight values for {len(weights)} weights")
+    if shots is not None and int(shots) < 1:
+        raise ValueError(f"shots must be a positive integer or None (exact), got {shots}")
+    if observable is None:
+        observable = SparsePauliOp("I" * (n - 1) + "Z")
+    bound = circuit.assign_parameters(dict(zip(weights, wv.tolist())), inplace=False)
+    sim = make_simulator(noise, p1=p1, p2=p2, seed=seed, exact=shots is None)
+    nq = getattr(sim.target, "num_qubits", None) if noise not in (None, "none", "depolarizing") else None
+    if nq is not None and nq < n:
+        raise ValueError(f"backend {noise!r} has {nq} qubits, the circuit needs {n}")
+    pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=sim, seed_transpiler=int(seed))
+    if shots is None:
+        from qiskit_aer.primitives import EstimatorV2
+
+        isa = pm.run(bound)
+        obs = observable.apply_layout(isa.layout)
+        values = _bind_values(isa, inputs, x)
+        est = EstimatorV2.from_backend(sim, options={"default_precision": 0.0, "run_options": {"seed_simulator": int(seed)}})
+        ev = est.run([(isa, obs, values)]).result()[0].data.evs
+        vals, err = np.asarray(ev, dtype=float).reshape(-1), np.zeros(len(x))
+    else:
+        from qiskit_aer.primitives import SamplerV2
+
+        sup, reduced = _support(observable)
+        meas = bound.copy()
+        creg = ClassicalRegister(len(sup), "obs")
+        meas.add_register(creg)
+        for k, q in enumerate(sup):
+            meas.measure(q, creg[k])
+        isa = pm.run(meas)
+        values = _bind_values(isa, inputs, x)
+        sampler = SamplerV2.from_backend(sim, seed=int(seed))
+        bits = sampler.run([(isa, values)], shots=int(shots)).result()[0].data.obs
+        b = bits.to_bool_array(order="little").reshape(len(x), int(shots), len(sup))
+        index = (b.astype(np.int64) << np.arange(len(sup))).sum(-1)
+        samples = _diagonal(reduced)[index]
+        vals = samples.mean(1)
+        err = samples.std(1) / np.sqrt(int(shots))
+    info = {
+        "shots": shots, "noise": noise, "seed": int(seed), "optimization_level": optimization_level,
+        "isa_depth": isa.depth(), "isa_ops": {k: int(v) for k, v in isa.count_ops().items()},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if noise == "depolarizing":
+        info.update(p1=p1, p2=p2)
+    return AerResult(values=vals, stderr=err, info=info)
+
+
+def _bind_values(isa: QuantumCircuit, inputs: Sequence[Parameter], x: np.ndarray) -> np.ndarray:
+    """Parameter values [B, n_params] in the order of ``isa.parameters`` (all of which must be inputs)."""
+    col = {p: j for j, p in enumerate(inputs)}
+    params = list(isa.parameters)
+    missing = [str(p) for p in params if p not in col]
+    if missing:
+        raise ValueError(f"transpiled circuit has unbound non-input parameters {missing}")
+    if not params:
+        return np.zeros((len(x), 0))
+    return np.stack([x[:, col[p]] for p in params], axis=1)
