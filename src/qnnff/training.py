@@ -1,0 +1,409 @@
+"""Generic trainer for every :class:`~qnnff.models.base.ForceField` (QNN, NN, BPNN) on energies and forces.
+
+Loss (the paper's), on the scaled targets of a :class:`~qnnff.models.base.TrainingBatch` (``y = (E - center)/scale``,
+``f = F/scale``)::
+
+    L = (1/N) sum_n (y_n - y_ref_n)^2  +  chi / (3 N_atoms) * (1/N) sum_{n,i,k} (f_nik - f_ref_nik)^2
+
+i.e. ``mean((y - y_ref)^2) + chi * mean over all force components of (f - f_ref)^2``. With ``chi = 0`` the forces
+are not computed at all (the energy path is cheaper); the learning curve's force term is then 0.
+
+Optimisers
+----------
+* ``"adam"`` (:class:`torch.optim.Adam`, learning rate ``lr``, ``iterations`` steps), full batch by default or
+  minibatches of ``batch_size`` frames drawn without replacement at every step from ``numpy.random.default_rng(seed)``.
+* ``"cobyla"`` (:func:`scipy.optimize.minimize`, method COBYLA, gradient-free) on the flattened trainable parameters,
+  ``iterations`` = the budget of loss evaluations (``maxiter``), initial trust radius ``rhobeg``. Every evaluation is a
+  row of the learning curve; the model ends with the best parameters evaluated. COBYLA needs at least
+  ``n_parameters + 2`` evaluations (its first simplex), so a smaller budget is an error.
+
+Reproducibility: ``seed`` seeds torch (``torch.manual_seed``) and the numpy Generator of the minibatches; the model's
+own initialisation is seeded by the model. The same seed and settings give bitwise the same weights (single-threaded
+torch, as the pipeline runs it).
+
+Checkpoints and resuming
+------------------------
+With ``checkpoint_path``, a checkpoint is written atomically (:func:`qnnff.io.atomic_path`) every ``checkpoint_every``
+iterations. If a checkpoint exists when :func:`train` starts, and it was written with the same settings (optimiser,
+lr, chi, seed, batch size, rhobeg, model kind and size, number of frames), training resumes from it:
+
+* Adam: parameters, optimiser state, iteration, numpy and torch RNG states and the history are restored, so a killed
+  and resumed run ends with bitwise the same weights as an uninterrupted one;
+* COBYLA: the optimiser's internal state (simplex, trust radius) cannot be saved through scipy, so the run *restarts*
+  COBYLA from the best parameters of the checkpoint with the remaining evaluation budget (and ``rhobeg``); the result
+  is valid but not identical to an uninterrupted run (if fewer than ``n_parameters + 2`` evaluations are left, it
+  stops with the checkpoint's best parameters).
+
+A checkpoint with different settings is ignored (logged) and overwritten. The caller writes the final model only after
+:func:`train` returns, so a killed training never leaves a model file that looks complete.
+
+Learning curve and log
+----------------------
+One row per iteration: ``iteration, loss, energy_loss, force_loss, elapsed_s`` (+ ``val_loss, val_energy_loss,
+val_force_loss`` every ``val_every`` iterations when a ``val_batch`` is given). ``curve_path`` is rewritten atomically
+every ``curve_every`` iterations and at the end. Progress lines (iteration, losses, elapsed and estimated remaining
+time) go to ``log`` (a callable such as ``logger.info``, or a :class:`logging.Logger`) every ``log_every`` iterations.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .io import atomic_path, write_text_atomic
+from .models.base import FeatureForceField, ForceField, TrainingBatch
+
+OPTIMIZERS = ("adam", "cobyla")
+CHECKPOINT_VERSION = 1
+_log = logging.getLogger("qnnff")
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of :func:`train`: loss of the final parameters on the full training batch, iterations done
+    (Adam steps / COBYLA evaluations, including those before a resume), wall time of this call and of the whole
+    training, and the per-iteration history (the learning curve)."""
+
+    final_loss: float
+    final_energy_loss: float
+    final_force_loss: float
+    iterations: int
+    wall_time: float
+    total_time: float
+    history: list[dict[str, float]] = field(repr=False)
+    resumed_from: int | None = None
+    optimizer: str = ""
+    message: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# loss
+# ---------------------------------------------------------------------------------------------------------------
+def _scaled_energy_only(model: ForceField, batch: TrainingBatch) -> torch.Tensor:
+    if isinstance(model, FeatureForceField) and batch.x is not None:
+        return model.regressor(batch.x)
+    return model.scaled_energy_and_forces(batch, create_graph=True)[0]
+
+
+def loss_terms(model: ForceField, batch: TrainingBatch, *, chi: float, create_graph: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, energy part, force part) of the paper's loss on scaled targets (see the module docstring).
+
+    With ``create_graph`` the total is differentiable w.r.t. the trainable parameters (forces included: mixed second
+    derivatives); otherwise it is evaluated without a graph (COBYLA, validation).
+    """
+    if chi < 0:
+        raise ValueError(f"chi must be >= 0, got {chi}")
+    with torch.set_grad_enabled(create_graph):
+        if chi == 0:
+            y = _scaled_energy_only(model, batch)
+            f_part = torch.zeros((), dtype=y.dtype)
+        else:
+            y, f = model.scaled_energy_and_forces(batch, create_graph=create_graph)
+            f_part = chi * torch.mean((f - batch.f) ** 2)
+        e_part = torch.mean((y - batch.y) ** 2)
+        total = e_part + f_part
+    if not create_graph:
+        total, e_part, f_part = total.detach(), e_part.detach(), f_part.detach()
+    return total, e_part, f_part
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------------
+def _logger(log: Callable[[str], Any] | logging.Logger | None) -> Callable[[str], Any]:
+    if log is None:
+        return _log.info
+    if isinstance(log, logging.Logger):
+        return log.info
+    if not callable(log):
+        raise TypeError(f"log must be a callable or a logging.Logger, got {type(log).__name__}")
+    return log
+
+
+def _trainable(model: ForceField) -> list[torch.nn.Parameter]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{model.kind} model has no trainable parameters")
+    return params
+
+
+def _curve_columns(history: list[dict[str, float]]) -> list[str]:
+    cols = ["iteration", "loss", "energy_loss", "force_loss", "elapsed_s"]
+    if any("val_loss" in r for r in history):
+        cols += ["val_loss", "val_energy_loss", "val_force_loss"]
+    return cols
+
+
+def write_curve(path: str | Path, history: list[dict[str, float]]) -> None:
+    """Write the learning curve CSV atomically (one row per iteration; empty cells where no validation ran)."""
+    cols = _curve_columns(history)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in history:
+        w.writerow(["" if r.get(c) is None else (int(r[c]) if c == "iteration" else repr(float(r[c]))) for c in cols])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _fingerprint(model: ForceField, batch: TrainingBatch, **settings: Any) -> dict[str, Any]:
+    return {"version": CHECKPOINT_VERSION, "kind": model.kind, "n_trainable": int(sum(p.numel() for p in _trainable(model))),
+            "n_frames": len(batch), **settings}
+
+
+def _save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _load_checkpoint(path: str | Path | None, fingerprint: dict[str, Any], say: Callable[[str], Any]) -> dict[str, Any] | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop a fresh start
+        say(f"checkpoint {path} is unreadable ({exc}); starting from scratch")
+        return None
+    if not isinstance(ck, dict) or ck.get("fingerprint") != fingerprint:
+        old = ck.get("fingerprint") if isinstance(ck, dict) else None
+        say(f"checkpoint {path} was written with other settings ({old}); starting from scratch")
+        return None
+    return ck
+
+
+def _fmt(rec: dict[str, float]) -> str:
+    s = f"loss {rec['loss']:.4e} (E {rec['energy_loss']:.3e}, F {rec['force_loss']:.3e})"
+    if rec.get("val_loss") is not None:
+        s += f"  val {rec['val_loss']:.4e}"
+    return s
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the trainer
+# ---------------------------------------------------------------------------------------------------------------
+def train(
+    model: ForceField,
+    train_batch: TrainingBatch,
+    *,
+    optimizer: str,
+    iterations: int,
+    lr: float = 0.01,
+    chi: float,
+    seed: int,
+    batch_size: int | None = None,
+    rhobeg: float = 0.5,
+    tol: float = 1e-8,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 100,
+    log: Callable[[str], Any] | logging.Logger | None = None,
+    log_every: int | None = None,
+    curve_path: str | Path | None = None,
+    curve_every: int | None = None,
+    val_batch: TrainingBatch | None = None,
+    val_every: int | None = None,
+    callback: Callable[[int, dict[str, float]], Any] | None = None,
+) -> TrainingResult:
+    """Train ``model`` in place on ``train_batch`` (see the module docstring); returns a :class:`TrainingResult`.
+
+    ``callback(iteration, record)`` runs after every iteration (an exception raised there aborts the training as a
+    kill would, leaving the last checkpoint behind).
+    """
+    optimizer = str(optimizer).lower()
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if int(iterations) < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if chi < 0 or not math.isfinite(chi):
+        raise ValueError(f"chi must be a finite number >= 0, got {chi}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if len(train_batch) < 1:
+        raise ValueError("empty training batch")
+    iterations = int(iterations)
+    say = _logger(log)
+    log_every = int(log_every or max(1, iterations // 20))
+    curve_every = int(curve_every or max(50, log_every))
+    val_every = int(val_every or log_every)
+    full = batch_size is None or int(batch_size) >= len(train_batch)
+    if optimizer == "adam":
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        settings = {"optimizer": "adam", "lr": float(lr), "chi": float(chi), "seed": int(seed), "batch_size": None if full else int(batch_size)}
+    else:
+        if not rhobeg > 0:
+            raise ValueError(f"rhobeg must be > 0, got {rhobeg}")
+        n_vars = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if iterations < n_vars + 2:
+            raise ValueError(f"cobyla needs at least n_parameters + 2 = {n_vars + 2} evaluations (iterations), got {iterations}")
+        settings = {"optimizer": "cobyla", "chi": float(chi), "seed": int(seed), "rhobeg": float(rhobeg), "tol": float(tol)}
+    fingerprint = _fingerprint(model, train_batch, **settings)
+    torch.manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+    params = _trainable(model)
+    ck = _load_checkpoint(checkpoint_path, fingerprint, say)
+    t_start = time.perf_counter()
+    ctx = _Run(model=model, batch=train_batch, chi=float(chi), say=say, iterations=iterations, log_every=log_every,
+               curve_path=curve_path, curve_every=curve_every, val_batch=val_batch, val_every=val_every, callback=callback,
+               checkpoint_path=checkpoint_path, checkpoint_every=int(checkpoint_every), fingerprint=fingerprint, t_start=t_start)
+    if ck is not None:
+        ctx.history = list(ck["history"])
+        ctx.elapsed0 = float(ck["elapsed"])
+        ctx.resumed_from = int(ck["iteration"])
+        say(f"resuming {model.kind} training ({optimizer}) from checkpoint {checkpoint_path} at iteration {ctx.resumed_from}")
+    say(f"training {model.kind}: {sum(p.numel() for p in params)} trainable parameters, {optimizer}, {iterations} iterations, "
+        f"chi={chi:g}, {len(train_batch)} frames" + ("" if full else f", minibatch {batch_size}"))
+    if optimizer == "adam":
+        message = _train_adam(ctx, params, rng, lr=float(lr), batch_size=None if full else int(batch_size), ck=ck)
+    else:
+        message = _train_cobyla(ctx, params, rhobeg=float(rhobeg), tol=float(tol), ck=ck)
+    final, fe, ff = loss_terms(model, train_batch, chi=float(chi), create_graph=False)
+    if curve_path is not None:
+        write_curve(curve_path, ctx.history)
+    wall = time.perf_counter() - t_start
+    done = int(ctx.history[-1]["iteration"]) if ctx.history else 0
+    say(f"done: {done} iterations, final loss {float(final):.4e} (E {float(fe):.3e}, F {float(ff):.3e}), "
+        f"{wall:.1f} s ({ctx.elapsed0 + wall:.1f} s in total){'; ' + message if message else ''}")
+    return TrainingResult(final_loss=float(final), final_energy_loss=float(fe), final_force_loss=float(ff), iterations=done,
+                          wall_time=wall, total_time=ctx.elapsed0 + wall, history=ctx.history, resumed_from=ctx.resumed_from,
+                          optimizer=optimizer, message=message)
+
+
+@dataclass
+class _Run:
+    """Book-keeping shared by the optimiser loops: history, logging, curve, validation, checkpoints."""
+
+    model: ForceField
+    batch: TrainingBatch
+    chi: float
+    say: Callable[[str], Any]
+    iterations: int
+    log_every: int
+    curve_path: str | Path | None
+    curve_every: int
+    val_batch: TrainingBatch | None
+    val_every: int
+    callback: Callable[[int, dict[str, float]], Any] | None
+    checkpoint_path: str | Path | None
+    checkpoint_every: int
+    fingerprint: dict[str, Any]
+    t_start: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    elapsed0: float = 0.0
+    resumed_from: int | None = None
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
+
+    def record(self, it: int, total: torch.Tensor, e: torch.Tensor, f: torch.Tensor) -> dict[str, float]:
+        rec: dict[str, float] = {"iteration": it, "loss": float(total), "energy_loss": float(e), "force_loss": float(f),
+                                 "elapsed_s": round(self.elapsed(), 4)}
+        if self.val_batch is not None and (it % self.val_every == 0 or it == self.iterations):
+            vt, ve, vf = loss_terms(self.model, self.val_batch, chi=self.chi, create_graph=False)
+            rec.update(val_loss=float(vt), val_energy_loss=float(ve), val_force_loss=float(vf))
+        self.history.append(rec)
+        if it % self.log_every == 0 or it == self.iterations or it == 1:
+            el = self.elapsed()
+            done_here = it - (self.resumed_from or 0)
+            left = el / max(it, 1) * (self.iterations - it) if done_here > 0 else float("nan")
+            self.say(f"iter {it}/{self.iterations}  {_fmt(rec)}  {el:.1f} s elapsed, ~{left:.0f} s left")
+        if self.curve_path is not None and it % self.curve_every == 0:
+            write_curve(self.curve_path, self.history)
+        return rec
+
+    def after(self, it: int, rec: dict[str, float], state: Callable[[], dict[str, Any]]) -> None:
+        if self.checkpoint_path is not None and it % self.checkpoint_every == 0 and it < self.iterations:
+            _save_checkpoint(self.checkpoint_path, {"fingerprint": self.fingerprint, "iteration": it, "history": self.history,
+                                                    "elapsed": self.elapsed(), **state()})
+        if self.callback is not None:
+            self.callback(it, rec)
+
+
+def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Generator, *, lr: float, batch_size: int | None,
+                ck: dict[str, Any] | None) -> str:
+    model, batch = ctx.model, ctx.batch
+    opt = torch.optim.Adam(params, lr=lr)
+    start = 0
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        start = int(ck["iteration"])
+
+    def state() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state()}
+
+    n = len(batch)
+    for it in range(start + 1, ctx.iterations + 1):
+        b = batch if batch_size is None else batch.subset(torch.as_tensor(np.sort(rng.choice(n, batch_size, replace=False))))
+        opt.zero_grad(set_to_none=True)
+        total, e, f = loss_terms(model, b, chi=ctx.chi, create_graph=True)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"training loss became {float(total)} at iteration {it}")
+        total.backward()
+        opt.step()
+        rec = ctx.record(it, total.detach(), e.detach(), f.detach())
+        ctx.after(it, rec, state)
+    return ""
+
+
+def _train_cobyla(ctx: _Run, params: list[torch.nn.Parameter], *, rhobeg: float, tol: float, ck: dict[str, Any] | None) -> str:
+    from scipy.optimize import minimize
+
+    model, batch = ctx.model, ctx.batch
+    vec = torch.nn.utils.parameters_to_vector
+    to_params = torch.nn.utils.vector_to_parameters
+    done = 0
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        done = int(ck["iteration"])
+    best = {"loss": math.inf, "x": vec(params).detach().clone()}
+    if ck is not None and ck.get("best_loss") is not None:
+        best["loss"] = float(ck["best_loss"])
+    count = {"it": done}
+
+    def state() -> dict[str, Any]:
+        with torch.no_grad():
+            cur = vec(params).detach().clone()
+            to_params(best["x"], params)
+            sd = {k: v.clone() for k, v in model.state_dict().items()}
+            to_params(cur, params)
+        return {"model": sd, "best_loss": best["loss"]}
+
+    def fun(xv: np.ndarray) -> float:
+        with torch.no_grad():
+            to_params(torch.as_tensor(xv, dtype=torch.float64), params)
+        total, e, f = loss_terms(model, batch, chi=ctx.chi, create_graph=False)
+        val = float(total)
+        count["it"] += 1
+        it = count["it"]
+        if val < best["loss"] or not math.isfinite(best["loss"]):
+            best["loss"], best["x"] = val, torch.as_tensor(xv, dtype=torch.float64).clone()
+        rec = ctx.record(it, total, e, f)
+        ctx.after(it, rec, state)
+        return val if math.isfinite(val) else 1e300
+
+    remaining = ctx.iterations - done
+    message = ""
+    n_vars = sum(p.numel() for p in params)
+    if 0 < remaining < n_vars + 2:
+        message = (f"COBYLA not restarted: {remaining} evaluations left, fewer than the {n_vars + 2} it needs to build its "
+                   "first simplex; keeping the checkpoint's best parameters")
+        ctx.say(message)
+    elif remaining > 0:
+        x0 = vec(params).detach().numpy().copy()
+        res = minimize(fun, x0, method="COBYLA", options={"maxiter": int(remaining), "rhobeg": rhobeg, "tol": tol})
+        message = f"COBYLA: {res.message}"
+    with torch.no_grad():
+        to_params(best["x"], params)
+    return message

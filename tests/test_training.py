@@ -1,0 +1,185 @@
+"""The generic trainer: the paper's loss, reproducibility, force gradients, checkpoints and resuming, curves."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
+from qnnff.models.base import TrainingBatch
+from qnnff.models.qnn import QNNForceField
+from qnnff.training import loss_terms, train
+
+CIRCUIT = dict(n_qubits=3, depth=2, feature_map="full", feature_map_reps=2, trainable_feature_map="full",
+               trainable_feature_map_reps=2)
+
+
+def water_positions(n, seed=0):
+    rng = np.random.default_rng(seed)
+    r1, r2, th = rng.uniform(0.9, 1.2, n), rng.uniform(0.9, 1.2, n), np.radians(rng.uniform(95, 120, n))
+    pos = np.zeros((n, 3, 3))
+    pos[:, 1, 2] = r1
+    pos[:, 2, 0], pos[:, 2, 2] = r2 * np.sin(th), r2 * np.cos(th)
+    return torch.tensor(pos)
+
+
+def toy_energy(pos):
+    """A smooth water-like potential (eV): Morse O-H stretches + harmonic bend in cos(theta)."""
+    u, v = pos[:, 1] - pos[:, 0], pos[:, 2] - pos[:, 0]
+    r1, r2 = u.norm(dim=-1), v.norm(dim=-1)
+    c = (u * v).sum(-1) / (r1 * r2)
+    return 4.0 * ((1 - torch.exp(-2.2 * (r1 - 0.97))) ** 2 + (1 - torch.exp(-2.2 * (r2 - 0.97))) ** 2) + 2.0 * (c + 0.25) ** 2
+
+
+@pytest.fixture(scope="module")
+def data():
+    pos = water_positions(40)
+    fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2))), CoordinateFamily("a_HOH", "angle", ((1, 0, 2),))]
+    probe = Featurizer(families=fams, feature_map="arcsin", lo=[0.0] * 3, hi=[1e3] * 3, symbols=["O", "H", "H"])
+    q = probe.internal(pos)
+    fz = Featurizer(families=fams, feature_map="arcsin", lo=q.min(0).values.tolist(), hi=q.max(0).values.tolist(),
+                    symbols=["O", "H", "H"])
+    p = pos.clone().requires_grad_(True)
+    e = toy_energy(p)
+    (g,) = torch.autograd.grad(e.sum(), p)
+    sc = EnergyScaler.fit(e.detach().numpy())
+    x, jac = fz.features_and_jacobian(pos)
+    batch = TrainingBatch(pos, ((e - sc.center) / sc.scale).detach(), (-g / sc.scale).detach(), x, jac)
+    return fz, sc, batch
+
+
+def fresh(data, seed=3):
+    fz, sc, _ = data
+    return QNNForceField(featurizer=fz, energy_scaler=sc, circuit=CIRCUIT, seed=seed)
+
+
+def weights(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_loss_is_the_papers(data):
+    _, _, batch = data
+    model = fresh(data)
+    total, e, f = loss_terms(model, batch, chi=0.5, create_graph=False)
+    y, fr = model.scaled_energy_and_forces(batch, create_graph=False)
+    n_atoms = batch.positions.shape[1]
+    e_ref = ((y - batch.y) ** 2).sum() / len(batch)
+    f_ref = 0.5 / (3 * n_atoms) * ((fr - batch.f) ** 2).sum() / len(batch)
+    assert torch.allclose(e, e_ref) and torch.allclose(f, f_ref) and torch.allclose(total, e_ref + f_ref)
+    t0, e0, f0 = loss_terms(model, batch, chi=0.0, create_graph=False)
+    assert torch.allclose(e0, e_ref) and float(f0) == 0.0 and torch.allclose(t0, e0)
+
+
+def test_force_term_sends_gradient_even_when_energies_are_exact(data):
+    _, _, batch = data
+    model = fresh(data)
+    with torch.no_grad():
+        y, f = model.scaled_energy_and_forces(batch, create_graph=False)
+    perfect_e = TrainingBatch(batch.positions, y.clone(), batch.f, batch.x, batch.jac)
+    total, e, fpart = loss_terms(model, perfect_e, chi=1.0)
+    assert e.item() < 1e-28 and fpart.item() > 0
+    grads = torch.autograd.grad(total, [p for p in model.parameters()])
+    gnorm = torch.sqrt(sum((g**2).sum() for g in grads))
+    assert gnorm > 1e-3  # the force loss reaches the circuit weights through the mixed second derivatives
+    # ... and one Adam step on it changes the weights
+    before = weights(model)
+    train(model, perfect_e, optimizer="adam", iterations=1, lr=0.01, chi=1.0, seed=0, log=lambda s: None)
+    assert not torch.equal(before, weights(model))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "cobyla"])
+def test_same_seed_same_weights(data, optimizer):
+    _, _, batch = data
+    runs = []
+    for _ in range(2):
+        model = fresh(data)
+        train(model, batch, optimizer=optimizer, iterations=6 if optimizer == "adam" else 40, lr=0.02, chi=1.0, seed=5, batch_size=16 if optimizer == "adam" else None,
+              log=lambda s: None)
+        runs.append(weights(model))
+    assert torch.equal(runs[0], runs[1])
+    other = fresh(data)
+    train(other, batch, optimizer=optimizer, iterations=6 if optimizer == "adam" else 40, lr=0.02, chi=1.0, seed=6, batch_size=16 if optimizer == "adam" else None,
+          rhobeg=0.4, log=lambda s: None)
+    assert not torch.equal(runs[0], weights(other))
+
+
+class Killed(Exception):
+    pass
+
+
+def test_adam_checkpoint_resume_equals_uninterrupted_run(data, tmp_path):
+    _, _, batch = data
+    kw = dict(optimizer="adam", iterations=10, lr=0.03, chi=1.0, seed=2, batch_size=24, log=lambda s: None)
+    ref = fresh(data)
+    ref_result = train(ref, batch, **kw)
+
+    ck = tmp_path / "ck.pt"
+    curve = tmp_path / "curve.csv"
+
+    def kill_after_5(it, rec):
+        if it == 5:
+            raise Killed
+
+    model = fresh(data)
+    with pytest.raises(Killed):
+        train(model, batch, checkpoint_path=ck, checkpoint_every=5, curve_path=curve, callback=kill_after_5, **kw)
+    assert ck.exists()
+    resumed = fresh(data)  # a new process: fresh model, same settings
+    result = train(resumed, batch, checkpoint_path=ck, checkpoint_every=5, curve_path=curve, **kw)
+    assert result.resumed_from == 5 and result.iterations == 10
+    assert torch.equal(weights(resumed), weights(ref))
+    assert [r["loss"] for r in result.history] == [r["loss"] for r in ref_result.history]
+    rows = list(csv.DictReader(curve.open()))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 11))
+    assert set(rows[0]) >= {"iteration", "loss", "energy_loss", "force_loss", "elapsed_s"}
+
+
+def test_cobyla_resume_restarts_from_checkpoint_and_foreign_checkpoint_is_ignored(data, tmp_path):
+    _, _, batch = data
+    ck = tmp_path / "ck.pt"
+    kw = dict(optimizer="cobyla", iterations=80, chi=1.0, seed=0, rhobeg=0.3, log=lambda s: None)
+
+    def kill_after_40(it, rec):
+        if it == 40:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(fresh(data), batch, checkpoint_path=ck, checkpoint_every=10, callback=kill_after_40, **kw)
+    model = fresh(data)
+    result = train(model, batch, checkpoint_path=ck, checkpoint_every=10, **kw)
+    assert result.resumed_from == 40 and result.iterations == 80
+    assert result.final_loss <= min(r["loss"] for r in result.history) + 1e-12
+    assert result.final_loss < result.history[0]["loss"]
+    with pytest.raises(ValueError, match="at least"):
+        train(fresh(data), batch, optimizer="cobyla", iterations=10, chi=1.0, seed=0)
+    # a checkpoint written with other settings is not used
+    messages = []
+    other = train(fresh(data), batch, checkpoint_path=ck, optimizer="adam", iterations=3, lr=0.01, chi=1.0, seed=0,
+                  log=messages.append)
+    assert other.resumed_from is None and any("other settings" in m for m in messages)
+
+
+def test_validation_columns_and_energy_only_path(data, tmp_path):
+    _, _, batch = data
+    model = fresh(data)
+    idx = torch.arange(len(batch))
+    tr, va = batch.subset(idx[:30]), batch.subset(idx[30:])
+    curve = tmp_path / "c.csv"
+    lines = []
+    res = train(model, tr, optimizer="adam", iterations=20, lr=0.05, chi=0.0, seed=0, curve_path=curve, val_batch=va,
+                val_every=5, log=lines.append, log_every=10)
+    rows = list(csv.DictReader(curve.open()))
+    assert len(rows) == 20 and rows[4]["val_loss"] != "" and rows[0]["val_loss"] == ""
+    assert all(float(r["force_loss"]) == 0.0 for r in rows)
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    assert any("iter 10/20" in s and "elapsed" in s for s in lines)
+
+
+def test_trainer_is_generic_nn(data):
+    from qnnff.models.nn import NNForceField
+
+    fz, sc, batch = data
+    model = NNForceField(featurizer=fz, energy_scaler=sc, hidden=[5, 5], seed=0)
+    res = train(model, batch, optimizer="adam", iterations=30, lr=0.02, chi=1.0, seed=0, log=lambda s: None)
+    assert res.final_loss < res.history[0]["loss"]
