@@ -26,7 +26,7 @@
 #   TARGETS        targets of both runs                         [the workflow's default target]
 #   SMK_ARGS       extra snakemake arguments for both runs      []
 #   LOCAL_ARGS     extra arguments of the local run             [--cores all]
-#   CLUSTER_ARGS     extra arguments of the SLURM run (test-only speed-ups; the profile is unchanged)
+#   CLUSTER_ARGS   extra arguments of the SLURM run (test-only speed-ups; the profile is unchanged)
 #                                                   [--slurm-init-seconds-before-status-checks 2]
 #   PROFILE        workflow profile of the SLURM run            [profiles/slurm]
 #   STATE_DIR      scratch for the cluster and the run copies   [/tmp/qnnff-slurm-test]
@@ -100,7 +100,6 @@ log() { printf '\n=== [%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { echo "ERROR: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { "$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
-abspath() { case "$1" in /*) echo "$1" ;; *) echo "$2/$1" ;; esac; }
 
 [[ $(id -u) == 0 ]] || die "run as root (it installs packages and starts daemons)"
 T0=$(now)
@@ -121,11 +120,11 @@ pid_of() {  # pid of our daemon $1 if it runs, else empty
 }
 
 stop_daemon() {
-  local name=$1 pid i
+  local name=$1 pid
   pid=$(pid_of "$name")
   [[ -n $pid ]] || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 150); do [[ -d /proc/$pid ]] || break; sleep 0.2; done
+  for _ in $(seq 1 150); do [[ -d /proc/$pid ]] || break; sleep 0.2; done
   if [[ -d /proc/$pid ]]; then
     echo "  $name (pid $pid) did not stop in 30 s: SIGKILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
@@ -136,15 +135,17 @@ stop_daemon() {
 alive() { local p; for p in "$@"; do [[ -d /proc/$p ]] && return 0; done; return 1; }
 
 stop_run() {  # the snakemake run under `timeout`: SIGTERM (it cancels its SLURM jobs), then SIGKILL
-  local pid kids i
+  local pid kids
   pid=$(pid_of snakemake)
   [[ -n $pid ]] || return 0
-  kids=$(pgrep -P "$pid" || true)
+  kids=$(pgrep -P "$pid" || true)   # the snakemake process (word-split below on purpose)
   # shellcheck disable=SC2086
   kill -TERM "$pid" $kids 2>/dev/null || true
-  for i in $(seq 1 100); do alive "$pid" $kids || break; sleep 0.3; done
+  # shellcheck disable=SC2086
+  for _ in $(seq 1 100); do alive "$pid" $kids || break; sleep 0.3; done
+  # shellcheck disable=SC2086
   if alive "$pid" $kids; then
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046,SC2086
     kill -KILL $(for k in $kids; do pgrep -P "$k"; done) $kids "$pid" 2>/dev/null || true
     echo "  killed the snakemake run (pid $pid $kids) after 30 s" >&2
   else
@@ -269,7 +270,7 @@ mariadbd --no-defaults --datadir="$MYSQL/data" --socket="$MYSQL/mysqld.sock" \
   --log-error="$LOGS/mariadbd.log" --innodb-buffer-pool-size=256M --innodb-log-file-size=64M \
   --innodb-lock-wait-timeout=900 --skip-name-resolve >/dev/null 2>&1 &
 DB_PASS=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-for i in $(seq 1 150); do
+for _ in $(seq 1 150); do
   mariadb --no-defaults -S "$MYSQL/mysqld.sock" -uroot -e 'select 1' >/dev/null 2>&1 && break
   sleep 0.2
 done
@@ -339,7 +340,7 @@ PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 
 slurmdbd || die "slurmdbd failed to start"
-for i in $(seq 1 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.3; done
+for _ in $(seq 1 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.3; done
 sacctmgr -n list cluster >/dev/null 2>&1 || die "slurmdbd does not answer"
 sacctmgr -i add cluster "$CLUSTER" >/dev/null
 sacctmgr -i add account "$ACCOUNT" Cluster="$CLUSTER" Description="qnnff SLURM test" Organization=qnnff >/dev/null
@@ -347,7 +348,7 @@ sacctmgr -i add user root Account="$ACCOUNT" DefaultAccount="$ACCOUNT" Cluster="
 slurmctld || die "slurmctld failed to start"
 env -u SLURM_CONF slurmd --conf-server "127.0.0.1:$CTLD_PORT" || die "slurmd failed to start"   # configless
 state=""
-for i in $(seq 1 120); do
+for _ in $(seq 1 120); do
   state=$(sinfo -h -n "$HOST" -o %t 2>/dev/null || true)
   [[ $state == idle ]] && break
   sleep 0.5
@@ -387,24 +388,21 @@ echo "  $(wc -l <"$BEFORE") files copied" >&2
 
 # A snakemake run in the background + wait: a signal to this script is handled at once (the trap
 # ends the run, whose SLURM jobs are then cancelled), not only after snakemake has finished.
-CHILD=""
 run_child() {  # run_child DIR LOGFILE CMD...: run CMD in DIR with a time limit, output to LOGFILE
-  local dir=$1 logfile=$2 rc=0
+  local dir=$1 logfile=$2 rc=0 pid
   shift 2
   (cd "$dir" && exec timeout "$RUN_TIMEOUT" "$@") >"$logfile" 2>&1 &
-  CHILD=$!
-  echo "$CHILD" >"$RUN/snakemake.pid"
-  wait "$CHILD" || rc=$?
-  CHILD=""
+  pid=$!
+  echo "$pid" >"$RUN/snakemake.pid"
+  wait "$pid" || rc=$?
   rm -f "$RUN/snakemake.pid"
   return "$rc"
 }
 
-SNAKEFILE_ARG=$SNAKEFILE
 CONFIG_ARGS=()
 [[ -n $CONFIGFILE ]] && CONFIG_ARGS=(--configfile "$CONFIGFILE")
 # shellcheck disable=SC2206   # word splitting of the *_ARGS/TARGETS strings is intended
-COMMON=($TARGETS -s "$SNAKEFILE_ARG" "${CONFIG_ARGS[@]}" $SMK_ARGS)   # targets first: --configfile takes several values
+COMMON=($TARGETS -s "$SNAKEFILE" "${CONFIG_ARGS[@]}" $SMK_ARGS)   # targets first: --configfile takes several values
 
 # ---------------------------------------------------------------- 4. local run
 if [[ $RUN_LOCAL == 1 ]]; then
