@@ -19,6 +19,23 @@ include: "workflow/rules/md.smk"
 include: "workflow/rules/figures.smk"
 
 
+# cheap rules run on the submitting host, never as cluster jobs
+localrules:
+    all,
+    data,
+    features,
+    train,
+    evaluate,
+    md,
+    figures,
+    errors_table,
+    md_table,
+    figures_system,
+    figure_md,
+    figures_summary,
+    metrics,
+
+
 # ------------------------------------------------------------------ stage targets
 rule data:
     """Stage 1: reference datasets (PySCF energies and forces) and their DFT reports."""
