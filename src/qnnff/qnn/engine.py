@@ -9,7 +9,10 @@ their parameter expressions, then executed on a batch of inputs in float64 / com
   rejected with an error naming the gate;
 * runs of single-qubit gates on one qubit are fused into one SU(2) *block* per sample, kept as a real unit
   quaternion ``(q0, q1, q2, q3)`` with ``U = q0 I - i (q1 X + q2 Y + q3 Z)`` (global phases do not change an
-  expectation value); a rotation multiplies the quaternion, so the fused matrices cost a few small real ops;
+  expectation value); a rotation multiplies the quaternion, so the fused matrices cost a few small real ops. A block
+  is the product of *runs* of input-dependent and weight-only rotations; identical input-dependent runs (the
+  re-uploaded encoding, the same in every layer because the feature-map weights are shared) are built once, and
+  weight-only runs carry no batch dimension;
 * runs of CX / CZ / SWAP / other monomial gates are merged into one permutation-with-phases;
 * gates outside the observable's light cone are dropped (e.g. the final rotations on qubits the CNOTs never
   carry back to qubit 0), which does not change any value or derivative;
@@ -24,7 +27,13 @@ product with ``create_graph=True``). Its backward is an exact Hessian-vector pro
 the state and the adjoint state along the incoming cotangent of ``dy/dQ``), so a loss containing forces
 ``f = -dE/dx . J`` gets its gradient w.r.t. the weights (the mixed second derivatives) from ``loss.backward()``.
 The fast path is twice differentiable (enough for training on forces); ``mode="autograd"`` runs the same compiled
-program with plain differentiable torch ops (any order, used as the reference in the tests).
+program with plain differentiable torch ops (any order, used as the reference in the tests). ``y`` is differentiated
+as the polynomial it is in the unconstrained quaternion entries, so all derivatives are exact.
+
+Performance (H3O+ circuit: 6 qubits, D = 10, batch 500, one torch thread; ``benchmarks/bench_qnn.py``): forward
+about 7 ms, values + input gradients about 20 ms, gradient of a force loss about 75 ms, more than 10x faster than
+PennyLane ``default.qubit`` with backprop. The state sweeps write into reused buffers (:class:`_Pool`); the engine is
+not meant to be called from several threads at once.
 """
 
 from __future__ import annotations
@@ -702,22 +711,35 @@ def _quat_grad(Mt: torch.Tensor) -> torch.Tensor:
 
 
 class _Pool:
-    """Reusable big buffers (states of a sweep). Fresh multi-MB allocations are returned to the OS on free and
-    page-faulted again on the next call, which costs more than the arithmetic here; a buffer is handed out again
-    only when nothing but the pool references it (the autograd context drops its reference after backward)."""
+    """Reusable big buffers (the states of a sweep). Fresh multi-MB allocations are returned to the OS when freed and
+    page-faulted again on the next call, which costs more than the arithmetic here. A buffer is handed out again only
+    when nothing but the pool references it (an autograd context keeps its saved states until it is freed); at most
+    ``max_bytes`` are retained, least recently used shapes are dropped first."""
 
-    def __init__(self, keep: int = 6) -> None:
+    def __init__(self, keep: int = 4, max_bytes: int = 1 << 29) -> None:
         self.free: dict[tuple, list[torch.Tensor]] = {}
         self.keep = keep
+        self.max_bytes = max_bytes
+
+    def _bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for lst in self.free.values() for t in lst)
 
     def take(self, *shape: int) -> torch.Tensor:
-        lst = self.free.setdefault(shape, [])
+        lst = self.free.pop(shape, [])
+        self.free[shape] = lst  # most recently used last
         for t in lst:
             if sys.getrefcount(t) <= 3:  # the list, the loop variable and getrefcount's argument
                 return t
         t = torch.empty(shape, dtype=CDTYPE)
-        if len(lst) < self.keep:
-            lst.append(t)
+        size = t.numel() * t.element_size()
+        if len(lst) < self.keep and size <= self.max_bytes:
+            for other in list(self.free):
+                if self._bytes() + size <= self.max_bytes:
+                    break
+                if other != shape:
+                    del self.free[other]
+            if self._bytes() + size <= self.max_bytes:
+                lst.append(t)
         return t
 
 
@@ -734,15 +756,16 @@ def _simulate(prog: CompiledCircuit, E: torch.Tensor, *, want_grad: bool = False
     B = E.shape[-1]
     T = len(prog.ops)
     dim = 1 << n
-    S = _POOL.take(T + 1, dim, B)
+    S = _POOL.take(T + 1, dim, B) if want_grad else _POOL.take(2, dim, B)  # values only: two states suffice
+    at = (lambda t: t) if want_grad else (lambda t: t % 2)  # noqa: E731
     S[0].zero_()
     S[0, 0] = 1.0
     for t, op in enumerate(prog.ops):
         if op[0] == "u":
-            _apply(S[t], E[op[1]], op[2], n, S[t + 1])
+            _apply(S[at(t)], E[op[1]], op[2], n, S[at(t + 1)])
         else:
-            _mono(S[t], op[1], op[2], S[t + 1])
-    psi = S[T]
+            _mono(S[at(t)], op[1], op[2], S[at(t + 1)])
+    psi = S[at(T)]
     obs = prog.obs_diag.unsqueeze(-1)
     y = (obs * (psi.real**2 + psi.imag**2)).sum(0)
     if not want_grad:
