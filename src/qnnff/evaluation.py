@@ -50,6 +50,7 @@ def error_row(kind: str, predictions: str | Path, summary: str | Path, effdim: s
     if effdim is not None and Path(effdim).is_file():
         ed = json.loads(Path(effdim).read_text())
         row["d_n/d"] = float(ed["d_n_over_d"])
+        row["d"] = int(ed["n_params"])  # the d of d_n/d: for the QNN the circuit's parameters (readout a, b excluded)
     return row
 
 
@@ -79,7 +80,8 @@ def write_error_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path,
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
     lines += ["", "Units: scaled = divided by the energy scaler's scale (half the training energy range), as the models are trained;",
-              "RMSE(F) [scaled] is in 1/Angstrom; meV and meV/Angstrom are physical units. d = trainable parameters;",
+              "RMSE(F) [scaled] is in 1/Angstrom; meV and meV/Angstrom are physical units. d = trainable parameters",
+              "(for the QNN the circuit's; its readout E = a<Z> + b adds 2);",
               "d_n/d = normalised effective dimension at n = the training-set size.", *notes, ""]
     write_text_atomic(out_md, "\n".join(lines))
 

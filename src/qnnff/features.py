@@ -86,6 +86,29 @@ class CoordinateFamily:
         return vals
 
 
+def extend_to_symmetric_point(families: Sequence[CoordinateFamily], lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Widen the ranges of moment features so the fully symmetric geometry (all equivalent values equal) is inside.
+
+    Even central moments are >= 0 and vanish there: their range starts at 0. Odd central moments change sign under
+    a mirror-image distribution of values: their range becomes symmetric, [-max|m|, max|m|]. Without this, a
+    symmetric molecule (equal O-H bonds), which a finite training set never hits exactly, would be out of domain.
+    """
+    lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
+    k = 0
+    for f in families:
+        n = len(f)
+        if n > 1 and f.symmetrize == "moments":
+            for j in range(2, n + 1):
+                i = k + j - 1
+                if j % 2 == 0:
+                    lo[i] = min(lo[i], 0.0)
+                else:
+                    m = max(abs(lo[i]), abs(hi[i]))
+                    lo[i], hi[i] = -m, m
+        k += n
+    return lo, hi
+
+
 def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.Tensor) -> torch.Tensor:
     """[B, n_atoms, 3] -> [B, m] internal coordinates (Angstrom, degrees)."""
     return torch.cat([f.evaluate(positions) for f in families], dim=-1)

@@ -35,6 +35,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
+from .calculators import OutOfDomainError
 from .io import atomic_path
 
 __all__ = ["BondOscillation", "MDResult", "energy_drift", "run_nve", "run_stretched_bond"]
@@ -168,7 +169,12 @@ def run_nve(
     dyn.attach(record, interval=log_every)
     at.get_forces()  # step-0 forces outside the timed region
     t_start = time.perf_counter()
-    dyn.run(n_steps)
+    stopped = None
+    try:
+        dyn.run(n_steps)
+    except OutOfDomainError as exc:
+        # a model that drives the molecule out of its training domain ends its run there, on record
+        stopped = {"stopped_at_step": int(dyn.nsteps), "stopped_at_fs": float(dyn.nsteps * timestep_fs), "stop_reason": str(exc)}
     wall = time.perf_counter() - t_start
     integrate = max(wall - record_seconds[0], 1e-12)
 
@@ -187,8 +193,10 @@ def run_nve(
     return MDResult(
         steps=steps, times_fs=times, positions=np.asarray(rec["pos"]), potential_energy=epot, kinetic_energy=ekin,
         total_energy=etot, temperature_K=np.asarray(rec["temp"]), n_atoms=len(at), timestep_fs=float(timestep_fs),
-        n_steps=n_steps, log_every=log_every, drift_eV_per_atom_per_ps=drift, max_abs_energy_deviation_eV=max_dev,
-        steps_per_second=n_steps / integrate if n_steps else float("nan"), wall_seconds=wall, trajectory_path=traj,
+        n_steps=n_steps if stopped is None else stopped["stopped_at_step"], log_every=log_every,
+        drift_eV_per_atom_per_ps=drift, max_abs_energy_deviation_eV=max_dev,
+        steps_per_second=(n_steps if stopped is None else stopped["stopped_at_step"]) / integrate if n_steps else float("nan"),
+        wall_seconds=wall, trajectory_path=traj, extra={"completed": stopped is None, **(stopped or {})},
     )
 
 

@@ -175,7 +175,9 @@ def build_featurizer(cfg: dict, system: str, train_frames) -> tuple[Featurizer, 
     from .features import internal_coordinates
 
     q = internal_coordinates(spec.families, pos)
-    lo, hi = q.min(0).values.numpy(), q.max(0).values.numpy()
+    from .features import extend_to_symmetric_point
+
+    lo, hi = extend_to_symmetric_point(spec.families, q.min(0).values.numpy(), q.max(0).values.numpy())
     feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=lo, hi=hi,
                       margin=float(cfg.get("features", {}).get("margin", 0.05)), symbols=list(spec.symbols))
     return feat, EnergyScaler.fit(arr["energy"])

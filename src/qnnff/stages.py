@@ -269,7 +269,8 @@ def md_table(summaries: dict[str, dict[str, str]], out_csv: str, out_md: str) ->
             rows.append({"system": s, "model": k, "steps": d["n_steps"], "timestep [fs]": d["timestep_fs"],
                          "drift [eV/atom/ps]": d["drift_eV_per_atom_per_ps"],
                          "max |E_tot - E_tot(0)| [eV]": d["max_abs_energy_deviation_eV"],
-                         "steps per second": d["steps_per_second"]})
+                         "steps per second": d["steps_per_second"],
+                         "completed": "yes" if d.get("completed", True) else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
     df = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
