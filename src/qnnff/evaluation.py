@@ -54,9 +54,24 @@ def error_row(kind: str, predictions: str | Path, summary: str | Path, effdim: s
     return row
 
 
+def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
+    """Rows for the QNN evaluated on qiskit-aer (energies only: forces would need parameter-shift circuits)."""
+    d = json.loads(Path(aer_json).read_text())
+    rows = []
+    for label, r in d["runs"].items():
+        noise = "" if r["noise"] == "none" else f", {r['noise']} noise"
+        rows.append({"model": f"QNN on Aer ({d['shots']} shots{noise})", "kind": f"qnn-aer-{label}",
+                     "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale, "RMSE(F) [scaled, 1/A]": float("nan"),
+                     "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": float("nan"), "MAE(E) [meV]": float("nan"),
+                     "d_n/d": float("nan"), "d": float("nan"), "n_test": d["n_points"], "train time [s]": float("nan")})
+    return rows
+
+
 def error_table(system: str, kinds: Sequence[str], predictions: Sequence[str], summaries: Sequence[str],
-                effdims: Sequence[str | None], scale: float) -> pd.DataFrame:
+                effdims: Sequence[str | None], scale: float, aer_json: str | Path | None = None) -> pd.DataFrame:
     rows = [error_row(k, p, s, e, scale) for k, p, s, e in zip(kinds, predictions, summaries, effdims)]
+    if aer_json:
+        rows += aer_rows(aer_json, scale)
     df = pd.DataFrame(rows)
     df.insert(0, "system", system)
     return df

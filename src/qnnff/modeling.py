@@ -107,7 +107,9 @@ def train_model(cfg: dict, system: str, kind: str, scalers_json: str, train_npz:
     predictions = predict_to_frames(model, test_npz, kind)
     ds.write_frames(out_predictions, predictions)
     model.save(out_model, provenance=prov)
-    summary = {"system": system, "model": kind, "n_parameters": model.n_parameters(), "train_seconds": round(seconds, 2),
+    summary = {"system": system, "model": kind, "n_parameters": model.n_parameters(),
+               "n_parameters_paper": int(getattr(model, "n_circuit_parameters", model.n_parameters())),
+               "train_seconds": round(seconds, 2),
                "final_loss": float(result.final_loss), "iterations": int(result.iterations), "provenance": prov}
     write_json_atomic(out_summary, summary)
     Path(checkpoint).unlink(missing_ok=True)

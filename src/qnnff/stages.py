@@ -69,11 +69,11 @@ def _effdim_parameters(model: torch.nn.Module):
 
 # ---------------------------------------------------------------- errors
 def errors_stage(cfg: dict, system: str, kinds: Sequence[str], predictions: Sequence[str], summaries: Sequence[str],
-                 effdims: Sequence[str], scalers_json: str, out_csv: str, out_md: str) -> pd.DataFrame:
+                 effdims: Sequence[str], scalers_json: str, out_csv: str, out_md: str, aer_json: str | None = None) -> pd.DataFrame:
     from .evaluation import error_table, write_error_table
 
     scale = json.loads(Path(scalers_json).read_text())["energy_scaler"]["scale"]
-    df = error_table(system, kinds, predictions, summaries, effdims, scale)
+    df = error_table(system, kinds, predictions, summaries, effdims, scale, aer_json)
     excluded = json.loads(Path(scalers_json).read_text()).get("excluded_test_points", [])
     notes = [f"Energy scale: {scale:.6g} eV. Test points outside the training range (excluded): {len(excluded)}."]
     write_error_table(df, out_csv, out_md, title=f"{system}: errors on the held-out test set", notes=notes)
@@ -306,3 +306,39 @@ def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | Non
     write_json_atomic(out_metrics, metrics)
     lines = [f"{sha256(p)}  {p}" for p in sorted(set(artifacts) | {out_metrics})]
     write_text_atomic(out_manifest, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- QNN on qiskit-aer (shots, noise)
+AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50}
+
+
+def aer_stage(cfg: dict, system: str, model_path: str, test_npz: str, out_json: str) -> dict:
+    """The trained QNN evaluated on qiskit-aer with shots (and the configured noise) on test geometries."""
+    from .models.base import load_model
+
+    torch.set_num_threads(1)
+    ac = {**AER_DEFAULTS, **cfg["systems"][system].get("models", {}).get("qnn", {}).get("aer", {})}
+    model = load_model(model_path)
+    with np.load(test_npz) as f:
+        pos, e_ref = f["positions"], f["energy"]
+    n = min(int(ac["n_points"]), len(pos))
+    pos, e_ref = pos[:n], e_ref[:n]
+    runs = [("shots", "none")] + ([("shots+noise", ac["noise"])] if ac["noise"] != "none" else [])
+    out = {"system": system, "model": "qnn", "n_points": n, "shots": int(ac["shots"]), "runs": {}}
+    for label, noise in runs:
+        r = model.aer_energy(pos, shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]), p2=float(ac["p2"]),
+                             seed=derive_seed(cfg["seed"], "aer", system, label))
+        e, err, exact = np.asarray(r["energy"]), np.asarray(r["stderr"]), np.asarray(r["exact"])
+        z = np.abs(e - exact) / np.where(err > 0, err, np.inf)
+        out["runs"][label] = {
+            "noise": noise,
+            "RMSE(E) vs DFT [meV]": 1000.0 * float(np.sqrt(np.mean((e - e_ref) ** 2))),
+            "RMSE(E) vs exact QNN [meV]": 1000.0 * float(np.sqrt(np.mean((e - exact) ** 2))),
+            "mean shot standard error [meV]": 1000.0 * float(np.mean(err)),
+            "fraction within 4 sigma of exact": float(np.mean(z <= 4.0)),
+            "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
+        }
+        log.info("%s QNN on Aer (%s): RMSE vs DFT %.1f meV, vs exact %.1f meV", system, label,
+                 out["runs"][label]["RMSE(E) vs DFT [meV]"], out["runs"][label]["RMSE(E) vs exact QNN [meV]"])
+    write_json_atomic(out_json, out)
+    return out

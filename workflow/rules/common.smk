@@ -86,5 +86,6 @@ def committed_artifacts():
         out += [f"results/{s}/features/scalers.json"]
     for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json", "effective_dimension.json"):
         out += model_files(n)
+    out += model_files("aer_evaluation.json", kinds=("qnn",))
     out += md_files("summary.json") + md_files("trajectory.extxyz")
     return out

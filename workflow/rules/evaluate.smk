@@ -24,6 +24,29 @@ rule effective_dimension:
         "../scripts/effective_dimension.py"
 
 
+rule aer_evaluation:
+    """The trained QNN on qiskit-aer: test energies with a finite number of shots (and the configured noise model)."""
+    input:
+        model="results/{system}/models/qnn/model.zip",
+        test="results/{system}/features/test.npz",
+    output:
+        "results/{system}/models/qnn/aer_evaluation.json",
+    params:
+        settings=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("aer", {}),
+    log:
+        log_path("aer_evaluation", "{system}"),
+    benchmark:
+        bench_path("aer_evaluation", "{system}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/aer_evaluation.py"
+
+
 rule errors_table:
     """The paper's table for one system: RMSE(E), RMSE(F) (scaled and meV, meV/A), d_n/d and d per model."""
     input:
@@ -31,6 +54,7 @@ rule errors_table:
         summaries=lambda wc: model_files("train_summary.json", [wc.system]),
         effdims=lambda wc: model_files("effective_dimension.json", [wc.system]),
         scalers="results/{system}/features/scalers.json",
+        aer=lambda wc: ["results/{system}/models/qnn/aer_evaluation.json"] if "qnn" in MODELS[wc.system] else [],
     output:
         csv=report("results/tables/{system}_errors.csv", caption="../report/errors_table.rst", category="Tables"),
         md=report("results/tables/{system}_errors.md", caption="../report/errors_table.rst", category="Tables"),
