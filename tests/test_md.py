@@ -142,11 +142,18 @@ def test_explicit_velocities_and_displacement():
 
 
 def test_leaving_the_domain_stops_the_run(tmp_path):
-    # far too hot for the model's training range: the run must stop with the calculator's error, no trajectory file
+    # far too hot for the model's training range: the run stops where the model's domain ends, and says so
+    res = run_nve(calculator=ModelCalculator(TinyWater()), atoms=water_atoms(), timestep_fs=0.5, n_steps=2000, temperature_K=20000.0,
+                  seed=1, trajectory_path=tmp_path / "hot.extxyz")
+    s = res.summary()
+    assert s["completed"] is False and 0 < s["stopped_at_step"] < 2000
+    assert "outside the tiny-water-test model's domain" in s["stop_reason"]
+    assert res.steps[-1] <= s["stopped_at_step"]
+    assert len(read(tmp_path / "hot.extxyz", index=":")) == len(res.steps)  # the trajectory up to the stop
+    # a start outside the domain is a plain error (nothing to simulate)
+    far = water_atoms(r1=1.40)
     with pytest.raises(OutOfDomainError):
-        run_nve(calculator=ModelCalculator(TinyWater()), atoms=water_atoms(), timestep_fs=0.5, n_steps=2000, temperature_K=20000.0, seed=1,
-                trajectory_path=tmp_path / "hot.extxyz")
-    assert not list(tmp_path.iterdir())
+        run_nve(calculator=ModelCalculator(TinyWater()), atoms=far, timestep_fs=0.5, n_steps=10)
 
 
 def test_stretched_bond_oscillation():
