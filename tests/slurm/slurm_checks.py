@@ -161,9 +161,10 @@ def cmd_manifest(root, before_file, exclude):
 # run-time measurements that legitimately differ between two runs of the same computation
 IGNORE_KEYS = os.environ.get(
     "COMPARE_IGNORE_KEYS",
-    r"(?i)(^|_)(seconds|elapsed|duration|walltime|wall_time|timestamp|date|host|hostname|"
-    r"steps_per_second|time_s)$",
+    r"(?i)((^|_)(seconds|elapsed|duration|walltime|wall_time|timestamp|date|host|hostname|"
+    r"steps_per_second|time_s|total_time)$|time \[s\]|steps per second)",
 )
+DERIVED = ("MANIFEST.sha256",)  # checksums of the other outputs: equal when they are
 IGNORE_LINES = os.environ.get(
     "COMPARE_IGNORE_LINES", r"(?i)(time \(s\)|seconds|elapsed|per second|wall time)"
 )
@@ -178,8 +179,42 @@ def _strip_keys(obj, pat):
     return obj
 
 
+def _csv_rows(path, pat):
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return rows
+    keep = [i for i, h in enumerate(rows[0]) if not pat.search(h)]
+    return [[r[i] for i in keep if i < len(r)] for r in rows]
+
+
 def _equal_ignoring_timings(path_a, path_b):
     """None if not comparable that way, else True/False."""
+    if os.path.basename(path_a) in DERIVED:
+        return True
+    if path_a.endswith(".csv"):
+        pat = re.compile(IGNORE_KEYS)
+        return _csv_rows(path_a, pat) == _csv_rows(path_b, pat)
+    if path_a.endswith(".md") and os.path.exists(path_a[:-3] + ".csv"):
+        # a Markdown table rendered from the CSV next to it: equal when the CSV is
+        return _equal_ignoring_timings(path_a[:-3] + ".csv", path_b[:-3] + ".csv")
+    if path_a.endswith(".zip"):
+        import zipfile
+
+        pat = re.compile(IGNORE_KEYS)
+        with zipfile.ZipFile(path_a) as za, zipfile.ZipFile(path_b) as zb:
+            if sorted(za.namelist()) != sorted(zb.namelist()):
+                return False
+            for name in za.namelist():
+                a, b = za.read(name), zb.read(name)
+                if name.endswith(".json"):
+                    if _strip_keys(json.loads(a), pat) != _strip_keys(json.loads(b), pat):
+                        return False
+                elif a != b:
+                    return False
+        return True
     if path_a.endswith(".json"):
         pat = re.compile(IGNORE_KEYS)
         try:
