@@ -83,3 +83,35 @@ def test_fourth_molecule_needs_config_only(tmp_path, repo, test_config):
         assert f["x"].shape == (7, 3)
         # the energy curve of a bond stretch has its minimum inside the sampled range
         assert np.argmin(f["energy"]) not in (0, 6)
+
+
+def test_smoke_every_figure_and_table(smoke, test_config):
+    systems = list(test_config["systems"])
+    files = [f"results/figures/{s}_{n}.{e}" for s in systems for n in ("parity", "curve") for e in ("png", "pdf")]
+    files += [f"results/figures/LiH_md_distance.{e}" for e in ("png", "pdf")]
+    files += [f"results/figures/{n}.{e}" for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n")
+              for e in ("png", "pdf")]
+    files += [f"results/tables/{s}_errors.{e}" for s in systems for e in ("csv", "md")]
+    files += ["results/tables/md.csv", "results/tables/md.md", "results/metrics.json", "results/MANIFEST.sha256"]
+    for f in files:
+        assert (smoke / f).is_file() and (smoke / f).stat().st_size > 0, f
+    for s in systems:
+        md = (smoke / f"results/tables/{s}_errors.md").read_text()
+        assert "meV" in md and "scaled" in md and "| QNN |" in md and "| NN |" in md
+    # the manifest lists every committed artifact with its checksum
+    import hashlib
+
+    lines = (smoke / "results/MANIFEST.sha256").read_text().splitlines()
+    assert len(lines) > 50
+    for line in lines:
+        digest, path = line.split("  ", 1)
+        assert hashlib.sha256((smoke / path).read_bytes()).hexdigest() == digest, path
+    metrics = json.loads((smoke / "results/metrics.json").read_text())
+    assert set(metrics["errors"]) == set(systems)
+    assert {"git_commit", "packages", "config_hash", "date"} <= set(metrics["provenance"])
+
+
+def test_smoke_report_builds(smoke, repo):
+    run_snakemake(repo, smoke, repo / "config" / "test.yaml", "--report", str(smoke / "report.html"))
+    html = (smoke / "report.html").read_text(errors="replace")
+    assert len(html) > 10_000 and "LiH_parity.png" in html

@@ -14,8 +14,8 @@ rule sample_points:
         bench_path("sample_points", "{system}")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -37,8 +37,8 @@ rule dft_chunk:
         bench_path("dft_chunk", "{system}", "{chunk}")
     threads: 1
     resources:
-        mem_mb=1500,
-        runtime=30,
+        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -68,8 +68,8 @@ rule assemble_dataset:
         bench_path("assemble_dataset", "{system}")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

@@ -16,8 +16,8 @@ rule effective_dimension:
         bench_path("effective_dimension", "{system}", "{kind}")
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=20,
+        mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -39,8 +39,8 @@ rule aer_evaluation:
         bench_path("aer_evaluation", "{system}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -66,8 +66,8 @@ rule errors_table:
         bench_path("errors_table", "{system}")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

@@ -14,8 +14,8 @@ rule dft_slice:
         bench_path("dft_slice", "{system}")
     threads: 1
     resources:
-        mem_mb=1500,
-        runtime=10,
+        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -43,8 +43,8 @@ rule figures_system:
         bench_path("figures_system", "{system}")
     threads: 1
     resources:
-        mem_mb=1500,
-        runtime=5,
+        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -66,8 +66,8 @@ rule figure_md:
         bench_path("figure_md", "{system}")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -92,8 +92,8 @@ rule figures_summary:
         bench_path("figures_summary", "all")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -115,8 +115,8 @@ rule metrics:
         bench_path("metrics", "all")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

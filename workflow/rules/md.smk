@@ -17,8 +17,8 @@ rule run_md:
         bench_path("run_md", "{system}", "{kind}")
     threads: 1
     resources:
-        mem_mb=1500,
-        runtime=30,
+        mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -38,8 +38,8 @@ rule md_table:
         bench_path("md_table", "all")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

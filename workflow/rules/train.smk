@@ -30,8 +30,8 @@ rule train_qnn:
         bench_path("train_qnn", "{system}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=900,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -50,8 +50,8 @@ use rule train_qnn as train_nn with:
     benchmark:
         bench_path("train_nn", "{system}")
     resources:
-        mem_mb=1000,
-        runtime=15,
+        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
 
 
 use rule train_qnn as train_bpnn with:
@@ -66,5 +66,5 @@ use rule train_qnn as train_bpnn with:
     benchmark:
         bench_path("train_bpnn", "{system}")
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=5,  # minutes; measured wall time x 3, at least 5
