@@ -39,20 +39,21 @@ def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
 
 
 def curve_1d(x: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], ref_x: np.ndarray, ref_e: np.ndarray,
-             ref_f: np.ndarray, *, xlabel: str, title: str, png: str, pdf: str, test_x=None, test_e=None, test_f=None) -> None:
+             ref_f: np.ndarray, *, xlabel: str, title: str, png: str, pdf: str, test_x=None, test_e=None, test_f=None,
+             ref_label: str = "DFT (train)", force_label: str = "force along the bond (eV/Å)") -> None:
     """Energy and force along one coordinate: models as lines, DFT points as markers (train: filled, test: open)."""
     plt = _plt()
     fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 3.6))
     for kind, (e, f) in curves.items():
         ax_e.plot(x, e, color=COLORS.get(kind), label=LABELS.get(kind, kind))
         ax_f.plot(x, f, color=COLORS.get(kind), label=LABELS.get(kind, kind))
-    ax_e.plot(ref_x, ref_e, "o", ms=3, color="black", label="DFT (train)")
-    ax_f.plot(ref_x, ref_f, "o", ms=3, color="black", label="DFT (train)")
+    ax_e.plot(ref_x, ref_e, "o", ms=3, color="black", label=ref_label)
+    ax_f.plot(ref_x, ref_f, "o", ms=3, color="black", label=ref_label)
     if test_x is not None:
         ax_e.plot(test_x, test_e, "o", ms=4, mfc="none", color="black", label="DFT (test)")
         ax_f.plot(test_x, test_f, "o", ms=4, mfc="none", color="black", label="DFT (test)")
     ax_e.set(xlabel=xlabel, ylabel="energy (eV)", title=f"{title}: energy")
-    ax_f.set(xlabel=xlabel, ylabel="force (eV/Å)", title=f"{title}: force")
+    ax_f.set(xlabel=xlabel, ylabel=force_label, title=f"{title}: force")
     ax_e.legend()
     fig.tight_layout()
     save(fig, png, pdf)

@@ -221,10 +221,14 @@ def system_figures(cfg: dict, system: str, kinds: Sequence[str], models: Sequenc
         for k, m in loaded.items():
             e, f = m.energy_and_forces(torch.as_tensor(geoms))
             curves[k] = (e.detach().numpy(), _slice_derivative(frames, xs, spec, var, f.detach().numpy()))
-        unit = "Å" if var.startswith("r") else "°"
+        kind = next(k for zr in spec.zmatrix for k, p in (("bond", zr.bond), ("angle", zr.angle), ("dihedral", zr.dihedral))
+                    if p is not None and p[1] == var)
+        unit = "Å" if kind == "bond" else "°"
+        others = ", ".join(f"{k} = {v:g}" for k, v in slice_settings(cfg, system)["values"].items()) or "the centre of their ranges"
         fig.curve_1d(xs, curves, xs[ok], e_ref[ok], _slice_derivative(frames, xs, spec, var, f_ref)[ok],
-                     xlabel=f"{var} ({unit}); other variables at the centre of their range", title=f"{system} slice",
-                     png=out["curve_png"], pdf=out["curve_pdf"])
+                     xlabel=f"{var} ({unit})", title=f"{system}: scan of {var} ({others})",
+                     png=out["curve_png"], pdf=out["curve_pdf"], ref_label="DFT (scan)",
+                     force_label=f"generalised force -dE/d{var} (eV/{unit})")
 
 
 def summary_figures(systems_kinds: dict[str, list[str]], curves: dict[str, dict[str, str]], effdims: dict[str, dict[str, str]],
