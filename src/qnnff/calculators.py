@@ -6,13 +6,26 @@
   model's (in order), and geometries outside the model's domain: for a
   :class:`~qnnff.models.base.FeatureForceField`, a scaled internal coordinate outside [-1, 1]
   (``featurizer.out_of_domain``), where the arcsin feature map is undefined; a model without a featurizer may
-  expose its own ``out_of_domain(positions [1, n, 3]) -> bool [1]``. Per-call overhead is kept small for MD: the
-  symbol check runs only when the atomic numbers change; ``check_state`` compares positions, numbers, cell and pbc
-  exactly with ``numpy.array_equal`` (ASE's generic ``compare_atoms`` with ``allclose`` cost as much as the model);
-  and for a plain :class:`~qnnff.models.base.FeatureForceField` (one that does not override ``energy``,
-  ``energy_and_forces`` or ``scaled_energy``, with a stock :class:`~qnnff.features.Featurizer`) the domain check reuses
-  the scaled coordinates of the energy evaluation instead of computing the internal coordinates twice. Any other
-  model goes through its own ``energy_and_forces``.
+  expose its own ``out_of_domain(positions [1, n, 3]) -> bool [1]``.
+
+  Evaluation (``calc.backend``):
+
+  - ``"frozen"``: a stock :class:`~qnnff.models.qnn.QNNForceField` (kind ``"qnn"``) is evaluated by
+    :class:`~qnnff.qnn.frozen.FrozenQNN`, an exact numpy evaluation of the circuit compiled once with the current
+    weights, and an analytic feature Jacobian (same energies and forces as the torch engine to ~1e-12; LiH MD runs
+    at >10,000 velocity-Verlet steps per second instead of ~300, see ``benchmarks/bench_md.py``). If the model's
+    weights, readout or featurizer bounds are changed in place later (e.g. further training), the next calculation
+    recompiles. ``ModelCalculator(model, frozen=False)`` keeps the torch path; ``frozen=True`` insists on the frozen
+    one (an error for other models).
+  - ``"fused"``: any other plain :class:`~qnnff.models.base.FeatureForceField` (one that does not override
+    ``energy``, ``energy_and_forces`` or ``scaled_energy``, with a stock :class:`~qnnff.features.Featurizer`) runs the
+    torch chain with the domain check on the scaled coordinates of the energy evaluation itself.
+  - ``"model"``: any other model goes through its own ``energy_and_forces``.
+
+  Per-call overhead is kept small for MD: the symbol check runs only when the atomic numbers change;
+  ``check_state`` compares positions, numbers, cell and pbc exactly by their raw bytes (ASE's generic
+  ``compare_atoms`` with ``allclose`` cost as much as the model; four ``numpy.array_equal`` calls still cost ~6 us a
+  check, three checks a velocity-Verlet step); ``calculate`` does not create ``self.directory`` (nothing is written).
 * :class:`PySCFCalculator` runs :func:`qnnff.dft.single_point` at a :class:`~qnnff.dft.LevelOfTheory`, starting each SCF
   from the previous converged density matrix (and handing the previous point to the second-order fallback's
   continuity check); it raises :class:`SCFNotConvergedError` when the fallback chain fails.
@@ -50,7 +63,7 @@ class ModelCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, model: Any, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, frozen: bool | None = None, **kwargs: Any) -> None:
         from .models.base import ForceField, load_model
 
         if isinstance(model, (str, Path)):
@@ -62,12 +75,29 @@ class ModelCalculator(Calculator):
         self.symbols = list(model.symbols)
         featurizer = getattr(model, "featurizer", None)
         self._domain = getattr(featurizer, "out_of_domain", None) or getattr(model, "out_of_domain", None)
-        self._checked_numbers: np.ndarray | None = None
+        self._checked_numbers: bytes | None = None
         self._fused = _fusable(model)
+        self._frozen = None
+        if frozen is not False and model.kind == "qnn":  # (other models never import qiskit through here)
+            from .qnn.frozen import FrozenQNN, UnsupportedFrozenCircuitError, frozen_qnn_supported
+
+            if frozen_qnn_supported(model):
+                try:
+                    self._frozen = FrozenQNN(model)
+                except UnsupportedFrozenCircuitError:
+                    if frozen:
+                        raise
+        if frozen and self._frozen is None:
+            raise ValueError(f"frozen=True needs a stock qnn model (QNNForceField with its own energy chain), got {type(model).__name__}")
+
+    @property
+    def backend(self) -> str:
+        """How energies are evaluated: ``"frozen"`` (numpy, QNN), ``"fused"`` (torch chain) or ``"model"``."""
+        return "frozen" if self._frozen is not None else ("fused" if self._fused else "model")
 
     def _check_species(self, atoms) -> None:
-        numbers = atoms.numbers
-        if self._checked_numbers is not None and np.array_equal(numbers, self._checked_numbers):
+        numbers = atoms.arrays["numbers"]
+        if self._checked_numbers is not None and numbers.tobytes() == self._checked_numbers:
             return
         got = atoms.get_chemical_symbols()
         if got != self.symbols:
@@ -75,7 +105,7 @@ class ModelCalculator(Calculator):
                 f"the {self.model.kind} model was built for atoms {self.symbols} (in this order), got {got}: "
                 f"reorder the Atoms or use the model of this system"
             )
-        self._checked_numbers = numbers.copy()
+        self._checked_numbers = numbers.tobytes()
 
     def _domain_error(self, pos: torch.Tensor) -> OutOfDomainError:
         featurizer = getattr(self.model, "featurizer", None)
@@ -84,35 +114,41 @@ class ModelCalculator(Calculator):
         with torch.no_grad():
             q = featurizer.internal(pos)[0]
             s = featurizer.scale(q.unsqueeze(0))[0]
-        bad = [
-            f"{lab} = {qv:.4f} (training range [{lo:.4f}, {hi:.4f}], scaled {sv:+.3f})"
-            for lab, qv, sv, lo, hi in zip(featurizer.coordinate_labels(), q.tolist(), s.tolist(), featurizer.lo.tolist(), featurizer.hi.tolist())
-            if abs(sv) > 1.0
-        ]
-        return OutOfDomainError(
-            f"geometry outside the {self.model.kind} model's domain: {'; '.join(bad)} "
-            f"(bonds in Angstrom, angles in degrees; scaled coordinates must stay in [-1, 1])"
-        )
+        return OutOfDomainError(domain_error_message(self.model.kind, featurizer.coordinate_labels(), q.tolist(), s.tolist(),
+                                                     featurizer.lo.tolist(), featurizer.hi.tolist()))
 
     def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
-        """Exact comparison of what the model depends on (and cell/pbc), cheaper than ASE's ``compare_atoms``."""
+        """Exact comparison of what the model depends on (and cell/pbc), cheaper than ASE's ``compare_atoms``: the raw
+        bytes of the arrays (a bitwise change, even 0.0 -> -0.0, counts as a change and only costs a recomputation)."""
         old = self.atoms
         if old is None:
             return list(all_changes)
         changes = []
-        if not np.array_equal(old.numbers, atoms.numbers):
+        oa, na = old.arrays, atoms.arrays
+        if oa["numbers"].tobytes() != na["numbers"].tobytes():
             changes.append("numbers")
-        if not np.array_equal(old.positions, atoms.positions):
+        if oa["positions"].tobytes() != na["positions"].tobytes():
             changes.append("positions")
-        if not np.array_equal(old.cell.array, atoms.cell.array):
+        if old.cell.array.tobytes() != atoms.cell.array.tobytes():
             changes.append("cell")
-        if not np.array_equal(old.pbc, atoms.pbc):
+        if old.pbc.tobytes() != atoms.pbc.tobytes():
             changes.append("pbc")
         return changes
 
     def calculate(self, atoms=None, properties: Sequence[str] = ("energy",), system_changes: Sequence[str] = all_changes) -> None:
-        super().calculate(atoms, properties, system_changes)
+        # what Calculator.calculate does, minus creating self.directory (this calculator writes no files)
+        if atoms is not None:
+            self.atoms = atoms.copy()
         self._check_species(self.atoms)
+        frozen = self._frozen
+        if frozen is not None:
+            if not frozen.is_current(self.model):  # the model was changed in place (e.g. trained further): refreeze
+                from .qnn.frozen import FrozenQNN
+
+                frozen = self._frozen = FrozenQNN(self.model)
+            energy, forces = frozen.energy_and_forces(self.atoms.positions)
+            self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+            return
         pos = torch.from_numpy(np.array(self.atoms.positions, dtype=np.float64)).unsqueeze(0)
         if self._fused:
             e, f = self._fused_energy_and_forces(pos)
@@ -134,6 +170,18 @@ class ModelCalculator(Calculator):
             e = model.energy_scaler.center + model.energy_scaler.scale * model.regressor(feat.map(s))
             (g,) = torch.autograd.grad(e.sum(), pos)
         return e.detach(), -g
+
+
+def domain_error_message(kind: str, labels: Sequence[str], q: Sequence[float], s: Sequence[float], lo: Sequence[float],
+                         hi: Sequence[float]) -> str:
+    """The OutOfDomainError text: every coordinate whose scaled value left [-1, 1], with its training range."""
+    bad = [
+        f"{lab} = {float(qv):.4f} (training range [{float(lov):.4f}, {float(hiv):.4f}], scaled {float(sv):+.3f})"
+        for lab, qv, sv, lov, hiv in zip(labels, q, s, lo, hi)
+        if abs(float(sv)) > 1.0
+    ]
+    return (f"geometry outside the {kind} model's domain: {'; '.join(bad)} "
+            f"(bonds in Angstrom, angles in degrees; scaled coordinates must stay in [-1, 1])")
 
 
 def _fusable(model: Any) -> bool:
