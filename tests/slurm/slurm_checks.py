@@ -162,7 +162,10 @@ def cmd_manifest(root, before_file, exclude):
 IGNORE_KEYS = os.environ.get(
     "COMPARE_IGNORE_KEYS",
     r"(?i)((^|_)(seconds|elapsed|duration|walltime|wall_time|timestamp|date|host|hostname|"
-    r"steps_per_second|time_s|total_time)$|time \[s\]|steps per second)",
+    r"steps_per_second|time_s|total_time)$|elapsed|time \[s\]|steps per second|"
+    # the code version is read from the installed package at run time; it is the same for both runs
+    # unless the working tree changes while they run
+    r"^git_commit$)",
 )
 DERIVED = ("MANIFEST.sha256",)  # checksums of the other outputs: equal when they are
 IGNORE_LINES = os.environ.get(
@@ -177,6 +180,16 @@ def _strip_keys(obj, pat):
     if isinstance(obj, list):
         return [_strip_keys(v, pat) for v in obj]
     return obj
+
+
+def _qpy_text(data):
+    import io
+
+    from qiskit import qpy
+
+    circuits = qpy.load(io.BytesIO(data))
+    return [[(ins.operation.name, [str(p) for p in ins.operation.params], [c.find_bit(q).index for q in ins.qubits])
+             for ins in c.data] for c in circuits]
 
 
 def _csv_rows(path, pat):
@@ -211,6 +224,10 @@ def _equal_ignoring_timings(path_a, path_b):
                 a, b = za.read(name), zb.read(name)
                 if name.endswith(".json"):
                     if _strip_keys(json.loads(a), pat) != _strip_keys(json.loads(b), pat):
+                        return False
+                elif name.endswith(".qpy"):
+                    # QPY stores each Parameter's random UUID: compare the circuits, not the bytes
+                    if _qpy_text(a) != _qpy_text(b):
                         return False
                 elif a != b:
                     return False
