@@ -87,3 +87,15 @@ def test_grid_needs_perfect_power(paper_config):
     cfg = copy.deepcopy(paper_config)
     cfg["systems"]["H2O"]["sampling"]["train"] = {"design": "grid", "n": 30}
     assert "systems.H2O.sampling.train.n" in _err(cfg)
+
+
+def test_data_hash_ignores_model_and_md_settings(paper_config):
+    from qnnff.config import config_hash, system_spec
+
+    h = config_hash(system_spec(paper_config, "H3O+").subconfig(paper_config))
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H3O+"]["models"]["qnn"]["training"]["iterations"] = 7
+    cfg["systems"]["H3O+"]["md"]["n_steps"] = 7
+    assert config_hash(system_spec(cfg, "H3O+").subconfig(cfg)) == h
+    cfg["systems"]["H3O+"]["variables"]["d"] = [100.0, 260.0]
+    assert config_hash(system_spec(cfg, "H3O+").subconfig(cfg)) != h

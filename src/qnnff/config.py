@@ -35,6 +35,7 @@ DFT_DEFAULTS: dict[str, Any] = {
     "chunk_size": 50,
     "max_failed_fraction": 0.02,
 }
+DOWNSTREAM_KEYS = ("models", "md", "slice")  # system keys that do not affect the reference data
 ANGLE_LIMITS = {"angle": (0.0, 180.0), "dihedral": (-360.0, 720.0)}
 
 
@@ -115,8 +116,10 @@ class SystemSpec:
         return zmatrix_to_cartesian(self.zmatrix, values)
 
     def subconfig(self, cfg: dict) -> dict:
-        """The part of the config that determines this system's data (for its provenance hash)."""
-        return {"seed": cfg["seed"], "system": cfg["systems"][self.name], "dft": self.dft, "features": cfg.get("features", {})}
+        """The part of the config that determines this system's data and features (their provenance hash):
+        not the models, MD or figure settings, so changing those never reruns the DFT."""
+        system = {k: v for k, v in cfg["systems"][self.name].items() if k not in DOWNSTREAM_KEYS}
+        return {"seed": cfg["seed"], "system": system, "dft": self.dft, "features": cfg.get("features", {})}
 
 
 def system_spec(cfg: dict, name: str) -> SystemSpec:
