@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from qnnff.acsf import ACSF, DEFAULT_SYMMETRY_FUNCTIONS, SymmetryFunctionSet, cutoff_function, sort_elements
+from geometry_helpers import random_rotation
 
 CUSTOM = {
     "cutoff": 2.2,
@@ -21,14 +22,6 @@ CUSTOM = {
         {"eta": 0.05, "zeta": 3.5, "lambda": -1},
     ],
 }
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def reference_acsf(pos: np.ndarray, symbols: list[str], params: dict) -> np.ndarray:

@@ -29,7 +29,7 @@
 #   CLUSTER_ARGS   extra arguments of the SLURM run (test-only speed-ups; the profile is unchanged)
 #                                                   [--slurm-init-seconds-before-status-checks 2]
 #   PROFILE        workflow profile of the SLURM run            [profiles/slurm]
-#   STATE_DIR      scratch for the cluster and the run copies   [/tmp/qnnff-slurm-test]
+#   STATE_DIR      scratch for the cluster and the run copies   [$TMPDIR/qnnff-slurm-test, TMPDIR defaulting to /tmp]
 #   LOCAL_DIR, CLUSTER_DIR  where the two copies of the repository run [$STATE_DIR/run-local, run-slurm]
 #   COPY_EXCLUDE   regex of repository paths not copied (previous outputs) [^results/]
 #   COMPARE_CMD    shell command comparing the runs, run in the repository; it sees $LOCAL_DIR and
@@ -72,7 +72,7 @@ SMK_ARGS="${SMK_ARGS:-}"
 LOCAL_ARGS="${LOCAL_ARGS:---cores all}"
 CLUSTER_ARGS="${CLUSTER_ARGS:---slurm-init-seconds-before-status-checks 2}"
 PROFILE="${PROFILE:-profiles/slurm}"
-STATE_DIR="${STATE_DIR:-/tmp/qnnff-slurm-test}"
+STATE_DIR="${STATE_DIR:-${TMPDIR:-/tmp}/qnnff-slurm-test}"
 LOCAL_DIR="${LOCAL_DIR:-$STATE_DIR/run-local}"
 CLUSTER_DIR="${CLUSTER_DIR:-$STATE_DIR/run-slurm}"
 COPY_EXCLUDE="${COPY_EXCLUDE-^results/}"
