@@ -34,6 +34,8 @@ localrules:
     figure_md,
     figures_summary,
     metrics,
+    select_seeds,
+    reproduction_table,
 
 
 # ------------------------------------------------------------------ stage targets
@@ -53,15 +55,17 @@ rule features:
 rule train:
     """Stage 3: every configured model of every system, trained, with test-set predictions."""
     input:
-        model_files("model.zip"),
-        model_files("test_predictions.extxyz"),
+        seed_files("model.zip"),
+        seed_files("test_predictions.extxyz"),
+        variant_files("seeds.json"),
 
 
 rule evaluate:
-    """Stage 4: error tables (test set) and effective dimensions."""
+    """Stage 4: error tables (test set, every seed), effective dimensions and the reproduction scorecard."""
     input:
         expand("results/tables/{system}_errors.{ext}", system=SYSTEMS, ext=["csv", "md"]),
-        model_files("effective_dimension.json"),
+        kind_files("effective_dimension.json"),
+        ["results/tables/reproduction.md"] if REPRODUCTION else [],
 
 
 rule md:

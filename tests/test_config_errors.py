@@ -94,8 +94,57 @@ def test_data_hash_ignores_model_and_md_settings(paper_config):
 
     h = config_hash(system_spec(paper_config, "H3O+").subconfig(paper_config))
     cfg = copy.deepcopy(paper_config)
-    cfg["systems"]["H3O+"]["models"]["qnn"]["training"]["iterations"] = 7
+    cfg["systems"]["H3O+"]["models"]["qnn"]["protocols"]["best"]["iterations"] = 7
     cfg["systems"]["H3O+"]["md"]["n_steps"] = 7
     assert config_hash(system_spec(cfg, "H3O+").subconfig(cfg)) == h
     cfg["systems"]["H3O+"]["variables"]["d"] = [100.0, 260.0]
     assert config_hash(system_spec(cfg, "H3O+").subconfig(cfg)) != h
+
+
+def test_protocol_errors_name_the_key(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"]["lr_final"] = 1.0  # above lr
+    assert "systems.H2O.models.qnn.protocols.best.lr_final" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["paper"]["batch_size"] = 10  # COBYLA is full batch
+    assert "systems.H2O.models.qnn.protocols.paper.batch_size" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["nn"]["protocols"] = {}
+    assert "systems.H2O.models.nn.protocols" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["nn"]["protocols"]["Best"] = {"optimizer": "adam", "iterations": 5, "chi": 1.0}
+    assert "Best" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["figures"] = {"protocol": "bset"}
+    assert "figures.protocol" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["seeds"] = 0
+    assert "seeds" in _err(cfg)
+
+
+def test_reproduction_block_errors(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["reproduction"]["paper"]["NH3"] = {"qnn": {"rmse_e": 0.1}}
+    assert "reproduction.paper.NH3" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["reproduction"]["protocol"] = "fast"
+    assert "reproduction.protocol" in _err(cfg)
+    cfg = copy.deepcopy(paper_config)
+    cfg["reproduction"]["md_period"] = {"system": "H2O"}
+    assert "reproduction.md_period.system" in _err(cfg)
+
+
+def test_model_hash_ignores_other_protocols_seeds_and_aer(paper_config):
+    from qnnff.protocols import model_hash
+
+    h = model_hash(paper_config, "H2O", "qnn", "best")
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["paper"]["iterations"] = 7
+    cfg["systems"]["H2O"]["models"]["qnn"]["aer"]["shots"] = 100
+    cfg["seeds"] = 9
+    assert model_hash(cfg, "H2O", "qnn", "best") == h
+    cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"]["lr"] = 0.02
+    assert model_hash(cfg, "H2O", "qnn", "best") != h
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["qnn"]["init"] = {"feature_map_weights": 0.5}
+    assert model_hash(cfg, "H2O", "qnn", "best") != h

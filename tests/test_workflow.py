@@ -93,11 +93,12 @@ def test_smoke_every_figure_and_table(smoke, test_config):
               for e in ("png", "pdf")]
     files += [f"results/tables/{s}_errors.{e}" for s in systems for e in ("csv", "md")]
     files += ["results/tables/md.csv", "results/tables/md.md", "results/metrics.json", "results/MANIFEST.sha256"]
+    files += ["results/tables/reproduction.csv", "results/tables/reproduction.md"]
     for f in files:
         assert (smoke / f).is_file() and (smoke / f).stat().st_size > 0, f
     for s in systems:
         md = (smoke / f"results/tables/{s}_errors.md").read_text()
-        assert "meV" in md and "scaled" in md and "| QNN |" in md and "| NN |" in md
+        assert "meV" in md and "scaled" in md and "| QNN | best (Adam" in md and "| NN | best" in md and " ± " in md
     # the manifest lists every committed artifact with its checksum
     import hashlib
 
@@ -107,7 +108,7 @@ def test_smoke_every_figure_and_table(smoke, test_config):
         digest, path = line.split("  ", 1)
         assert hashlib.sha256((smoke / path).read_bytes()).hexdigest() == digest, path
     metrics = json.loads((smoke / "results/metrics.json").read_text())
-    assert set(metrics["errors"]) == set(systems)
+    assert set(metrics["errors"]) == set(systems) and metrics["reproduction"]
     assert {"git_commit", "packages", "config_hash", "date"} <= set(metrics["provenance"])
 
 
@@ -115,3 +116,47 @@ def test_smoke_report_builds(smoke, repo):
     run_snakemake(repo, smoke, repo / "config" / "test.yaml", "--report", str(smoke / "report.html"))
     html = (smoke / "report.html").read_text(errors="replace")
     assert len(html) > 10_000 and "LiH_parity.png" in html
+
+
+def test_smoke_seeds_protocols_and_scorecard(smoke, test_config):
+    import pandas as pd
+
+    from qnnff.evaluation import mean_sd
+    from qnnff.reproduction import error_verdict
+
+    n = test_config["seeds"]
+    for system, sc in test_config["systems"].items():
+        csv = pd.read_csv(smoke / f"results/tables/{system}_errors.csv")
+        exact = csv[csv["evaluation"] == "exact"]
+        for kind, mc in sc["models"].items():
+            for protocol in mc["protocols"]:
+                g = exact[(exact["kind"] == kind) & (exact["protocol"] == protocol)]
+                assert sorted(g["seed"]) == list(range(n)), (system, kind, protocol)
+                sel = json.loads((smoke / f"results/{system}/models/{kind}/{protocol}/seeds.json").read_text())
+                assert sel["stats"]["RMSE(E) [scaled]"]["mean"] == pytest.approx(mean_sd(g["RMSE(E) [scaled]"])[0])
+                assert int(g[g["median seed"]]["seed"].iloc[0]) == sel["median_seed"]
+                assert (g["iterations"] == g["iterations configured"]).all()
+        ed = json.loads((smoke / f"results/{system}/models/qnn/effective_dimension.json").read_text())
+        assert len(ed["draws"]) == test_config["effective_dimension"]["n_draws"] and ed["d_n_over_d_sd"] > 0
+    rep = pd.read_csv(smoke / "results/tables/reproduction.csv", keep_default_na=False)
+    errs = rep[rep["metric"].isin(["RMSE(E)", "RMSE(F)"])]
+    assert set(errs["protocol"]) == {"paper", "best"}
+    for _, r in errs.iterrows():
+        assert r["verdict"] == error_verdict(float(r["ours"]) / float(r["paper"]))
+    assert "MD period" in set(rep["metric"]) and "MD" in set(rep["metric"])
+
+
+def test_smoke_comparison_with_itself_and_a_perturbed_copy(smoke, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from qnnff.compare import main as compare_main
+
+    assert compare_main([str(smoke / "results"), str(smoke / "results")]) == 0
+    bad = tmp_path / "results"
+    shutil.copytree(smoke / "results" / "tables", bad / "tables")
+    csv = pd.read_csv(bad / "tables" / "H2O_errors.csv")
+    csv.loc[csv["evaluation"] == "exact", "RMSE(F) [scaled, 1/A]"] += 1.0
+    csv.to_csv(bad / "tables" / "H2O_errors.csv", index=False)
+    assert compare_main([str(smoke / "results"), str(bad)]) == 1

@@ -36,7 +36,6 @@ DFT_DEFAULTS: dict[str, Any] = {
     "max_failed_fraction": 0.02,
 }
 DOWNSTREAM_KEYS = ("models", "md", "slice")  # system keys that do not affect the reference data
-ANGLE_LIMITS = {"angle": (0.0, 180.0), "dihedral": (-360.0, 720.0)}
 
 
 class ConfigError(ValueError):
@@ -45,16 +44,6 @@ class ConfigError(ValueError):
 
 def schema() -> dict:
     return yaml.safe_load(resources.files("qnnff").joinpath("schema.yaml").read_text())
-
-
-def load_config(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    with path.open() as fh:
-        cfg = yaml.safe_load(fh)
-    check_config(cfg, source=str(path))
-    return cfg
 
 
 def _validate_schema(cfg: Any, source: str) -> None:
@@ -72,9 +61,47 @@ def _validate_schema(cfg: Any, source: str) -> None:
 
 def check_config(cfg: Any, *, source: str = "config") -> None:
     """Schema + semantic validation. Raises :class:`ConfigError` naming the key."""
+    from .protocols import check_figure_protocol, check_models
+
     _validate_schema(cfg, source)
     for name in cfg["systems"]:
         system_spec(cfg, name)
+        check_models(cfg, name)
+    check_figure_protocol(cfg)
+    check_reproduction(cfg)
+
+
+def check_reproduction(cfg: dict) -> None:
+    """The scorecard block must refer to configured systems, models and protocols."""
+    rep = cfg.get("reproduction")
+    if not rep:
+        return
+    from .protocols import model_kinds, protocols
+
+    for block in ("paper", "targets"):
+        for system, per_kind in rep.get(block, {}).items():
+            if system not in cfg["systems"]:
+                raise ConfigError(f"reproduction.{block}.{system}: no such system (systems: {sorted(cfg['systems'])})")
+            for kind in per_kind:
+                if kind not in model_kinds(cfg, system):
+                    raise ConfigError(f"reproduction.{block}.{system}.{kind}: systems.{system}.models has no {kind!r}")
+                if block == "targets" and kind not in rep["paper"].get(system, {}):
+                    raise ConfigError(f"reproduction.targets.{system}.{kind}: no paper value to hold it to (reproduction.paper)")
+    want = rep.get("protocol", "best")
+    for system, per_kind in rep.get("targets", {}).items():
+        for kind in per_kind:
+            if want not in protocols(cfg, system, kind):
+                raise ConfigError(f"reproduction.protocol: {want!r} is not a protocol of systems.{system}.models.{kind}")
+    md = rep.get("md_period")
+    if md:
+        s = md["system"]
+        if s not in cfg["systems"]:
+            raise ConfigError(f"reproduction.md_period.system: no such system {s!r}")
+        sc = cfg["systems"][s]
+        if len(sc["zmatrix"]) != 2 or not sc.get("md", {}).get("dft", False):
+            raise ConfigError(f"reproduction.md_period.system: {s!r} must be a diatomic with md.dft: true")
+        if md.get("kind", "qnn") not in model_kinds(cfg, s):
+            raise ConfigError(f"reproduction.md_period.kind: systems.{s}.models has no {md.get('kind', 'qnn')!r}")
 
 
 def dft_settings(cfg: dict, system: str) -> dict[str, Any]:

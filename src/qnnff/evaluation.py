@@ -31,50 +31,117 @@ def rmse(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x))))
 
 
-def error_row(kind: str, predictions: str | Path, summary: str | Path, effdim: str | Path | None, scale: float) -> dict:
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value) of finite numbers."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def pm(mean: float, sd: float, digits: int = 3) -> str:
+    """``mean +- sd`` with ``digits`` significant digits (``n/a`` for NaN)."""
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}g} ± {sd:.{digits - 1 if digits > 1 else 1}g}"
+
+
+SEED_METRICS = ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]", "RMSE(E) [meV]", "RMSE(F) [meV/A]", "MAE(E) [meV]")
+
+
+def seed_row(predictions: str | Path, summary: str | Path, scale: float) -> dict:
+    """Test-set errors of one trained seed, with its training record."""
     err = prediction_errors(ds.read_frames(predictions))
     s = json.loads(Path(summary).read_text())
-    row = {
-        "model": MODEL_LABELS.get(kind, kind),
-        "kind": kind,
+    prov = s.get("provenance", {}).get("training", {})
+    return {
+        "kind": s["model"], "protocol": s["protocol"], "seed": int(s["seed_index"]),
         "RMSE(E) [scaled]": rmse(err["dE"]) / scale,
         "RMSE(F) [scaled, 1/A]": rmse(err["dF"]) / scale,
         "RMSE(E) [meV]": 1000.0 * rmse(err["dE"]),
         "RMSE(F) [meV/A]": 1000.0 * rmse(err["dF"]),
         "MAE(E) [meV]": 1000.0 * float(np.mean(np.abs(err["dE"]))),
-        "d_n/d": float("nan"),
-        "d": int(s["n_parameters"]),
         "n_test": len(err["dE"]),
+        "parameters": int(s["n_parameters"]),
+        "optimizer": prov.get("optimizer", ""), "chi": float(prov.get("chi", float("nan"))),
+        "iterations": int(s["iterations"]), "iterations configured": int(s.get("iterations_configured", s["iterations"])),
         "train time [s]": float(s["train_seconds"]),
     }
-    if effdim is not None and Path(effdim).is_file():
-        ed = json.loads(Path(effdim).read_text())
-        row["d_n/d"] = float(ed["d_n_over_d"])
-        row["d"] = int(ed["n_params"])  # the d of d_n/d: for the QNN the circuit's parameters (readout a, b excluded)
-    return row
+
+
+def select_seeds(system: str, kind: str, protocol: str, predictions: Sequence[str], summaries: Sequence[str], scale: float,
+                 out_json: str | Path) -> dict:
+    """Per-seed test errors of one (kind, protocol), their mean +- sd and the median seed (the seed whose RMSE(E) is
+    the median; the lower middle one for an even count), which figures, MD and Aer use."""
+    rows = [seed_row(p, s, scale) for p, s in zip(predictions, summaries)]
+    for r in rows:
+        if (r["kind"], r["protocol"]) != (kind, protocol):
+            raise ValueError(f"{system} {kind}/{protocol}: a summary belongs to {r['kind']}/{r['protocol']}")
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["RMSE(E) [scaled]"], rows[i]["seed"]))
+    median = rows[order[(len(rows) - 1) // 2]]["seed"]
+    stats = {m: dict(zip(("mean", "sd"), mean_sd(r[m] for r in rows))) for m in SEED_METRICS}
+    out = {"system": system, "kind": kind, "protocol": protocol, "n_seeds": len(rows), "median_seed": int(median),
+           "median_position": median_position(rows, median), "stats": stats, "seeds": rows}
+    write_json_atomic(out_json, out)
+    return out
+
+
+def median_position(rows: Sequence[dict], seed: int) -> int:
+    """Index in ``rows`` of the row of seed ``seed``."""
+    return next(i for i, r in enumerate(rows) if r["seed"] == seed)
 
 
 def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
-    """Rows for the QNN evaluated on qiskit-aer (energies only: forces would need parameter-shift circuits)."""
+    """Rows for the QNN's median seed evaluated on qiskit-aer (shots, noise)."""
     d = json.loads(Path(aer_json).read_text())
     rows = []
     for label, r in d["runs"].items():
         noise = "" if r["noise"] == "none" else f", {r['noise']} noise"
-        rows.append({"model": f"QNN on Aer ({d['shots']} shots{noise})", "kind": f"qnn-aer-{label}",
-                     "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale, "RMSE(F) [scaled, 1/A]": float("nan"),
-                     "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": float("nan"), "MAE(E) [meV]": float("nan"),
-                     "d_n/d": float("nan"), "d": float("nan"), "n_test": d["n_points"], "train time [s]": float("nan")})
+        f_mev = r.get("RMSE(F) vs DFT [meV/A]", float("nan"))
+        rows.append({"model": f"QNN on Aer ({d['shots']} shots{noise})", "kind": "qnn", "protocol": d.get("protocol", ""),
+                     "seed": int(d.get("seed", -1)), "evaluation": f"aer-{label}",
+                     "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale,
+                     "RMSE(F) [scaled, 1/A]": f_mev / 1000.0 / scale,
+                     "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": f_mev, "MAE(E) [meV]": float("nan"),
+                     "n_test": d["n_points"]})
     return rows
 
 
-def error_table(system: str, kinds: Sequence[str], predictions: Sequence[str], summaries: Sequence[str],
-                effdims: Sequence[str | None], scale: float, aer_json: str | Path | None = None) -> pd.DataFrame:
-    rows = [error_row(k, p, s, e, scale) for k, p, s, e in zip(kinds, predictions, summaries, effdims)]
-    if aer_json:
-        rows += aer_rows(aer_json, scale)
+def error_table(system: str, selections: Sequence[str | Path], effdims: dict[str, str | Path], aer_jsons: Sequence[str | Path],
+                scale: float) -> pd.DataFrame:
+    """One row per trained seed (and per Aer evaluation): the CSV behind the Markdown table."""
+    rows = []
+    ed = {k: json.loads(Path(p).read_text()) for k, p in effdims.items()}
+    for sel_path in selections:
+        sel = json.loads(Path(sel_path).read_text())
+        for r in sel["seeds"]:
+            e = ed.get(r["kind"])
+            rows.append({"model": MODEL_LABELS.get(r["kind"], r["kind"]), "evaluation": "exact", **r,
+                         "median seed": r["seed"] == sel["median_seed"],
+                         "d_n/d": e["d_n_over_d"] if e else float("nan"), "d_n/d sd": e["d_n_over_d_sd"] if e else float("nan"),
+                         "d": int(e["n_params"]) if e else r["parameters"]})
+    for p in aer_jsons:
+        rows += aer_rows(p, scale)
     df = pd.DataFrame(rows)
     df.insert(0, "system", system)
     return df
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean +- sd over seeds of every (model, protocol, evaluation) of a per-seed error table."""
+    out = []
+    keys = ["kind", "protocol", "evaluation"]
+    for (kind, protocol, evaluation), g in df.groupby(keys, sort=False):
+        row = {"model": g["model"].iloc[0], "kind": kind, "protocol": protocol, "evaluation": evaluation, "n_seeds": len(g)}
+        for m in SEED_METRICS:
+            row[m], row[m + " sd"] = mean_sd(g[m].dropna())
+        for c in ("d_n/d", "d_n/d sd", "d", "n_test", "optimizer", "chi", "iterations", "iterations configured", "train time [s]"):
+            if c in g:
+                row[c] = g[c].iloc[0] if c not in ("iterations", "train time [s]") else g[c].mean()
+        if "iterations" in g:
+            row["iterations min"] = g["iterations"].min()
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def fmt(v) -> str:
@@ -88,21 +155,30 @@ def fmt(v) -> str:
 
 
 def write_error_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path, *, title: str, notes: Sequence[str] = ()) -> None:
+    """CSV: one row per seed. Markdown: mean +- sd over seeds per model and protocol (Aer rows: the median seed)."""
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    cols = ["model", "RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]", "d_n/d", "d", "RMSE(E) [meV]", "RMSE(F) [meV/A]", "n_test"]
+    sm = summarise(df)
+    cols = ["model", "protocol", "seeds", "RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]", "d_n/d", "d", "RMSE(E) [meV]",
+            "RMSE(F) [meV/A]", "iterations", "n_test"]
     lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
-    lines += ["", "Units: scaled = divided by the energy scaler's scale (half the training energy range), as the models are trained;",
+    for _, r in sm.iterrows():
+        exact = r["evaluation"] == "exact"
+        prot = f"{r['protocol']} ({str(r['optimizer']).upper() if r['optimizer'] == 'cobyla' else 'Adam'}, chi={r['chi']:g})" if exact \
+            else f"{r['protocol']}, median seed"
+        its = f"{int(r['iterations min'])}/{int(r['iterations configured'])}" if exact else "n/a"
+        cells = [r["model"], prot, str(int(r["n_seeds"])),
+                 pm(r["RMSE(E) [scaled]"], r["RMSE(E) [scaled] sd"]) if exact else fmt(r["RMSE(E) [scaled]"]),
+                 pm(r["RMSE(F) [scaled, 1/A]"], r["RMSE(F) [scaled, 1/A] sd"]) if exact else fmt(r["RMSE(F) [scaled, 1/A]"]),
+                 pm(r["d_n/d"], r["d_n/d sd"], 2) if exact else "n/a", fmt(r["d"]) if exact else "n/a",
+                 pm(r["RMSE(E) [meV]"], r["RMSE(E) [meV] sd"]) if exact else fmt(r["RMSE(E) [meV]"]),
+                 pm(r["RMSE(F) [meV/A]"], r["RMSE(F) [meV/A] sd"]) if exact else fmt(r["RMSE(F) [meV/A]"]),
+                 its, fmt(int(r["n_test"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Mean ± standard deviation over seeds (the CSV has one row per seed); Aer rows evaluate the median seed.",
+              "Units: scaled = divided by the energy scaler's scale (half the training energy range), as the models are trained;",
               "RMSE(F) [scaled] is in 1/Angstrom; meV and meV/Angstrom are physical units. d = trainable parameters",
-              "(for the QNN the circuit's; its readout E = a<Z> + b adds 2);",
-              "d_n/d = normalised effective dimension at n = the training-set size.", *notes, ""]
+              "(for the QNN the circuit's; its readout E = a<Z> + b adds 2); d_n/d = normalised effective dimension at",
+              "n = the training-set size, mean ± sd over Monte-Carlo draws. iterations = fewest done over seeds / configured.",
+              *notes, ""]
     write_text_atomic(out_md, "\n".join(lines))
-
-
-def write_metrics(out_json: str | Path, tables: dict[str, pd.DataFrame], provenance: dict) -> None:
-    write_json_atomic(out_json, {"units": {"RMSE(E) [meV]": "meV", "RMSE(F) [meV/A]": "meV/Angstrom",
-                                           "scaled": "divided by the energy scaler's scale"},
-                                 "systems": {s: df.to_dict(orient="records") for s, df in tables.items()},
-                                 "provenance": provenance})

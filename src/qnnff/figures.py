@@ -40,13 +40,19 @@ def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
 
 def curve_1d(x: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], ref_x: np.ndarray, ref_e: np.ndarray,
              ref_f: np.ndarray, *, xlabel: str, title: str, png: str, pdf: str, test_x=None, test_e=None, test_f=None,
-             ref_label: str = "DFT (train)", force_label: str = "force along the bond (eV/Å)") -> None:
-    """Energy and force along one coordinate: models as lines, DFT points as markers (train: filled, test: open)."""
+             ref_label: str = "DFT (train)", force_label: str = "force along the bond (eV/Å)",
+             bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None) -> None:
+    """Energy and force along one coordinate: models as lines (the median seed), the spread over seeds as a band
+    (``bands``: kind -> (E min, E max, F min, F max)), DFT points as markers (train: filled, test: open)."""
     plt = _plt()
     fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 3.6))
     for kind, (e, f) in curves.items():
         ax_e.plot(x, e, color=COLORS.get(kind), label=LABELS.get(kind, kind))
         ax_f.plot(x, f, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+        if bands and kind in bands:
+            lo_e, hi_e, lo_f, hi_f = bands[kind]
+            ax_e.fill_between(x, lo_e, hi_e, color=COLORS.get(kind), alpha=0.2, lw=0)
+            ax_f.fill_between(x, lo_f, hi_f, color=COLORS.get(kind), alpha=0.2, lw=0)
     ax_e.plot(ref_x, ref_e, "o", ms=3, color="black", label=ref_label)
     ax_f.plot(ref_x, ref_f, "o", ms=3, color="black", label=ref_label)
     if test_x is not None:
@@ -78,22 +84,24 @@ def parity(data: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     save(fig, png, pdf)
 
 
-def learning_curves(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], *, png: str, pdf: str) -> None:
-    """system -> kind -> (iteration, loss)."""
+def learning_curves(curves: Mapping[str, Mapping[str, tuple[np.ndarray, ...]]], *, png: str, pdf: str) -> None:
+    """system -> kind -> (iteration, loss of the median seed[, min over seeds, max over seeds])."""
     plt = _plt()
     n = len(curves)
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
     for ax, (system, per_kind) in zip(axes[0], curves.items()):
-        for kind, (it, loss) in per_kind.items():
+        for kind, (it, loss, *band) in per_kind.items():
             ax.semilogy(it, loss, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+            if band:
+                ax.fill_between(it, band[0], band[1], color=COLORS.get(kind), alpha=0.2, lw=0)
         ax.set(xlabel="iteration (Adam step / COBYLA evaluation)", ylabel="training loss (scaled units)", title=system)
         ax.legend()
     fig.tight_layout()
     save(fig, png, pdf)
 
 
-def effdim_bars(values: Mapping[str, Mapping[str, float]], *, png: str, pdf: str) -> None:
-    """system -> kind -> d_n/d."""
+def effdim_bars(values: Mapping[str, Mapping[str, tuple[float, float]]], *, png: str, pdf: str) -> None:
+    """system -> kind -> (d_n/d mean, sd over Monte-Carlo draws)."""
     plt = _plt()
     systems = list(values)
     kinds = [k for k in ("qnn", "nn", "bpnn") if any(k in v for v in values.values())]
@@ -101,23 +109,28 @@ def effdim_bars(values: Mapping[str, Mapping[str, float]], *, png: str, pdf: str
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for j, k in enumerate(kinds):
         xs = [i + (j - (len(kinds) - 1) / 2) * w for i, s in enumerate(systems) if k in values[s]]
-        ys = [values[s][k] for s in systems if k in values[s]]
-        ax.bar(xs, ys, width=w, color=COLORS.get(k), label=LABELS.get(k, k))
+        ys = [values[s][k][0] for s in systems if k in values[s]]
+        err = [values[s][k][1] for s in systems if k in values[s]]
+        ax.bar(xs, ys, width=w, yerr=err, capsize=3, color=COLORS.get(k), label=LABELS.get(k, k))
     ax.set_xticks(range(len(systems)), systems)
-    ax.set(ylabel="normalised effective dimension $d_n/d$", ylim=(0, 1), title="Effective dimension at n = training-set size")
+    ax.set(ylabel="normalised effective dimension $d_n/d$", title="Effective dimension at n = training-set size")
+    ax.set_ylim(bottom=0)
     ax.legend()
     fig.tight_layout()
     save(fig, png, pdf)
 
 
-def effdim_vs_n(curves: Mapping[str, Mapping[str, tuple[Sequence[int], Sequence[float]]]], *, png: str, pdf: str) -> None:
+def effdim_vs_n(curves: Mapping[str, Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]], *, png: str, pdf: str) -> None:
+    """system -> kind -> (n, d_n/d mean, sd over Monte-Carlo draws)."""
     plt = _plt()
     n = len(curves)
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
     for ax, (system, per_kind) in zip(axes[0], curves.items()):
-        for kind, (ns, d) in per_kind.items():
-            ax.semilogx(ns, d, "-o", ms=3, color=COLORS.get(kind), label=LABELS.get(kind, kind))
-        ax.set(xlabel="number of data points n", ylabel="$d_n/d$", ylim=(0, 1), title=system)
+        for kind, (ns, d, sd) in per_kind.items():
+            ax.errorbar(ns, d, yerr=sd, fmt="-o", ms=3, capsize=2, color=COLORS.get(kind), label=LABELS.get(kind, kind))
+        ax.set_xscale("log")
+        ax.set(xlabel="number of data points n", ylabel="$d_n/d$", title=system)
+        ax.set_ylim(bottom=0)
         ax.legend()
     fig.tight_layout()
     save(fig, png, pdf)

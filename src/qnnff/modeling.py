@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -11,24 +10,17 @@ import numpy as np
 import torch
 
 from . import dataset as ds
-from .config import ConfigError, config_hash, system_spec
+from .config import ConfigError
+from .protocols import init_seed, model_config, model_hash, protocols, qnn_init, train_seed, training_settings
 from .features import EnergyScaler, Featurizer
 from .io import write_json_atomic
 from .models.base import ForceField, TrainingBatch
 from .provenance import provenance
-from .seeding import derive_seed
 
 log = logging.getLogger("qnnff")
 MODEL_KINDS = ("qnn", "nn", "bpnn")
 QNN_CIRCUIT_KEYS = ("n_qubits", "depth", "feature_map", "feature_map_reps", "trainable_feature_map",
                     "trainable_feature_map_reps", "entanglement", "rotations", "final_rotations")
-
-
-def model_config(cfg: dict, system: str, kind: str) -> dict:
-    models = cfg["systems"][system].get("models", {})
-    if kind not in models:
-        raise ConfigError(f"systems.{system}.models has no {kind!r} entry (has {sorted(models)})")
-    return models[kind]
 
 
 def qnn_circuit_config(cfg: dict, system: str) -> dict:
@@ -41,21 +33,23 @@ def qnn_circuit_config(cfg: dict, system: str) -> dict:
 
 
 def qnn_parameter_count(cfg: dict, system: str, n_features: int) -> int:
-    from .qnn.circuit import build_qnn_circuit
+    from .qnn.circuit import QNNCircuitConfig
 
-    circ = build_qnn_circuit(n_features=n_features, **qnn_circuit_config(cfg, system))
-    return len(circ[2]) if isinstance(circ, tuple) else circ.num_parameters - n_features
+    return QNNCircuitConfig(n_features=n_features, **qnn_circuit_config(cfg, system)).n_weights
 
 
 def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scaler: EnergyScaler,
-                train_positions: np.ndarray) -> ForceField:
-    """A fresh, seeded model of ``kind`` for ``system`` as the config describes it."""
+                train_positions: np.ndarray, *, protocol: str | None = None, seed_index: int = 0) -> ForceField:
+    """A fresh model of ``kind`` for ``system`` as the config describes it, initialised from seed ``seed_index``
+    (:func:`qnnff.protocols.init_seed`); a QNN takes its initialisation from ``protocol`` (default: the first)."""
     mc = model_config(cfg, system, kind)
-    seed = derive_seed(cfg["seed"], "init", system, kind)
+    seed = init_seed(cfg, system, kind, seed_index)
     if kind == "qnn":
         from .models.qnn import QNNForceField
 
-        return QNNForceField(featurizer=featurizer, energy_scaler=scaler, circuit=qnn_circuit_config(cfg, system), seed=seed)
+        init = qnn_init(cfg, system, protocol or protocols(cfg, system, kind)[0])
+        return QNNForceField(featurizer=featurizer, energy_scaler=scaler, circuit=qnn_circuit_config(cfg, system), seed=seed,
+                             init_scale=float(init["rotations"]), feature_map_init=init["feature_map_weights"])
     if kind == "nn":
         from .models.nn import NNForceField
 
@@ -82,35 +76,38 @@ def load_batch(npz_path: str | Path, *, with_features: bool = True) -> TrainingB
                              x=t("x") if with_features else None, jac=t("jac") if with_features else None)
 
 
-def train_model(cfg: dict, system: str, kind: str, scalers_json: str, train_npz: str, test_npz: str, out_model: str,
-                out_predictions: str, out_curve: str, out_summary: str, checkpoint: str) -> dict:
+def train_model(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, scalers_json: str, train_npz: str,
+                test_npz: str, out_model: str, out_predictions: str, out_curve: str, out_summary: str, checkpoint: str) -> dict:
+    """Train seed ``seed_index`` of ``kind`` under ``protocol``; write the model, its test predictions, learning curve
+    and summary (iterations done out of configured, wall time, provenance)."""
     from .pipeline import load_scalers
     from .training import train
 
     torch.set_num_threads(1)
-    spec = system_spec(cfg, system)
     featurizer, scaler = load_scalers(scalers_json)
     is_feature_model = kind in ("qnn", "nn")
     batch = load_batch(train_npz, with_features=is_feature_model)
-    model = build_model(cfg, system, kind, featurizer, scaler, batch.positions.numpy())
-    tc = {"lr": 0.01, "rhobeg": 0.5, "checkpoint_every": 100, "batch_size": None, **model_config(cfg, system, kind)["training"]}
-    log.info("%s %s: %d trainable parameters, %s for %d iterations, chi=%g", system, kind, model.n_parameters(),
-             tc["optimizer"], tc["iterations"], tc["chi"])
+    model = build_model(cfg, system, kind, featurizer, scaler, batch.positions.numpy(), protocol=protocol, seed_index=seed_index)
+    tc = training_settings(cfg, system, kind, protocol)
+    log.info("%s %s/%s seed %d: %d trainable parameters, %s for %d iterations, chi=%g", system, kind, protocol, seed_index,
+             model.n_parameters(), tc["optimizer"], tc["iterations"], tc["chi"])
     t0 = time.perf_counter()
     result = train(model, batch, optimizer=tc["optimizer"], iterations=int(tc["iterations"]), lr=float(tc["lr"]),
-                   chi=float(tc["chi"]), seed=derive_seed(cfg["seed"], "train", system, kind),
-                   batch_size=tc["batch_size"], rhobeg=float(tc["rhobeg"]), checkpoint_path=checkpoint,
-                   checkpoint_every=int(tc["checkpoint_every"]), log=log.info, curve_path=out_curve)
+                   lr_final=None if tc["lr_final"] is None else float(tc["lr_final"]), chi=float(tc["chi"]),
+                   seed=train_seed(cfg, system, kind, protocol, seed_index), batch_size=tc["batch_size"],
+                   rhobeg=float(tc["rhobeg"]), checkpoint_path=checkpoint, checkpoint_every=int(tc["checkpoint_every"]),
+                   log=log.info, curve_path=out_curve)
     seconds = time.perf_counter() - t0
-    chash = config_hash({"data": spec.subconfig(cfg), "model": model_config(cfg, system, kind)})
-    prov = provenance(chash, system=system, model=kind, training=tc, train_seconds=round(seconds, 2))
+    prov = provenance(model_hash(cfg, system, kind, protocol), system=system, model=kind, protocol=protocol, seed_index=seed_index,
+                      training=tc, train_seconds=round(seconds, 2))
     predictions = predict_to_frames(model, test_npz, kind)
     ds.write_frames(out_predictions, predictions)
     model.save(out_model, provenance=prov)
-    summary = {"system": system, "model": kind, "n_parameters": model.n_parameters(),
+    summary = {"system": system, "model": kind, "protocol": protocol, "seed_index": int(seed_index), "seed": model.seed,
+               "n_parameters": model.n_parameters(),
                "n_parameters_paper": int(getattr(model, "n_circuit_parameters", model.n_parameters())),
-               "train_seconds": round(seconds, 2),
-               "final_loss": float(result.final_loss), "iterations": int(result.iterations), "provenance": prov}
+               "train_seconds": round(seconds, 2), "final_loss": float(result.final_loss),
+               "iterations": int(result.iterations), "iterations_configured": int(tc["iterations"]), "provenance": prov}
     write_json_atomic(out_summary, summary)
     Path(checkpoint).unlink(missing_ok=True)
     return summary
@@ -128,7 +125,3 @@ def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> lis
         a.new_array("MODEL_forces", frc[k].detach().numpy())
         frames.append(a)
     return frames
-
-
-def read_summary(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

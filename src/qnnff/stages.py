@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,11 +19,12 @@ from . import figures as fig
 from .config import ConfigError, config_hash, system_spec
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .provenance import provenance
+from .evaluation import mean_sd
 from .seeding import derive_seed, rng
 
 log = logging.getLogger("qnnff")
 
-EFFDIM_DEFAULTS = {"n_theta": 100, "n_inputs": 100, "gamma": 1.0, "n_grid": [20, 50, 100, 200, 500, 1000, 5000, 10000, 100000],
+EFFDIM_DEFAULTS = {"n_theta": 100, "n_inputs": 100, "n_draws": 5, "gamma": 1.0, "n_grid": [20, 50, 100, 200, 500, 1000, 5000, 10000, 100000],
                    "theta_range": {"qnn": [-math.pi, math.pi], "nn": [-1.0, 1.0], "bpnn": [-1.0, 1.0]}}
 MD_DEFAULTS = {"timestep_fs": 0.5, "n_steps": 4000, "log_every": 10, "temperature_K": 300.0, "dft": False, "n_steps_dft": 400}
 
@@ -33,6 +35,9 @@ def _section(cfg: dict, key: str, defaults: dict) -> dict:
 
 # ---------------------------------------------------------------- effective dimension
 def effective_dimension_stage(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
+    """d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws (parameters and inputs);
+    mean +- sd (ddof = 1) at the training-set size and along the n grid. The trained weights play no role: the
+    parameters are drawn uniformly in ``theta_range``."""
     from .effdim import model_effective_dimension
     from .models.base import load_model
 
@@ -42,21 +47,30 @@ def effective_dimension_stage(cfg: dict, system: str, kind: str, model_path: str
     with np.load(train_npz) as f:
         pos = f["positions"]
     n_train = len(pos)
-    g = rng(cfg["seed"], "effdim", system, kind)
-    idx = np.sort(g.choice(len(pos), size=min(int(ec["n_inputs"]), len(pos)), replace=False))
     effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
     n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
     lo, hi = ec["theta_range"][kind]
-    theta = torch.as_tensor(g.uniform(lo, hi, size=(int(ec["n_theta"]), n_params)))
     ns = sorted({int(n) for n in ec["n_grid"] if int(n) >= 20} | {n_train if n_train >= 20 else 20})
-    res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=float(ec["gamma"]))
     at = ns.index(n_train if n_train >= 20 else 20)
-    out = {"system": system, "model": kind, "n_params": int(res.n_params), "n_train": n_train,
-           "d_n": float(res.d_n[at]), "d_n_over_d": float(res.d_n_over_d[at]),
-           "curve": {"n": [int(v) for v in res.n], "d_n_over_d": [float(v) for v in res.d_n_over_d]},
-           "settings": {"n_theta": int(ec["n_theta"]), "n_inputs": len(idx), "gamma": float(ec["gamma"]), "theta_range": [lo, hi]}}
+    draws, curves = [], []
+    for k in range(int(ec["n_draws"])):
+        g = rng(cfg["seed"], "effdim", system, kind, k)
+        idx = np.sort(g.choice(len(pos), size=min(int(ec["n_inputs"]), len(pos)), replace=False))
+        theta = torch.as_tensor(g.uniform(lo, hi, size=(int(ec["n_theta"]), n_params)))
+        res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=float(ec["gamma"]))
+        draws.append(float(res.d_n_over_d[at]))
+        curves.append([float(v) for v in res.d_n_over_d])
+        log.info("%s %s: draw %d: d_n/d = %.4f at n = %d", system, kind, k, draws[-1], n_train)
+    cur = np.asarray(curves)
+    mean, sd = mean_sd(draws)
+    out = {"system": system, "model": kind, "n_params": int(n_params), "n_train": n_train,
+           "d_n_over_d": mean, "d_n_over_d_sd": sd, "d_n": mean * n_params, "draws": draws,
+           "curve": {"n": ns, "d_n_over_d": [float(v) for v in cur.mean(axis=0)],
+                     "d_n_over_d_sd": [float(v) for v in cur.std(axis=0, ddof=1)]},
+           "settings": {"n_theta": int(ec["n_theta"]), "n_inputs": int(min(int(ec["n_inputs"]), len(pos))), "n_draws": len(draws),
+                        "gamma": float(ec["gamma"]), "theta_range": [lo, hi]}}
     write_json_atomic(out_json, out)
-    log.info("%s %s: d_n/d = %.3f at n = %d (d = %d)", system, kind, out["d_n_over_d"], n_train, out["n_params"])
+    log.info("%s %s: d_n/d = %.3f +- %.3f over %d draws (d = %d)", system, kind, mean, sd, len(draws), n_params)
     return out
 
 
@@ -67,13 +81,29 @@ def _effdim_parameters(model: torch.nn.Module):
     return [p for p in mod.parameters() if p.requires_grad]
 
 
-# ---------------------------------------------------------------- errors
-def errors_stage(cfg: dict, system: str, kinds: Sequence[str], predictions: Sequence[str], summaries: Sequence[str],
-                 effdims: Sequence[str], scalers_json: str, out_csv: str, out_md: str, aer_json: str | None = None) -> pd.DataFrame:
+# ---------------------------------------------------------------- seeds and errors
+def energy_scale(scalers_json: str | Path) -> float:
+    return float(json.loads(Path(scalers_json).read_text())["energy_scaler"]["scale"])
+
+
+def select_seeds_stage(system: str, kind: str, protocol: str, predictions: Sequence[str], summaries: Sequence[str],
+                       scalers_json: str, out_json: str) -> dict:
+    from .evaluation import select_seeds
+
+    out = select_seeds(system, kind, protocol, predictions, summaries, energy_scale(scalers_json), out_json)
+    st = out["stats"]
+    log.info("%s %s/%s over %d seeds: RMSE(E) %.4g +- %.2g, RMSE(F) %.4g +- %.2g (scaled); median seed %d", system, kind,
+             protocol, out["n_seeds"], st["RMSE(E) [scaled]"]["mean"], st["RMSE(E) [scaled]"]["sd"],
+             st["RMSE(F) [scaled, 1/A]"]["mean"], st["RMSE(F) [scaled, 1/A]"]["sd"], out["median_seed"])
+    return out
+
+
+def errors_stage(system: str, selections: Sequence[str], effdims: dict[str, str], aer_jsons: Sequence[str], scalers_json: str,
+                 out_csv: str, out_md: str) -> pd.DataFrame:
     from .evaluation import error_table, write_error_table
 
-    scale = json.loads(Path(scalers_json).read_text())["energy_scaler"]["scale"]
-    df = error_table(system, kinds, predictions, summaries, effdims, scale, aer_json)
+    scale = energy_scale(scalers_json)
+    df = error_table(system, selections, effdims, aer_jsons, scale)
     excluded = json.loads(Path(scalers_json).read_text()).get("excluded_test_points", [])
     notes = [f"Energy scale: {scale:.6g} eV. Test points outside the training range (excluded): {len(excluded)}."]
     write_error_table(df, out_csv, out_md, title=f"{system}: errors on the held-out test set", notes=notes)
@@ -94,7 +124,8 @@ def md_start(cfg: dict, system: str) -> np.ndarray:
     return spec.geometry(values)
 
 
-def md_stage(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: str, out_json: str) -> dict:
+def md_stage(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: str, out_json: str, *,
+             protocol: str | None = None, seed: int | None = None) -> dict:
     from ase import Atoms
 
     from .calculators import ModelCalculator, PySCFCalculator
@@ -123,9 +154,9 @@ def md_stage(cfg: dict, system: str, kind: str, model_path: str | None, out_traj
                      temperature_K=float(mc["temperature_K"]), seed=derive_seed(cfg["seed"], "md", system),
                      trajectory_path=out_traj, log_every=int(mc["log_every"]))
         extra = {"temperature_K_initial": float(mc["temperature_K"])}
-    summary = {"system": system, "model": kind, **md.summary(), **extra}
+    summary = {"system": system, "model": kind, "protocol": protocol, "seed": seed, **md.summary(), **extra}
     write_json_atomic(out_json, summary)
-    log.info("%s %s MD: %d steps, %.0f steps/s, drift %.3g eV/atom/ps", system, kind, n_steps, md.steps_per_second,
+    log.info("%s %s/%s MD: %d steps, %.0f steps/s, drift %.3g eV/atom/ps", system, kind, protocol, n_steps, md.steps_per_second,
              md.drift_eV_per_atom_per_ps)
     return summary
 
@@ -178,29 +209,65 @@ def _slice_derivative(frames, xs: np.ndarray, spec, var: str, forces: np.ndarray
     return -np.einsum("bij,bij->b", forces, dgeo)
 
 
-def system_figures(cfg: dict, system: str, kinds: Sequence[str], models: Sequence[str], predictions: Sequence[str],
-                   train_xyz: str, test_xyz: str, slice_xyz: str | None, out: dict[str, str]) -> None:
+@dataclass(frozen=True)
+class SeedSet:
+    """The trained seeds of one (kind, protocol): its selection file and per-seed models, predictions or curves."""
+
+    kind: str
+    protocol: str
+    selection: str
+    files: tuple[str, ...]
+
+    def median(self) -> tuple[int, str]:
+        """(median seed index, its file)."""
+        sel = json.loads(Path(self.selection).read_text())
+        want = f"seed{sel['median_seed']}"
+        hits = [f for f in self.files if Path(f).parent.name == want]
+        if len(hits) != 1:
+            raise FileNotFoundError(f"{self.selection}: median seed {sel['median_seed']} has no single file among {list(self.files)}")
+        return int(sel["median_seed"]), hits[0]
+
+
+def _band(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    v = np.stack(values)
+    return v.min(axis=0), v.max(axis=0)
+
+
+def system_figures(cfg: dict, system: str, models: Sequence[SeedSet], predictions: Sequence[SeedSet], train_xyz: str,
+                   test_xyz: str, slice_xyz: str | None, out: dict[str, str]) -> None:
+    """Parity plot of each kind's median seed; energy/force curves of the median seed with the band over all seeds."""
     from .evaluation import prediction_errors
     from .models.base import load_model
 
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
     data = {}
-    for k, p in zip(kinds, predictions):
-        err = prediction_errors(ds.read_frames(p))
-        data[k] = (err["E_ref"], err["E"], err["F_ref"], err["F"])
-    fig.parity(data, title=system, png=out["parity_png"], pdf=out["parity_pdf"])
-    loaded = {k: load_model(m) for k, m in zip(kinds, models)}
+    for ss in predictions:
+        err = prediction_errors(ds.read_frames(ss.median()[1]))
+        data[ss.kind] = (err["E_ref"], err["E"], err["F_ref"], err["F"])
+    fig.parity(data, title=f"{system} (median seed)", png=out["parity_png"], pdf=out["parity_pdf"])
+
+    def curves_and_bands(geoms: np.ndarray, to_force) -> tuple[dict, dict]:
+        curves, bands = {}, {}
+        for ss in models:
+            med = ss.median()[1]
+            per_seed = {}
+            for path in ss.files:
+                e, f = load_model(path).energy_and_forces(torch.as_tensor(geoms))
+                per_seed[path] = (e.detach().numpy(), to_force(f.detach().numpy()))
+            curves[ss.kind] = per_seed[med]
+            lo_e, hi_e = _band([v[0] for v in per_seed.values()])
+            lo_f, hi_f = _band([v[1] for v in per_seed.values()])
+            bands[ss.kind] = (lo_e, hi_e, lo_f, hi_f)
+        return curves, bands
+
     if len(spec.symbols) == 2:
         var = spec.variable_names[0]
         lo, hi = spec.variables[var]
         xs = np.linspace(lo, hi, 400)
         geoms = np.stack([spec.geometry({var: x}) for x in xs])
         unit = np.array([0.0, 0.0, 1.0])  # atom 1 sits on +z from atom 0: F_r = F_1 . z
-        curves = {}
-        for k, m in loaded.items():
-            e, f = m.energy_and_forces(torch.as_tensor(geoms))
-            curves[k] = (e.detach().numpy(), f[:, 1].detach().numpy() @ unit)
+        curves, bands = curves_and_bands(geoms, lambda f: f[:, 1] @ unit)
         tr, te = ds.read_frames(train_xyz), ds.read_frames(test_xyz)
         rx = np.array([a.get_distance(0, 1) for a in tr])
         tx = np.array([a.get_distance(0, 1) for a in te])
@@ -208,7 +275,8 @@ def system_figures(cfg: dict, system: str, kinds: Sequence[str], models: Sequenc
         fproj = lambda a: float(a.arrays["REF_forces"][1] @ (a.positions[1] - a.positions[0]) / a.get_distance(0, 1))  # noqa: E731
         fig.curve_1d(xs, curves, rx, np.array([a.info["REF_energy"] for a in tr]), np.array([fproj(a) for a in tr]),
                      xlabel="interatomic distance (Å)", title=system, png=out["curve_png"], pdf=out["curve_pdf"],
-                     test_x=tx, test_e=np.array([a.info["REF_energy"] for a in te]), test_f=np.array([fproj(a) for a in te]))
+                     test_x=tx, test_e=np.array([a.info["REF_energy"] for a in te]), test_f=np.array([fproj(a) for a in te]),
+                     bands=bands)
     else:
         frames = ds.read_frames(slice_xyz)
         var = slice_settings(cfg, system)["variable"]
@@ -217,10 +285,7 @@ def system_figures(cfg: dict, system: str, kinds: Sequence[str], models: Sequenc
         geoms = np.stack([a.get_positions() for a in frames])
         e_ref = np.array([a.info["REF_energy"] for a in frames])
         f_ref = np.stack([a.arrays["REF_forces"] for a in frames])
-        curves = {}
-        for k, m in loaded.items():
-            e, f = m.energy_and_forces(torch.as_tensor(geoms))
-            curves[k] = (e.detach().numpy(), _slice_derivative(frames, xs, spec, var, f.detach().numpy()))
+        curves, bands = curves_and_bands(geoms, lambda f: _slice_derivative(frames, xs, spec, var, f))
         kind = next(k for zr in spec.zmatrix for k, p in (("bond", zr.bond), ("angle", zr.angle), ("dihedral", zr.dihedral))
                     if p is not None and p[1] == var)
         unit = "Å" if kind == "bond" else "°"
@@ -228,27 +293,32 @@ def system_figures(cfg: dict, system: str, kinds: Sequence[str], models: Sequenc
         fig.curve_1d(xs, curves, xs[ok], e_ref[ok], _slice_derivative(frames, xs, spec, var, f_ref)[ok],
                      xlabel=f"{var} ({unit})", title=f"{system}: scan of {var} ({others})",
                      png=out["curve_png"], pdf=out["curve_pdf"], ref_label="DFT (scan)",
-                     force_label=f"generalised force -dE/d{var} (eV/{unit})")
+                     force_label=f"generalised force -dE/d{var} (eV/{unit})", bands=bands)
 
 
-def summary_figures(systems_kinds: dict[str, list[str]], curves: dict[str, dict[str, str]], effdims: dict[str, dict[str, str]],
-                    out: dict[str, str]) -> None:
+def summary_figures(curves: dict[str, Sequence[SeedSet]], effdims: dict[str, dict[str, str]], out: dict[str, str]) -> None:
+    """Learning curves (median seed, band over seeds), d_n/d bars and d_n/d against n (error bars: sd over draws)."""
     lc = {}
-    for s, per in curves.items():
+    for s, sets in curves.items():
         lc[s] = {}
-        for k, path in per.items():
-            df = pd.read_csv(path)
-            it = df[df.columns[0]].to_numpy()
-            loss_col = "loss" if "loss" in df.columns else df.columns[1]
-            lc[s][k] = (it, df[loss_col].to_numpy())
+        for ss in sets:
+            losses = []
+            for path in ss.files:
+                df = pd.read_csv(path)
+                losses.append((df["iteration"].to_numpy(), df["loss"].to_numpy(), path))
+            n = min(len(it) for it, _, _ in losses)
+            med = ss.median()[1]
+            it, loss, _ = next(v for v in losses if v[2] == med)
+            lo, hi = _band([v[1][:n] for v in losses])
+            lc[s][ss.kind] = (it[:n], loss[:n], lo, hi)
     fig.learning_curves(lc, png=out["learning_png"], pdf=out["learning_pdf"])
     bars, vs_n = {}, {}
     for s, per in effdims.items():
         bars[s], vs_n[s] = {}, {}
         for k, path in per.items():
             d = json.loads(Path(path).read_text())
-            bars[s][k] = d["d_n_over_d"]
-            vs_n[s][k] = (d["curve"]["n"], d["curve"]["d_n_over_d"])
+            bars[s][k] = (d["d_n_over_d"], d["d_n_over_d_sd"])
+            vs_n[s][k] = (d["curve"]["n"], d["curve"]["d_n_over_d"], d["curve"]["d_n_over_d_sd"])
     fig.effdim_bars(bars, png=out["effdim_png"], pdf=out["effdim_pdf"])
     fig.effdim_vs_n(vs_n, png=out["effdim_n_png"], pdf=out["effdim_n_pdf"])
 
@@ -262,19 +332,20 @@ def md_figure(system: str, kinds: Sequence[str], trajectories: Sequence[str], pn
         traces[k] = (t, r)
     tmax = min(t.max() for t, _ in traces.values())
     traces = {k: (t[t <= tmax], r[t <= tmax]) for k, (t, r) in traces.items()}
-    fig.md_distance(traces, title=f"{system}: NVE velocity Verlet from a stretched bond", png=png, pdf=pdf)
+    fig.md_distance(traces, title=f"{system}: NVE velocity Verlet from a stretched bond (median seeds)", png=png, pdf=pdf)
 
 
-def md_table(summaries: dict[str, dict[str, str]], out_csv: str, out_md: str) -> None:
+def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFrame:
     rows = []
-    for s, per in summaries.items():
-        for k, p in per.items():
-            d = json.loads(Path(p).read_text())
-            rows.append({"system": s, "model": k, "steps": d["n_steps"], "timestep [fs]": d["timestep_fs"],
-                         "drift [eV/atom/ps]": d["drift_eV_per_atom_per_ps"],
-                         "max |E_tot - E_tot(0)| [eV]": d["max_abs_energy_deviation_eV"],
-                         "steps per second": d["steps_per_second"],
-                         "completed": "yes" if d.get("completed", True) else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
+    for p in summaries:
+        d = json.loads(Path(p).read_text())
+        rows.append({"system": d["system"], "model": d["model"], "protocol": d.get("protocol") or "",
+                     "seed": "" if d.get("seed") is None else int(d["seed"]),
+                     "steps": d["n_steps"], "timestep [fs]": d["timestep_fs"],
+                     "drift [eV/atom/ps]": d["drift_eV_per_atom_per_ps"],
+                     "max |E_tot - E_tot(0)| [eV]": d["max_abs_energy_deviation_eV"],
+                     "steps per second": d["steps_per_second"],
+                     "completed": "yes" if d.get("completed", True) else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
     df = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
@@ -283,9 +354,11 @@ def md_table(summaries: dict[str, dict[str, str]], out_csv: str, out_md: str) ->
 
     lines = ["# Molecular dynamics (NVE, velocity Verlet)", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
-    lines += ["", "Units: drift is the slope of a linear fit of the total energy against time, per atom, in eV/atom/ps;",
+    lines += ["", "Each model runs its median seed (by test RMSE(E)) of each protocol.",
+              "Units: drift is the slope of a linear fit of the total energy against time, per atom, in eV/atom/ps;",
               "the deviation is in eV; steps per second is wall-clock speed on the machine that ran the pipeline.", ""]
     write_text_atomic(out_md, "\n".join(lines))
+    return df
 
 
 # ---------------------------------------------------------------- metrics, manifest
@@ -298,7 +371,7 @@ def sha256(path: str | Path) -> str:
 
 
 def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | None, artifacts: Sequence[str],
-                         out_metrics: str, out_manifest: str) -> None:
+                         out_metrics: str, out_manifest: str, reproduction_csv: str | None = None) -> None:
     tables = {Path(p).name.split("_errors")[0]: pd.read_csv(p) for p in error_csvs}
     prov = provenance(config_hash(cfg))
     metrics = {"units": {"RMSE(E) [meV]": "meV", "RMSE(F) [meV/A]": "meV/Angstrom",
@@ -307,6 +380,8 @@ def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | Non
                "provenance": prov}
     if md_csv:
         metrics["md"] = pd.read_csv(md_csv).to_dict(orient="records")
+    if reproduction_csv:
+        metrics["reproduction"] = pd.read_csv(reproduction_csv).to_dict(orient="records")
     write_json_atomic(out_metrics, metrics)
     lines = [f"{sha256(p)}  {p}" for p in sorted(set(artifacts) | {out_metrics})]
     write_text_atomic(out_manifest, "\n".join(lines) + "\n")
@@ -316,22 +391,25 @@ def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | Non
 AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50}
 
 
-def aer_stage(cfg: dict, system: str, model_path: str, test_npz: str, out_json: str) -> dict:
-    """The trained QNN evaluated on qiskit-aer with shots (and the configured noise) on test geometries."""
+def aer_stage(cfg: dict, system: str, models: SeedSet, test_npz: str, out_json: str) -> dict:
+    """The median-seed QNN of one protocol evaluated on qiskit-aer with shots (and the configured noise) on test
+    geometries."""
     from .models.base import load_model
 
     torch.set_num_threads(1)
     ac = {**AER_DEFAULTS, **cfg["systems"][system].get("models", {}).get("qnn", {}).get("aer", {})}
+    seed, model_path = models.median()
     model = load_model(model_path)
     with np.load(test_npz) as f:
         pos, e_ref = f["positions"], f["energy"]
     n = min(int(ac["n_points"]), len(pos))
     pos, e_ref = pos[:n], e_ref[:n]
     runs = [("shots", "none")] + ([("shots+noise", ac["noise"])] if ac["noise"] != "none" else [])
-    out = {"system": system, "model": "qnn", "n_points": n, "shots": int(ac["shots"]), "runs": {}}
+    out = {"system": system, "model": "qnn", "protocol": models.protocol, "seed": seed, "n_points": n, "shots": int(ac["shots"]),
+           "runs": {}}
     for label, noise in runs:
         r = model.aer_energy(pos, shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]), p2=float(ac["p2"]),
-                             seed=derive_seed(cfg["seed"], "aer", system, label))
+                             seed=derive_seed(cfg["seed"], "aer", system, models.protocol, label))
         e, err, exact = np.asarray(r["energy"]), np.asarray(r["stderr"]), np.asarray(r["exact"])
         z = np.abs(e - exact) / np.where(err > 0, err, np.inf)
         out["runs"][label] = {

@@ -10,7 +10,8 @@ are not computed at all (the energy path is cheaper); the learning curve's force
 
 Optimisers
 ----------
-* ``"adam"`` (:class:`torch.optim.Adam`, learning rate ``lr``, ``iterations`` steps), full batch by default or
+* ``"adam"`` (:class:`torch.optim.Adam`, learning rate ``lr``, or decaying geometrically to ``lr_final`` at the last
+  step, ``iterations`` steps), full batch by default or
   minibatches of ``batch_size`` frames drawn without replacement at every step from ``numpy.random.default_rng(seed)``.
 * ``"cobyla"`` (:func:`scipy.optimize.minimize`, method COBYLA, gradient-free) on the flattened trainable parameters,
   ``iterations`` = the budget of loss evaluations (``maxiter``), initial trust radius ``rhobeg``. Every evaluation is a
@@ -197,6 +198,7 @@ def train(
     optimizer: str,
     iterations: int,
     lr: float = 0.01,
+    lr_final: float | None = None,
     chi: float,
     seed: int,
     batch_size: int | None = None,
@@ -237,7 +239,11 @@ def train(
     if optimizer == "adam":
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        if lr_final is not None and not 0 < lr_final <= lr:
+            raise ValueError(f"lr_final must lie in (0, lr = {lr}], got {lr_final}")
         settings = {"optimizer": "adam", "lr": float(lr), "chi": float(chi), "seed": int(seed), "batch_size": None if full else int(batch_size)}
+        if lr_final is not None:
+            settings["lr_final"] = float(lr_final)
     else:
         if not rhobeg > 0:
             raise ValueError(f"rhobeg must be > 0, got {rhobeg}")
@@ -262,7 +268,8 @@ def train(
     say(f"training {model.kind}: {sum(p.numel() for p in params)} trainable parameters, {optimizer}, {iterations} iterations, "
         f"chi={chi:g}, {len(train_batch)} frames" + ("" if full else f", minibatch {batch_size}"))
     if optimizer == "adam":
-        message = _train_adam(ctx, params, rng, lr=float(lr), batch_size=None if full else int(batch_size), ck=ck)
+        message = _train_adam(ctx, params, rng, lr=float(lr), lr_final=None if lr_final is None else float(lr_final),
+                              batch_size=None if full else int(batch_size), ck=ck)
     else:
         message = _train_cobyla(ctx, params, rhobeg=float(rhobeg), tol=float(tol), ck=ck)
     final, fe, ff = loss_terms(model, train_batch, chi=float(chi), create_graph=False)
@@ -327,8 +334,16 @@ class _Run:
             self.callback(it, rec)
 
 
-def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Generator, *, lr: float, batch_size: int | None,
-                ck: dict[str, Any] | None) -> str:
+def adam_learning_rate(it: int, iterations: int, lr: float, lr_final: float | None) -> float:
+    """Learning rate of Adam step ``it`` (1-based): constant ``lr``, or decaying geometrically from ``lr`` (step 1) to
+    ``lr_final`` (the last step). A function of the step alone, so a resumed run follows the same schedule."""
+    if lr_final is None or iterations < 2:
+        return lr
+    return lr * (lr_final / lr) ** ((it - 1) / (iterations - 1))
+
+
+def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Generator, *, lr: float, lr_final: float | None,
+                batch_size: int | None, ck: dict[str, Any] | None) -> str:
     model, batch = ctx.model, ctx.batch
     opt = torch.optim.Adam(params, lr=lr)
     start = 0
@@ -346,6 +361,8 @@ def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Gene
     n = len(batch)
     for it in range(start + 1, ctx.iterations + 1):
         b = batch if batch_size is None else batch.subset(torch.as_tensor(np.sort(rng.choice(n, batch_size, replace=False))))
+        for group in opt.param_groups:
+            group["lr"] = adam_learning_rate(it, ctx.iterations, lr, lr_final)
         opt.zero_grad(set_to_none=True)
         total, e, f = loss_terms(model, b, chi=ctx.chi, create_graph=True)
         if not torch.isfinite(total):

@@ -2,6 +2,8 @@
 import re
 from snakemake.utils import validate
 from qnnff.config import check_config, config_hash, system_spec
+from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
+from qnnff.protocols import model_hash as protocol_model_hash
 from qnnff.sampling import chunk_ids
 
 # 1. schema (unknown keys, types), 2. semantics (ranges, elements, Z-matrix references): fail early, naming the key
@@ -30,12 +32,46 @@ def bench_path(rule, *parts):
     return "results/benchmarks/" + rule + "/" + "_".join(parts) + ".tsv"
 
 
-MODELS = {name: [k for k in ("qnn", "nn", "bpnn") if k in config["systems"][name].get("models", {})] for name in SYSTEMS}
+MODELS = {name: model_kinds(config, name) for name in SYSTEMS}
+VARIANTS = {name: variants(config, name) for name in SYSTEMS}
+SEEDS = list(range(n_seeds(config)))
 
 
-def model_files(name, systems=None, kinds=("qnn", "nn", "bpnn")):
-    """results/{system}/models/{kind}/{name} for every configured (system, model) pair."""
-    return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in MODELS[s] if k in kinds]
+wildcard_constraints:
+    kind="qnn|nn|bpnn",
+    protocol=r"[a-z][a-z0-9_]*",
+    seed=r"\d+",
+
+
+def variant_files(name, systems=None, kinds=("qnn", "nn", "bpnn")):
+    """results/{system}/models/{kind}/{protocol}/{name} for every configured (system, kind, protocol)."""
+    return [f"{v.model_dir()}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds]
+
+
+def seed_files(name, systems=None, kinds=("qnn", "nn", "bpnn")):
+    """results/{system}/models/{kind}/{protocol}/seed{k}/{name} for every variant and seed."""
+    return [f"{v.model_dir(k)}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds for k in SEEDS]
+
+
+def kind_files(name, systems=None):
+    """results/{system}/models/{kind}/{name}: one per (system, kind), e.g. the effective dimension."""
+    return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in MODELS[s]]
+
+
+def seed_set(system, kind, protocol, name):
+    """The seeds of one (kind, protocol): its selection file and one `name` file per seed (params for scripts)."""
+    v = Variant(system, kind, protocol)
+    return {"kind": kind, "protocol": protocol, "selection": f"{v.model_dir()}/seeds.json",
+            "files": [f"{v.model_dir(k)}/{name}" for k in SEEDS]}
+
+
+def figure_sets(system, name):
+    """Per kind, the seeds of the protocol the figures show."""
+    return [seed_set(system, k, figure_protocol(config, system, k), name) for k in MODELS[system]]
+
+
+def set_inputs(sets):
+    return [p for st in sets for p in [st["selection"], *st["files"]]]
 
 
 # Config hashes passed as `params`: Snakemake reruns a job when the part of the config it depends on changes
@@ -44,26 +80,36 @@ def data_hash(wildcards):
     return config_hash(SPECS[wildcards.system].subconfig(config))
 
 
-def model_hash(kind):
-    def _hash(wildcards):
-        return config_hash({"data": SPECS[wildcards.system].subconfig(config),
-                            "model": config["systems"][wildcards.system].get("models", {}).get(kind)})
-    return _hash
+def variant_hash(wildcards, kind=None):
+    return protocol_model_hash(config, wildcards.system, kind or wildcards.kind, wildcards.protocol)
 
 
-def md_kinds(name):
+def md_variants(name):
+    """(kind, protocol) pairs driven in MD: every model variant, plus ("dft", None) where configured."""
     md = config["systems"][name].get("md", {})
-    return MODELS[name] + (["dft"] if md.get("dft", False) else [])
+    out = [(v.kind, v.protocol) for v in VARIANTS[name]]
+    return out + ([("dft", None)] if md.get("dft", False) else [])
 
 
-MD_KINDS = {name: md_kinds(name) for name in SYSTEMS}
+MD_VARIANTS = {name: md_variants(name) for name in SYSTEMS}
+
+
+def md_dir(system, kind, protocol):
+    return f"results/{system}/md/dft" if kind == "dft" else f"results/{system}/md/{kind}/{protocol}"
 
 
 def md_files(name, systems=None):
-    return [f"results/{s}/md/{k}/{name}" for s in (systems or SYSTEMS) for k in MD_KINDS[s]]
+    return [f"{md_dir(s, k, p)}/{name}" for s in (systems or SYSTEMS) for k, p in MD_VARIANTS[s]]
+
+
+def md_figure_runs(system):
+    """The runs on a diatomic's MD figure: DFT and each kind's figure protocol."""
+    runs = [(k, p) for k, p in MD_VARIANTS[system] if k == "dft" or p == figure_protocol(config, system, k)]
+    return sorted(runs, key=lambda kp: kp[0] != "dft")
 
 
 DIATOMICS = [s for s in SYSTEMS if len(SPECS[s].symbols) == 2]
+REPRODUCTION = bool(config.get("reproduction"))
 
 
 def figure_files():
@@ -71,21 +117,28 @@ def figure_files():
     for s in SYSTEMS:
         if MODELS[s]:
             out += [f"results/figures/{s}_{n}.{e}" for n in ("parity", "curve") for e in ("png", "pdf")]
-    out += [f"results/figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_KINDS[s] for e in ("png", "pdf")]
+    out += [f"results/figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_VARIANTS[s] for e in ("png", "pdf")]
     out += [f"results/figures/{n}.{e}" for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n") for e in ("png", "pdf")]
+    return out
+
+
+def table_files():
+    out = [f"results/tables/{s}_errors.{e}" for s in SYSTEMS for e in ("csv", "md")]
+    out += ["results/tables/md.csv", "results/tables/md.md"]
+    if REPRODUCTION:
+        out += ["results/tables/reproduction.csv", "results/tables/reproduction.md"]
     return out
 
 
 def committed_artifacts():
     """Everything under results/ that is committed (and listed in the manifest)."""
-    out = figure_files()
-    out += [f"results/tables/{s}_errors.{e}" for s in SYSTEMS for e in ("csv", "md")]
-    out += ["results/tables/md.csv", "results/tables/md.md"]
+    out = figure_files() + table_files()
     for s in SYSTEMS:
         out += [f"results/{s}/data/{n}" for n in ("train.extxyz", "test.extxyz", "dft_report.md", "dft_report.json")]
         out += [f"results/{s}/features/scalers.json"]
-    for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json", "effective_dimension.json"):
-        out += model_files(n)
-    out += model_files("aer_evaluation.json", kinds=("qnn",))
+    for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json"):
+        out += seed_files(n)
+    out += variant_files("seeds.json") + kind_files("effective_dimension.json")
+    out += variant_files("aer_evaluation.json", kinds=("qnn",))
     out += md_files("summary.json") + md_files("trajectory.extxyz")
     return out

@@ -25,8 +25,8 @@ rule dft_slice:
 rule figures_system:
     """Parity plots (test set) and the energy/force curve along one coordinate (LiH: the bond; others: a slice)."""
     input:
-        models=lambda wc: model_files("model.zip", [wc.system]),
-        predictions=lambda wc: model_files("test_predictions.extxyz", [wc.system]),
+        models=lambda wc: set_inputs(figure_sets(wc.system, "model.zip")),
+        predictions=lambda wc: set_inputs(figure_sets(wc.system, "test_predictions.extxyz")),
         train="results/{system}/data/train.extxyz",
         test="results/{system}/data/test.extxyz",
         slice=lambda wc: [] if len(SPECS[wc.system].symbols) == 2 else f"results/{wc.system}/data/slice.extxyz",
@@ -36,7 +36,8 @@ rule figures_system:
         curve_png=report("results/figures/{system}_curve.png", caption="../report/curve.rst", category="Figures", subcategory="{system}"),
         curve_pdf="results/figures/{system}_curve.pdf",
     params:
-        kinds=lambda wc: MODELS[wc.system],
+        models=lambda wc: figure_sets(wc.system, "model.zip"),
+        predictions=lambda wc: figure_sets(wc.system, "test_predictions.extxyz"),
     log:
         log_path("figures_system", "{system}"),
     benchmark:
@@ -54,12 +55,12 @@ rule figures_system:
 rule figure_md:
     """Interatomic distance against time for a diatomic, DFT and every model (the paper's MD figure)."""
     input:
-        trajectories=lambda wc: md_files("trajectory.extxyz", [wc.system]),
+        trajectories=lambda wc: [f"{md_dir(wc.system, k, p)}/trajectory.extxyz" for k, p in md_figure_runs(wc.system)],
     output:
         png=report("results/figures/{system}_md_distance.png", caption="../report/md_distance.rst", category="Figures", subcategory="{system}"),
         pdf="results/figures/{system}_md_distance.pdf",
     params:
-        kinds=lambda wc: MD_KINDS[wc.system],
+        kinds=lambda wc: [k for k, _ in md_figure_runs(wc.system)],
     log:
         log_path("figure_md", "{system}"),
     benchmark:
@@ -77,8 +78,8 @@ rule figure_md:
 rule figures_summary:
     """Learning curves of every model, effective-dimension bars and d_n/d against n."""
     input:
-        curves=model_files("learning_curve.csv"),
-        effdims=model_files("effective_dimension.json"),
+        curves=set_inputs([st for s in SYSTEMS for st in figure_sets(s, "learning_curve.csv")]),
+        effdims=kind_files("effective_dimension.json"),
     output:
         learning_png=report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures", subcategory="all"),
         learning_pdf="results/figures/learning_curves.pdf",
@@ -86,6 +87,9 @@ rule figures_summary:
         effdim_pdf="results/figures/effective_dimension.pdf",
         effdim_n_png=report("results/figures/effective_dimension_vs_n.png", caption="../report/effective_dimension_vs_n.rst", category="Figures", subcategory="all"),
         effdim_n_pdf="results/figures/effective_dimension_vs_n.pdf",
+    params:
+        curves={s: figure_sets(s, "learning_curve.csv") for s in SYSTEMS},
+        effdims={s: {k: f"results/{s}/models/{k}/effective_dimension.json" for k in MODELS[s]} for s in SYSTEMS},
     log:
         log_path("figures_summary", "all"),
     benchmark:
@@ -105,6 +109,7 @@ rule metrics:
     input:
         errors=expand("results/tables/{system}_errors.csv", system=SYSTEMS),
         md="results/tables/md.csv",
+        reproduction=["results/tables/reproduction.csv"] if REPRODUCTION else [],
         artifacts=lambda wc: committed_artifacts(),
     output:
         metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Tables"),

@@ -1,20 +1,22 @@
-# Stage 5: molecular dynamics with ASE (velocity Verlet, NVE), driven by each model and, where configured, by DFT.
+# Stage 5: molecular dynamics with ASE (velocity Verlet, NVE), driven by the median-seed model of every
+# (kind, protocol) and, where configured, by DFT.
 
 
 rule run_md:
-    """One NVE trajectory of {system} driven by {kind} (a trained model, or `dft` for the PySCF reference)."""
+    """One NVE trajectory of {system} driven by the median seed of {kind} trained under {protocol}."""
     input:
-        model=lambda wc: [] if wc.kind == "dft" else f"results/{wc.system}/models/{wc.kind}/model.zip",
+        models=lambda wc: set_inputs([seed_set(wc.system, wc.kind, wc.protocol, "model.zip")]),
     output:
-        trajectory="results/{system}/md/{kind}/trajectory.extxyz",
-        summary="results/{system}/md/{kind}/summary.json",
+        trajectory="results/{system}/md/{kind}/{protocol}/trajectory.extxyz",
+        summary="results/{system}/md/{kind}/{protocol}/summary.json",
     params:
+        models=lambda wc: seed_set(wc.system, wc.kind, wc.protocol, "model.zip"),
         settings=lambda wc: config["systems"][wc.system].get("md", {}),
         data_hash=data_hash,
     log:
-        log_path("run_md", "{system}", "{kind}"),
+        log_path("run_md", "{system}", "{kind}", "{protocol}"),
     benchmark:
-        bench_path("run_md", "{system}", "{kind}")
+        bench_path("run_md", "{system}", "{kind}", "{protocol}")
     threads: 1
     resources:
         mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
@@ -25,8 +27,31 @@ rule run_md:
         "../scripts/md.py"
 
 
+rule run_md_dft:
+    """The DFT (PySCF) reference trajectory of {system}."""
+    output:
+        trajectory="results/{system}/md/dft/trajectory.extxyz",
+        summary="results/{system}/md/dft/summary.json",
+    params:
+        models=None,
+        settings=lambda wc: config["systems"][wc.system].get("md", {}),
+        data_hash=data_hash,
+    log:
+        log_path("run_md_dft", "{system}"),
+    benchmark:
+        bench_path("run_md_dft", "{system}")
+    threads: 1
+    resources:
+        mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
+        runtime=10,  # minutes; measured wall time x 3, at least 5
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/md.py"
+
+
 rule md_table:
-    """Energy drift and speed of every MD run."""
+    """Energy drift, speed and completion of every MD run."""
     input:
         md_files("summary.json"),
     output:

@@ -1,19 +1,21 @@
-# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn), each per system; they share
-# one script. A killed training resumes from its checkpoint (params.checkpoint, not an output, so Snakemake
-# keeps it); the model file itself is written atomically at the end.
+# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn), one job per (system, protocol, seed);
+# they share one script. A killed training resumes from its checkpoint (params.checkpoint, not an output, so
+# Snakemake keeps it); the model file itself is written atomically at the end. `select_seeds` gathers the seeds of
+# one (kind, protocol): per-seed test errors, mean +- sd and the median seed that figures, MD and Aer use.
 
 
 def model_outputs(kind):
+    base = "results/{system}/models/" + kind + "/{protocol}/seed{seed}/"
     return dict(
-        model="results/{system}/models/" + kind + "/model.zip",
-        predictions="results/{system}/models/" + kind + "/test_predictions.extxyz",
-        curve="results/{system}/models/" + kind + "/learning_curve.csv",
-        summary="results/{system}/models/" + kind + "/train_summary.json",
+        model=base + "model.zip",
+        predictions=base + "test_predictions.extxyz",
+        curve=base + "learning_curve.csv",
+        summary=base + "train_summary.json",
     )
 
 
 rule train_qnn:
-    """Train the QNN (a Qiskit circuit run by qnnff's exact torch statevector engine) on energies and forces."""
+    """Train one seed of the QNN (a Qiskit circuit run by qnnff's exact torch statevector engine) under one protocol."""
     input:
         scalers="results/{system}/features/scalers.json",
         train="results/{system}/features/train.npz",
@@ -22,16 +24,18 @@ rule train_qnn:
         **model_outputs("qnn"),
     params:
         kind="qnn",
-        config_hash=model_hash("qnn"),
-        checkpoint="results/{system}/models/qnn/checkpoint.pt",
+        protocol=lambda wc: wc.protocol,
+        seed=lambda wc: int(wc.seed),
+        config_hash=lambda wc: variant_hash(wc, "qnn"),
+        checkpoint="results/{system}/models/qnn/{protocol}/seed{seed}/checkpoint.pt",
     log:
-        log_path("train_qnn", "{system}"),
+        log_path("train_qnn", "{system}", "{protocol}", "{seed}"),
     benchmark:
-        bench_path("train_qnn", "{system}")
+        bench_path("train_qnn", "{system}", "{protocol}", "{seed}")
     threads: 1
     resources:
         mem_mb=900,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
+        runtime=15,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -43,12 +47,14 @@ use rule train_qnn as train_nn with:
         **model_outputs("nn"),
     params:
         kind="nn",
-        config_hash=model_hash("nn"),
-        checkpoint="results/{system}/models/nn/checkpoint.pt",
+        protocol=lambda wc: wc.protocol,
+        seed=lambda wc: int(wc.seed),
+        config_hash=lambda wc: variant_hash(wc, "nn"),
+        checkpoint="results/{system}/models/nn/{protocol}/seed{seed}/checkpoint.pt",
     log:
-        log_path("train_nn", "{system}"),
+        log_path("train_nn", "{system}", "{protocol}", "{seed}"),
     benchmark:
-        bench_path("train_nn", "{system}")
+        bench_path("train_nn", "{system}", "{protocol}", "{seed}")
     resources:
         mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
         runtime=5,  # minutes; measured wall time x 3, at least 5
@@ -59,12 +65,36 @@ use rule train_qnn as train_bpnn with:
         **model_outputs("bpnn"),
     params:
         kind="bpnn",
-        config_hash=model_hash("bpnn"),
-        checkpoint="results/{system}/models/bpnn/checkpoint.pt",
+        protocol=lambda wc: wc.protocol,
+        seed=lambda wc: int(wc.seed),
+        config_hash=lambda wc: variant_hash(wc, "bpnn"),
+        checkpoint="results/{system}/models/bpnn/{protocol}/seed{seed}/checkpoint.pt",
     log:
-        log_path("train_bpnn", "{system}"),
+        log_path("train_bpnn", "{system}", "{protocol}", "{seed}"),
     benchmark:
-        bench_path("train_bpnn", "{system}")
+        bench_path("train_bpnn", "{system}", "{protocol}", "{seed}")
     resources:
         mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
         runtime=5,  # minutes; measured wall time x 3, at least 5
+
+
+rule select_seeds:
+    """Per-seed test errors of one (system, kind, protocol), their mean +- sd and the median seed."""
+    input:
+        predictions=lambda wc: seed_set(wc.system, wc.kind, wc.protocol, "test_predictions.extxyz")["files"],
+        summaries=lambda wc: seed_set(wc.system, wc.kind, wc.protocol, "train_summary.json")["files"],
+        scalers="results/{system}/features/scalers.json",
+    output:
+        "results/{system}/models/{kind}/{protocol}/seeds.json",
+    log:
+        log_path("select_seeds", "{system}", "{kind}", "{protocol}"),
+    benchmark:
+        bench_path("select_seeds", "{system}", "{kind}", "{protocol}")
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/select_seeds.py"

@@ -2,6 +2,5 @@ from qnnff.pipeline import setup_logging
 from qnnff.stages import errors_stage
 
 setup_logging(snakemake.log[0])
-errors_stage(snakemake.config, snakemake.wildcards.system, snakemake.params.kinds, snakemake.input.predictions,
-             snakemake.input.summaries, snakemake.input.effdims, snakemake.input.scalers, snakemake.output.csv, snakemake.output.md,
-             snakemake.input.aer[0] if snakemake.input.aer else None)
+errors_stage(snakemake.wildcards.system, list(snakemake.input.selections), dict(snakemake.params.effdims), list(snakemake.input.aer),
+             snakemake.input.scalers, snakemake.output.csv, snakemake.output.md)

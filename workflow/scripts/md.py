@@ -1,6 +1,11 @@
 from qnnff.pipeline import setup_logging
-from qnnff.stages import md_stage
+from qnnff.stages import SeedSet, md_stage
 
 setup_logging(snakemake.log[0])
-md_stage(snakemake.config, snakemake.wildcards.system, snakemake.wildcards.kind, snakemake.input.model or None,
-         snakemake.output.trajectory, snakemake.output.summary)
+m = snakemake.params.models
+if m is None:  # the DFT reference
+    md_stage(snakemake.config, snakemake.wildcards.system, "dft", None, snakemake.output.trajectory, snakemake.output.summary)
+else:
+    seed, model = SeedSet(m["kind"], m["protocol"], m["selection"], tuple(m["files"])).median()
+    md_stage(snakemake.config, snakemake.wildcards.system, m["kind"], model, snakemake.output.trajectory, snakemake.output.summary,
+             protocol=m["protocol"], seed=seed)

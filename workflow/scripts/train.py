@@ -6,6 +6,8 @@ train_model(
     snakemake.config,
     snakemake.wildcards.system,
     snakemake.params.kind,
+    snakemake.params.protocol,
+    snakemake.params.seed,
     snakemake.input.scalers,
     snakemake.input.train,
     snakemake.input.test,

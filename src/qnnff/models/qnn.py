@@ -11,8 +11,10 @@ classical readout ``a, b`` (trainable, initialised to 1 and 0) rescales it, and 
 * Parameter counts: ``n_circuit_parameters`` is the circuit's (the paper's count: 50 / 87 / 135); the readout adds
   2 (``n_readout_parameters``); ``n_parameters()`` is the total of trainable tensors (circuit + readout).
 * Initialisation (seeded, ``torch.Generator().manual_seed(seed)``): rotation weights uniform in
-  ``[-init_scale, init_scale]`` (default pi), trainable feature-map weights 1 (the encoding starts as the plain
-  feature map), ``a = 1``, ``b = 0``.
+  ``[-init_scale, init_scale]`` (default pi), trainable feature-map weights ``feature_map_init``: ``"auto"``
+  (default) = ``1/sqrt(K)`` with ``K`` the number of encoding gates of the feature, so that the initial model is
+  smooth (:func:`qnnff.qnn.circuit.initial_feature_map_weights`), or a number (``1`` = the plain feature map, the
+  choice that keeps the H2O QNN from fitting: see config/README.md); ``a = 1``, ``b = 0``.
 * Artifact: the circuit as QPY bytes (``blobs["circuit.qpy"]``), the weights and readout as arrays, the featurizer,
   circuit config, observable and parameter-vector names in the metadata. :meth:`from_artifact` rebuilds the model
   from the QPY circuit alone (the loaded circuit is the single definition; no training code is involved).
@@ -31,7 +33,7 @@ from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 
 from ..features import EnergyScaler, Featurizer
-from ..qnn.circuit import QNNCircuitConfig, build_qnn_circuit, z_observable
+from ..qnn.circuit import QNNCircuitConfig, build_qnn_circuit, initial_feature_map_weights, z_observable
 from ..qnn.engine import CompiledCircuit, QNNRegressor
 from .base import FeatureForceField, register_model
 
@@ -65,6 +67,7 @@ class QNNForceField(FeatureForceField):
         readout: tuple[float, float] = (1.0, 0.0),
         observable: SparsePauliOp | None = None,
         init_scale: float = math.pi,
+        feature_map_init: float | str = "auto",
         mode: str = "adjoint",
     ) -> None:
         if not featurizer.symbols:
@@ -96,14 +99,16 @@ class QNNForceField(FeatureForceField):
         self.observable = observable if observable is not None else z_observable(qc.num_qubits)
         self.program = CompiledCircuit(qc, inputs=inputs, weights=wparams, observable=self.observable)
         if weights is None:
-            weights = self._initial_weights(len(wparams), float(init_scale))
+            weights = self._initial_weights(len(wparams), float(init_scale), feature_map_init)
         self.regressor = QNNRegressor(self.program, weights, readout=readout, mode=mode)
 
-    def _initial_weights(self, n: int, scale: float) -> torch.Tensor:
+    def _initial_weights(self, n: int, scale: float, feature_map_init: float | str) -> torch.Tensor:
+        if not scale > 0:
+            raise ValueError(f"qnn model: init_scale (rotation half-width) must be positive, got {scale}")
         g = torch.Generator().manual_seed(self.seed)
         w = (torch.rand(n, generator=g, dtype=torch.float64) * 2.0 - 1.0) * scale
-        n_fm = QNNCircuitConfig(**self.circuit_config).n_feature_map_weights if self.circuit_config else 0
-        w[:n_fm] = 1.0
+        for t, lam in initial_feature_map_weights(self.quantum_circuit, self.inputs, self.weight_parameters, feature_map_init).items():
+            w[t] = lam
         return w
 
     # ---- counts

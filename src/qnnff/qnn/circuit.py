@@ -46,6 +46,7 @@ The inputs are the ParameterVector ``x`` of length ``n_f``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -195,3 +196,47 @@ def build_qnn_circuit(
                 k += 1
     assert k == cfg.n_weights, (k, cfg.n_weights)
     return qc, x, w
+
+
+def encoding_counts(circuit: QuantumCircuit, inputs: Sequence, weights: Sequence) -> tuple[list[int], dict[int, set[int]]]:
+    """How often each input is encoded, read from the circuit's gates.
+
+    Returns ``(K, shares)``: ``K[j]`` = number of gates whose angle depends on input ``inputs[j]`` (the number of
+    times feature ``j`` is re-uploaded), and ``shares[t]`` = the inputs that weight ``weights[t]`` multiplies in some
+    encoding gate (only trainable feature-map weights appear). The initial bandwidth of the model in feature ``j``
+    grows with ``lambda * K[j]`` (worst case) or ``lambda * sqrt(K[j])`` (random phases), which is what
+    :func:`initial_feature_map_weights` uses.
+    """
+    in_index = {p: j for j, p in enumerate(inputs)}
+    w_index = {p: t for t, p in enumerate(weights)}
+    counts = [0] * len(in_index)
+    shares: dict[int, set[int]] = {}
+    for instruction in circuit.data:
+        for param in instruction.operation.params:
+            params = getattr(param, "parameters", ())
+            js = [in_index[p] for p in params if p in in_index]
+            ts = [w_index[p] for p in params if p in w_index]
+            for j in js:
+                counts[j] += 1
+                for t in ts:
+                    shares.setdefault(t, set()).add(j)
+    return counts, shares
+
+
+def initial_feature_map_weights(circuit: QuantumCircuit, inputs: Sequence, weights: Sequence, value: float | str = "auto") -> dict[int, float]:
+    """Initial trainable feature-map weights ``{weight index: lambda_0}``.
+
+    ``value="auto"``: ``lambda_0 = 1 / sqrt(K)``, ``K`` the number of encoding gates of the feature the weight
+    multiplies (the most-encoded one if the weight is shared), so that the random-phase bandwidth
+    ``lambda_0 sqrt(K)`` is 1 whatever the depth and width of the circuit (H2O paper circuit: K = 108 ->
+    0.096; H3O+: K = 30 -> 0.18; LiH: K = 40 -> 0.16). A number sets every feature-map weight to it (the paper's
+    plain feature map is ``1``).
+    """
+    counts, shares = encoding_counts(circuit, inputs, weights)
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"feature-map weight initialisation must be a positive number or 'auto', got {value!r}")
+        return {t: 1.0 / math.sqrt(max(counts[j] for j in js)) for t, js in shares.items()}
+    if not float(value) > 0:
+        raise ValueError(f"feature-map weight initialisation must be positive, got {value!r}")
+    return {t: float(value) for t in shares}

@@ -1,0 +1,159 @@
+"""Model variants: every configured (model kind, training protocol, seed) of a system, and their settings.
+
+A system's ``models`` block lists model kinds (``qnn``, ``nn``, ``bpnn``). Each kind has one or more named
+*protocols*: training settings (optimiser, budget, learning rate and schedule, chi, ...), e.g. the paper's
+``paper`` protocol (H2O: COBYLA, chi = 1) beside a ``best`` protocol (Adam, chi = 1). Every (kind, protocol) is
+trained with the top-level ``seeds`` seeds; seed ``k``'s model lives in
+``results/{system}/models/{kind}/{protocol}/seed{k}/``.
+
+Seeds: the one config ``seed`` drives everything. Seed index ``k`` of a kind gives the model's initial weights
+(:func:`init_seed`, the same for every protocol of that kind, so protocols are compared from the same starting
+points) and, per protocol, the optimiser's randomness (:func:`train_seed`: minibatches).
+
+QNN initialisation (``init`` of a ``qnn`` model, overridable per protocol): rotation angles uniform in
+``[-rotations, rotations]`` (default pi) and trainable feature-map weights ``lambda_0`` =
+``feature_map_weights``: a number, or ``auto`` = ``1 / sqrt(K)`` with ``K`` the number of encoding gates of the
+feature in the circuit (see :func:`qnnff.qnn.circuit.encoding_counts` and config/README.md for the evidence).
+
+Every function here takes the config dict and raises :class:`~qnnff.config.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ConfigError, config_hash, system_spec
+from .seeding import derive_seed
+
+KINDS = ("qnn", "nn", "bpnn")
+TRAINING_DEFAULTS: dict[str, Any] = {"lr": 0.01, "lr_final": None, "rhobeg": 0.5, "checkpoint_every": 100, "batch_size": None}
+QNN_INIT_DEFAULTS: dict[str, Any] = {"feature_map_weights": "auto", "rotations": math.pi}
+DEFAULT_SEEDS = 5
+FIGURE_PROTOCOL = "best"  # the protocol shown in figures when a kind has it (else its first protocol)
+MODEL_HASH_EXCLUDE = ("protocols", "aer")  # per-protocol settings are hashed separately; Aer settings never retrain
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One (system, kind, protocol): trained with :func:`n_seeds` seeds."""
+
+    system: str
+    kind: str
+    protocol: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}-{self.protocol}"
+
+    def model_dir(self, seed: int | None = None) -> str:
+        base = f"results/{self.system}/models/{self.kind}/{self.protocol}"
+        return base if seed is None else f"{base}/seed{seed}"
+
+
+def n_seeds(cfg: dict) -> int:
+    return int(cfg.get("seeds", DEFAULT_SEEDS))
+
+
+def model_config(cfg: dict, system: str, kind: str) -> dict:
+    models = cfg["systems"][system].get("models", {})
+    if kind not in models:
+        raise ConfigError(f"systems.{system}.models has no {kind!r} entry (has {sorted(models)})")
+    return models[kind]
+
+
+def model_kinds(cfg: dict, system: str) -> list[str]:
+    models = cfg["systems"][system].get("models", {})
+    return [k for k in KINDS if k in models]
+
+
+def protocols(cfg: dict, system: str, kind: str) -> list[str]:
+    prot = model_config(cfg, system, kind).get("protocols") or {}
+    if not prot:
+        raise ConfigError(f"systems.{system}.models.{kind}.protocols: give at least one training protocol")
+    return list(prot)
+
+
+def variants(cfg: dict, system: str) -> list[Variant]:
+    return [Variant(system, k, p) for k in model_kinds(cfg, system) for p in protocols(cfg, system, k)]
+
+
+def protocol_config(cfg: dict, system: str, kind: str, protocol: str) -> dict:
+    prot = model_config(cfg, system, kind).get("protocols") or {}
+    if protocol not in prot:
+        raise ConfigError(f"systems.{system}.models.{kind}.protocols has no protocol {protocol!r} (has {sorted(prot)})")
+    return prot[protocol]
+
+
+def training_settings(cfg: dict, system: str, kind: str, protocol: str) -> dict:
+    """The protocol's optimiser settings with the defaults filled in (no ``init``)."""
+    pc = protocol_config(cfg, system, kind, protocol)
+    return {**TRAINING_DEFAULTS, **{k: v for k, v in pc.items() if k != "init"}}
+
+
+def qnn_init(cfg: dict, system: str, protocol: str) -> dict:
+    """QNN initialisation: the model's ``init`` block, then the protocol's, over the defaults."""
+    mc = model_config(cfg, system, "qnn")
+    return {**QNN_INIT_DEFAULTS, **mc.get("init", {}), **protocol_config(cfg, system, "qnn", protocol).get("init", {})}
+
+
+def init_seed(cfg: dict, system: str, kind: str, seed_index: int) -> int:
+    return derive_seed(cfg["seed"], "init", system, kind, int(seed_index))
+
+
+def train_seed(cfg: dict, system: str, kind: str, protocol: str, seed_index: int) -> int:
+    return derive_seed(cfg["seed"], "train", system, kind, protocol, int(seed_index))
+
+
+def figure_protocol(cfg: dict, system: str, kind: str) -> str:
+    """The protocol whose median-seed model the figures show: ``figures.protocol`` (default ``best``) when the kind
+    has it, else the kind's first protocol."""
+    wanted = cfg.get("figures", {}).get("protocol", FIGURE_PROTOCOL)
+    names = protocols(cfg, system, kind)
+    return wanted if wanted in names else names[0]
+
+
+def model_hash(cfg: dict, system: str, kind: str, protocol: str) -> str:
+    """The provenance/rerun hash of one (kind, protocol): data settings, the model's architecture and this protocol.
+    Other protocols, the seed count and the Aer evaluation settings are excluded, so changing them retrains nothing."""
+    mc = {k: v for k, v in model_config(cfg, system, kind).items() if k not in MODEL_HASH_EXCLUDE}
+    return config_hash({"data": system_spec(cfg, system).subconfig(cfg), "model": mc,
+                        "protocol": protocol_config(cfg, system, kind, protocol)})
+
+
+def check_models(cfg: dict, system: str) -> None:
+    """What the schema cannot say about a system's models and protocols."""
+    key = f"systems.{system}.models"
+    for kind in model_kinds(cfg, system):
+        for name in protocols(cfg, system, kind):
+            pc = protocol_config(cfg, system, kind, name)
+            pkey = f"{key}.{kind}.protocols.{name}"
+            if "init" in pc and kind != "qnn":
+                raise ConfigError(f"{pkey}.init: only a qnn protocol has an initialisation block")
+            ts = training_settings(cfg, system, kind, name)
+            if ts["lr_final"] is not None and ts["optimizer"] != "adam":
+                raise ConfigError(f"{pkey}.lr_final: a learning-rate schedule needs optimizer: adam (got {ts['optimizer']})")
+            if ts["lr_final"] is not None and not 0 < float(ts["lr_final"]) <= float(ts["lr"]):
+                raise ConfigError(f"{pkey}.lr_final: must lie in (0, lr = {ts['lr']}], got {ts['lr_final']}")
+            if ts["batch_size"] is not None and ts["optimizer"] == "cobyla":
+                raise ConfigError(f"{pkey}.batch_size: COBYLA evaluates the full training set; remove batch_size")
+            n_train = system_spec(cfg, system).n_points("train")
+            if ts["batch_size"] is not None and int(ts["batch_size"]) > n_train:
+                raise ConfigError(f"{pkey}.batch_size: {ts['batch_size']} exceeds the {n_train} training points")
+        if kind == "qnn":
+            for name in protocols(cfg, system, kind):
+                init = qnn_init(cfg, system, name)
+                fm = init["feature_map_weights"]
+                if isinstance(fm, str) and fm != "auto" or (not isinstance(fm, str) and not float(fm) > 0):
+                    raise ConfigError(f"{key}.qnn.init.feature_map_weights: a positive number or 'auto', got {fm!r}")
+
+
+def check_figure_protocol(cfg: dict) -> None:
+    """``figures.protocol`` must name a protocol of at least one model (a typo would silently show other models)."""
+    wanted = cfg.get("figures", {}).get("protocol")
+    if wanted is None:
+        return
+    have = {p for s in cfg["systems"] for k in model_kinds(cfg, s) for p in protocols(cfg, s, k)}
+    if have and wanted not in have:
+        raise ConfigError(f"figures.protocol: no model has a protocol named {wanted!r} (protocols: {sorted(have)})")
