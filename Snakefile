@@ -2,12 +2,15 @@
 #   snakemake --cores 2                         # everything (default target `all`)
 #   snakemake --cores 2 --until features        # one stage (stage targets below)
 #   snakemake --cores 2 results/H2O/data/train.extxyz   # one file
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the paper config, found next to this Snakefile also when the run goes to another directory (`--directory runs/paper`)
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

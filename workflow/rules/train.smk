@@ -33,6 +33,7 @@ rule train_qnn:
     benchmark:
         bench_path("train_qnn", "{system}", "{protocol}", "{seed}")
     threads: 1
+    priority: 10  # the QNN trainings are the longest jobs: start them as soon as their features exist
     resources:
         mem_mb=900,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
         runtime=15,  # minutes; measured wall time x 3, at least 5
@@ -55,6 +56,7 @@ use rule train_qnn as train_nn with:
         log_path("train_nn", "{system}", "{protocol}", "{seed}"),
     benchmark:
         bench_path("train_nn", "{system}", "{protocol}", "{seed}")
+    priority: 0
     resources:
         mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
         runtime=5,  # minutes; measured wall time x 3, at least 5
@@ -73,6 +75,7 @@ use rule train_qnn as train_bpnn with:
         log_path("train_bpnn", "{system}", "{protocol}", "{seed}"),
     benchmark:
         bench_path("train_bpnn", "{system}", "{protocol}", "{seed}")
+    priority: 0
     resources:
         mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
         runtime=5,  # minutes; measured wall time x 3, at least 5
