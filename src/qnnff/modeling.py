@@ -110,7 +110,9 @@ def train_model(cfg: dict, system: str, kind: str, scalers_json: str, train_npz:
     summary = {"system": system, "model": kind, "n_parameters": model.n_parameters(),
                "n_parameters_paper": int(getattr(model, "n_circuit_parameters", model.n_parameters())),
                "train_seconds": round(seconds, 2),
-               "final_loss": float(result.final_loss), "iterations": int(result.iterations), "provenance": prov}
+               "final_loss": float(result.final_loss), "iterations": int(result.iterations),
+               "iterations_done": int(result.iterations_done), "iterations_configured": int(result.iterations_configured),
+               "resumed_from": result.resumed_from, "optimizer_message": result.message, "provenance": prov}
     write_json_atomic(out_summary, summary)
     Path(checkpoint).unlink(missing_ok=True)
     return summary
