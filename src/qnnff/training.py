@@ -177,7 +177,7 @@ def _load_checkpoint(path: str | Path | None, fingerprint: dict[str, Any], say: 
     if path is None or not Path(path).is_file():
         return None
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code from a planted file
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop a fresh start
         say(f"checkpoint {path} is unreadable ({exc}); starting from scratch")
         return None
