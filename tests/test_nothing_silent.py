@@ -43,3 +43,114 @@ def test_planted_checkpoint_runs_no_code(tmp_path):
     assert _load_checkpoint(ck, {}, said.append) is None
     assert not marker.exists(), "loading the checkpoint executed code from it"
     assert any("unreadable" in s for s in said)
+
+
+def _frames(n=6):
+    from qnnff.dataset import make_frame
+
+    rng = np.random.default_rng(0)
+    return [make_frame(["O", "H", "H"], rng.normal(size=(3, 3)), float(rng.normal()), rng.normal(size=(3, 3)),
+                       {"point": f"train-{i:05d}", "split": "train"}) for i in range(n)]
+
+
+@pytest.mark.parametrize("cut", ["frame_boundary", "inside_number"])
+def test_truncated_dataset_is_an_error_naming_file_expected_found(tmp_path, cut):
+    """Issue 11.2: a dataset cut at a frame boundary or inside the last number is refused, not read short."""
+    from qnnff.dataset import read_frames, write_frames
+    from qnnff.integrity import IntegrityError
+
+    path = tmp_path / "train.extxyz"
+    write_frames(path, _frames())
+    assert len(read_frames(path)) == 6
+    lines = path.read_text().splitlines(keepends=True)
+    if cut == "frame_boundary":
+        text = "".join(lines[: 5 * 5])  # 5 of 6 frames (3 atoms + 2 header lines each)
+    else:
+        text = "".join(lines)[:-1].rstrip("\n")[:-3] + "\n"  # the last number loses digits
+    path.write_text(text)
+    with pytest.raises(IntegrityError) as err:
+        read_frames(path)
+    msg = str(err.value)
+    assert str(path) in msg and "expected" in msg and "found" in msg and "snakemake" in msg
+
+
+def test_truncated_or_edited_feature_file_is_an_error(tmp_path):
+    """Issue 11.2: the npz feature files carry frame count + sha256; a file with a frame dropped is refused."""
+    from qnnff.integrity import IntegrityError, load_npz, stamp_arrays
+
+    arrays = {"positions": np.zeros((4, 3, 3)), "energy": np.arange(4.0)}
+    good = tmp_path / "train.npz"
+    np.savez(good, **stamp_arrays(arrays, 4))
+    assert len(load_npz(good)["positions"]) == 4
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{**stamp_arrays(arrays, 4), "positions": np.zeros((3, 3, 3))})
+    with pytest.raises(IntegrityError, match=r"bad.npz: number of frames: expected 4, found 3"):
+        load_npz(bad)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(IntegrityError, match="cut.npz"):
+        load_npz(cut)
+
+
+def _water_models():
+    import torch
+
+    from geometry_helpers import water_positions
+    from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
+    from qnnff.models.bpnn import BPNNForceField
+    from qnnff.models.nn import NNForceField
+
+    train = water_positions(np.random.default_rng(0), 32)
+    fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2))), CoordinateFamily("a_HOH", "angle", ((1, 0, 2),))]
+    q = Featurizer(families=fams, feature_map="identity", lo=[0, 0, 0], hi=[1, 1, 1]).internal(torch.as_tensor(train))
+    feat = Featurizer(families=fams, feature_map="arcsin", lo=q.min(0).values.tolist(), hi=q.max(0).values.tolist(),
+                      symbols=["O", "H", "H"])
+    scaler = EnergyScaler(center=-2079.6, scale=0.35)
+    nn = NNForceField(featurizer=feat, energy_scaler=scaler, hidden=[4], seed=0)
+    bpnn = BPNNForceField.from_training_data(train, symbols=["O", "H", "H"], energy_scaler=scaler, hidden=[4], seed=0)
+    return {"nn": nn, "bpnn": bpnn}, train
+
+
+def test_corrupt_model_artifact_names_the_rebuild_command(tmp_path):
+    """Issue 11.6: a truncated or damaged model.zip is detected, with the exact command that rebuilds it."""
+    from qnnff.integrity import IntegrityError
+    from qnnff.models import load_model
+
+    models, _ = _water_models()
+    path = tmp_path / "model.zip"
+    models["nn"].save(path)
+    load_model(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IntegrityError, match=r"rm '.*model.zip' && snakemake --cores 2 '.*model.zip'"):
+        load_model(path)
+    # a member whose bytes were changed inside a well-formed zip: the recorded sha256 catches it
+    import json
+    import zipfile
+
+    models["nn"].save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    meta = json.loads(members["meta.json"])
+    meta["integrity"]["arrays.npz"]["sha256"] = "0" * 64
+    members["meta.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+    with pytest.raises(IntegrityError, match="member arrays.npz: expected"):
+        load_model(path)
+
+
+def test_damaged_model_is_found_at_start_up(tmp_path):
+    """Issue 11.6: the start-up check (common.smk) lists a damaged model.zip before any job could read it."""
+    from qnnff.integrity import damaged_models
+
+    models, _ = _water_models()
+    good, bad = tmp_path / "results/X/models/nn/model.zip", tmp_path / "results/X/models/bpnn/model.zip"
+    good.parent.mkdir(parents=True)
+    bad.parent.mkdir(parents=True)
+    models["nn"].save(good)
+    models["bpnn"].save(bad)
+    bad.write_bytes(bad.read_bytes()[:-100])
+    problems = damaged_models(tmp_path)
+    assert len(problems) == 1 and "bpnn/model.zip" in problems[0] and "snakemake --cores 2" in problems[0]

@@ -13,6 +13,7 @@ import torch
 from . import dataset as ds
 from .config import ConfigError, config_hash, system_spec
 from .features import EnergyScaler, Featurizer
+from .integrity import load_npz
 from .io import write_json_atomic
 from .models.base import ForceField, TrainingBatch
 from .provenance import provenance
@@ -76,10 +77,10 @@ def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scale
 
 
 def load_batch(npz_path: str | Path, *, with_features: bool = True) -> TrainingBatch:
-    with np.load(npz_path) as f:
-        t = lambda k: torch.as_tensor(f[k], dtype=torch.float64)  # noqa: E731
-        return TrainingBatch(positions=t("positions"), y=t("y"), f=t("f"),
-                             x=t("x") if with_features else None, jac=t("jac") if with_features else None)
+    f = load_npz(npz_path)  # verified: frame count and sha256
+    t = lambda k: torch.as_tensor(f[k], dtype=torch.float64)  # noqa: E731
+    return TrainingBatch(positions=t("positions"), y=t("y"), f=t("f"),
+                         x=t("x") if with_features else None, jac=t("jac") if with_features else None)
 
 
 def train_model(cfg: dict, system: str, kind: str, scalers_json: str, train_npz: str, test_npz: str, out_model: str,
@@ -120,8 +121,8 @@ def train_model(cfg: dict, system: str, kind: str, scalers_json: str, train_npz:
 
 def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> list:
     """Test-set predictions as extxyz frames: REF_* (DFT) next to MODEL_* (this model), eV and eV/Angstrom."""
-    with np.load(npz_path) as f:
-        pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
+    f = load_npz(npz_path)
+    pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
     e, frc = model.energy_and_forces(torch.as_tensor(pos))
     frames = []
     for k in range(len(pos)):

@@ -14,6 +14,7 @@ import torch
 from . import dataset as ds
 from .config import config_hash, system_spec
 from .features import EnergyScaler, Featurizer
+from .integrity import stamp_arrays
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .sampling import plan_points
 from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
@@ -228,7 +229,7 @@ def features(cfg: dict, system: str, train_xyz: str, test_xyz: str, out_scalers:
     for frames, out in ((train, out_train), (test, out_test)):
         arrays = feature_arrays(feat, scaler, frames)
         with atomic_path(out) as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **stamp_arrays(arrays, len(frames)))  # frame count + sha256, checked by integrity.load_npz
     log.info("%s: %d features from %d coordinates; energy scaler center %.6f eV, scale %.6f eV",
              system, feat.n_features, feat.n_coordinates, scaler.center, scaler.scale)
 

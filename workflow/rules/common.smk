@@ -1,12 +1,20 @@
 # Helpers shared by all rule files: config validation and the wildcard domains.
 import re
 from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
 from qnnff.config import check_config, config_hash, system_spec
 from qnnff.sampling import chunk_ids
 
 # 1. schema (unknown keys, types), 2. semantics (ranges, elements, Z-matrix references): fail early, naming the key
 validate(config, workflow.source_path("../../config/schema.yaml"), set_default=False)
 check_config(config, source="config")
+
+# 3. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
+from qnnff.integrity import damaged_models
+
+_damaged = damaged_models(".")
+if _damaged:
+    raise WorkflowError("damaged model artifact(s):\n  " + "\n  ".join(_damaged))
 
 SYSTEMS = list(config["systems"])
 SPECS = {name: system_spec(config, name) for name in SYSTEMS}
