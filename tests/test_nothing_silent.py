@@ -154,3 +154,80 @@ def test_damaged_model_is_found_at_start_up(tmp_path):
     bad.write_bytes(bad.read_bytes()[:-100])
     problems = damaged_models(tmp_path)
     assert len(problems) == 1 and "bpnn/model.zip" in problems[0] and "snakemake --cores 2" in problems[0]
+
+
+def _all_calculator_models():
+    from qnnff.models.qnn import QNNForceField
+
+    models, train = _water_models()
+    circuit = dict(n_qubits=3, depth=1, feature_map="full", feature_map_reps=1, trainable_feature_map="full",
+                   trainable_feature_map_reps=1)
+    models["qnn"] = QNNForceField(featurizer=models["nn"].featurizer, energy_scaler=models["nn"].energy_scaler,
+                                  circuit=circuit, seed=0)
+    return models, train
+
+
+@pytest.mark.parametrize("geometry", ["nan", "far", "overlapping"])
+def test_every_model_calculator_rejects_bad_geometries(geometry):
+    """Issue 11.3: QNN, NN and BPNN calculators all raise the OutOfDomainError family (never return a number)."""
+    from ase import Atoms
+
+    from qnnff.calculators import ModelCalculator, OutOfDomainError
+
+    models, train = _all_calculator_models()
+    good = train[0]
+    pos = good.copy()
+    if geometry == "nan":
+        pos[1, 0] = np.nan
+    elif geometry == "far":
+        pos[1] = pos[0] + 10.0 * (pos[1] - pos[0]) / np.linalg.norm(pos[1] - pos[0])
+    else:
+        pos[1] = pos[0] + 1e-4
+    for kind, model in models.items():
+        calc = ModelCalculator(model)
+        atoms = Atoms(["O", "H", "H"], positions=good, calculator=calc)
+        assert np.isfinite(atoms.get_potential_energy())
+        atoms.positions = pos
+        with pytest.raises(OutOfDomainError):
+            e = atoms.get_potential_energy()
+            pytest.fail(f"{kind} calculator returned {e} eV for a {geometry} geometry")
+
+
+def test_bpnn_domain_survives_the_artifact_and_md_started_outside_fails(tmp_path):
+    """Issue 11.3: the BPNN's domain (training distances) is stored in the artifact; an MD started outside the domain
+    raises instead of reporting completed: True."""
+    from ase import Atoms
+
+    from qnnff.calculators import ModelCalculator, OutOfDomainError
+    from qnnff.md import run_nve
+    from qnnff.models import load_model
+
+    models, train = _water_models()
+    models["bpnn"].save(tmp_path / "bpnn.zip")
+    loaded = load_model(tmp_path / "bpnn.zip")
+    assert loaded.distance_domain == pytest.approx(models["bpnn"].distance_domain)
+    far = train[0].copy()
+    far[2] = far[0] + 3.0 * (far[2] - far[0])
+    with pytest.raises(OutOfDomainError, match="H-O distance"):
+        run_nve(calculator=ModelCalculator(loaded), atoms=Atoms(["O", "H", "H"], positions=far), timestep_fs=0.5,
+                n_steps=5, temperature_K=0.0, seed=0)
+
+
+@pytest.mark.parametrize("case", ["empty", "nan", "close"])
+def test_pyscf_calculator_rejects_bad_geometries_before_pyscf_runs(case, monkeypatch):
+    """Issue 11.3: empty Atoms, NaN and a 0.05 A bond are clear errors raised before PySCF is called."""
+    from ase import Atoms
+
+    import qnnff.calculators as calcs
+    from qnnff.dft import LevelOfTheory
+
+    def no_pyscf(*a, **k):
+        raise AssertionError("PySCF ran")
+
+    monkeypatch.setattr(calcs, "single_point", no_pyscf)
+    atoms = {"empty": Atoms(), "nan": Atoms("H2", positions=[[0, 0, 0], [0, 0, np.nan]]),
+             "close": Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.05]])}[case]
+    atoms.calc = calcs.PySCFCalculator(level=LevelOfTheory(method="hf", basis="sto-3g"))
+    expected = {"empty": "empty Atoms", "nan": "NaN", "close": "0.0500 A apart"}[case]
+    with pytest.raises(ValueError, match=expected):
+        atoms.get_potential_energy()
