@@ -7,6 +7,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+import os
+from qnnff.config import load_yaml
+
+if os.path.exists("config/config.yaml"):
+    load_yaml("config/config.yaml")  # a YAML error names file, line and column; Snakemake's own message does not
+
+
 configfile: "config/config.yaml"
 
 

@@ -231,3 +231,87 @@ def test_pyscf_calculator_rejects_bad_geometries_before_pyscf_runs(case, monkeyp
     expected = {"empty": "empty Atoms", "nan": "NaN", "close": "0.0500 A apart"}[case]
     with pytest.raises(ValueError, match=expected):
         atoms.get_potential_energy()
+
+
+# ---------------------------------------------------------------------------------------------- 11.4 and 11.5: config
+def _repo_copy(repo, dest):
+    import shutil
+
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        src = repo / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+def _dry_run(root, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *args], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_user_configfile_from_the_repository_root_replaces_the_paper_config(tmp_path, repo, test_config):
+    """Issue 11.4: `--configfile my.yaml` from the repository root runs the user's systems only, and keys the user
+    left out are reported, not filled from config/config.yaml."""
+    import yaml
+
+    root = tmp_path / "clone"
+    root.mkdir()
+    _repo_copy(repo, root)
+    cfg = dict(test_config, systems={"LiH": test_config["systems"]["LiH"]})
+    (root / "my.yaml").write_text(yaml.safe_dump(cfg))
+    print("dry run with my.yaml (LiH only) from a copy of the repository root", flush=True)
+    run = _dry_run(root, "--configfile", "my.yaml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    plan = run.stdout + run.stderr
+    assert "LiH" in plan
+    for other in ("H2O", "H3O+"):
+        assert f"system={other}" not in plan and f"results/{other}/" not in plan, f"{other} planned from the paper config"
+    incomplete = {k: v for k, v in cfg.items() if k != "dft"}
+    (root / "incomplete.yaml").write_text(yaml.safe_dump(incomplete))
+    run = _dry_run(root, "--configfile", "incomplete.yaml")
+    assert run.returncode != 0
+    assert "incomplete.yaml" in run.stderr + run.stdout and "'dft' is a required property" in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["systems"]["H2O"]["md"].update(start={"thet": 104.5}), "systems.H2O.md.start.thet"),
+    (lambda c: c["systems"]["H2O"]["slice"].update(variable="tehta"), "systems.H2O.slice.variable"),
+    (lambda c: c["systems"]["H2O"]["slice"]["values"].update(r3=1.0), "systems.H2O.slice.values.r3"),
+    (lambda c: c["systems"]["H3O+"]["models"]["qnn"]["aer"].update(noise="FakeLagos2"), "systems.H3O+.models.qnn.aer.noise"),
+    (lambda c: c["systems"]["LiH"]["md"].update(start={"r": 1.6}), "systems.LiH.md.start"),
+])
+def test_late_keys_are_checked_at_start_up(paper_config, edit, key):
+    """Issue 11.5: MD start keys, the slice variable and the Aer backend are checked at start-up, naming the key."""
+    from qnnff.config import ConfigError, check_config
+
+    edit(paper_config)
+    with pytest.raises(ConfigError) as err:
+        check_config(paper_config, source="my.yaml")
+    assert key in str(err.value) and "my.yaml" in str(err.value)
+
+
+def test_yaml_errors_name_file_line_and_column(tmp_path):
+    """Issue 11.5: a YAML syntax error names file, line and column; an empty file names the file."""
+    from qnnff.config import ConfigError, load_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\nsystems: {LiH: [1, 2}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 2, column \d+: YAML syntax error"):
+        load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match=r"empty.yaml is empty"):
+        load_config(empty)
+
+
+def test_changing_only_aer_settings_does_not_change_the_model_hash(paper_config):
+    """Issue 11.5: the QNN's training hash (Snakemake params trigger, provenance) excludes the aer block."""
+    from qnnff.config import config_hash, model_subconfig
+
+    before = config_hash(model_subconfig(paper_config, "H2O", "qnn"))
+    paper_config["systems"]["H2O"]["models"]["qnn"]["aer"]["shots"] = 99
+    assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) == before
+    paper_config["systems"]["H2O"]["models"]["qnn"]["training"]["iterations"] += 1
+    assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) != before

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import dataset as ds
-from .config import ConfigError, config_hash, system_spec
+from .config import ConfigError, config_hash, model_subconfig, system_spec
 from .features import EnergyScaler, Featurizer
 from .integrity import load_npz
 from .io import write_json_atomic
@@ -103,7 +103,7 @@ def train_model(cfg: dict, system: str, kind: str, scalers_json: str, train_npz:
                    batch_size=tc["batch_size"], rhobeg=float(tc["rhobeg"]), checkpoint_path=checkpoint,
                    checkpoint_every=int(tc["checkpoint_every"]), log=log.info, curve_path=out_curve)
     seconds = time.perf_counter() - t0
-    chash = config_hash({"data": spec.subconfig(cfg), "model": model_config(cfg, system, kind)})
+    chash = config_hash({"data": spec.subconfig(cfg), "model": model_subconfig(cfg, system, kind)})
     prov = provenance(chash, system=system, model=kind, training=tc, train_seconds=round(seconds, 2))
     predictions = predict_to_frames(model, test_npz, kind)
     ds.write_frames(out_predictions, predictions)

@@ -2,12 +2,16 @@
 import re
 from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
-from qnnff.config import check_config, config_hash, system_spec
+from qnnff.config import check_config, config_hash, model_subconfig, replace_with_cli_configfiles, system_spec
 from qnnff.sampling import chunk_ids
 
-# 1. schema (unknown keys, types), 2. semantics (ranges, elements, Z-matrix references): fail early, naming the key
+# 0. `--configfile my.yaml` replaces config/config.yaml instead of being merged on top of it (config/README.md)
+_user_files = replace_with_cli_configfiles(config, workflow.config_settings.configfiles, workflow.config_settings.config)
+_source = " + ".join(_user_files) or "config/config.yaml"
+# 1. semantics first (schema + ranges, elements, Z-matrix references, MD start, slice, Aer backends), naming the file
+#    and the key; 2. Snakemake's schema validation (kept as before)
+check_config(config, source=_source)
 validate(config, workflow.source_path("../../config/schema.yaml"), set_default=False)
-check_config(config, source="config")
 
 # 3. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
 from qnnff.integrity import damaged_models
@@ -55,7 +59,7 @@ def data_hash(wildcards):
 def model_hash(kind):
     def _hash(wildcards):
         return config_hash({"data": SPECS[wildcards.system].subconfig(config),
-                            "model": config["systems"][wildcards.system].get("models", {}).get(kind)})
+                            "model": model_subconfig(config, wildcards.system, kind)})  # without `aer`
     return _hash
 
 
