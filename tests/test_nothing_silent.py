@@ -315,3 +315,30 @@ def test_changing_only_aer_settings_does_not_change_the_model_hash(paper_config)
     assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) == before
     paper_config["systems"]["H2O"]["models"]["qnn"]["training"]["iterations"] += 1
     assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) != before
+
+
+def test_a_second_run_is_told_another_run_holds_the_directory(tmp_path, repo):
+    """Issue 11.7: with the directory locked (a busy or killed run), a run that would execute jobs says that another
+    run holds the directory (and how to unlock a killed one) instead of advising --rerun-incomplete; a dry run and
+    --unlock still work."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "clone"
+    root.mkdir()
+    _repo_copy(repo, root)
+    locks = root / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.output.lock").write_text(str(root / "results/LiH/data/points.csv") + "\n")
+    (root / "results/LiH/data").mkdir(parents=True)
+    print("second run against a locked directory", flush=True)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "results/LiH/data/points.csv"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "another Snakemake run holds this directory" in out and "--unlock" in out, out
+    assert not (root / "results/LiH/data/points.csv").exists()
+    assert _dry_run(root, "results/LiH/data/points.csv").returncode == 0
+    from qnnff.integrity import run_executes_jobs
+
+    assert not run_executes_jobs(["/usr/bin/snakemake", "--unlock"])
+    assert run_executes_jobs(["/x/snakemake/__main__.py", "--cores", "2"])

@@ -152,3 +152,40 @@ def damaged_models(root: str | os.PathLike = ".") -> list[str]:
         except (IntegrityError, ValueError) as exc:
             problems.append(str(exc))
     return problems
+
+
+def held_locks(workdir: str | os.PathLike = ".") -> list[str]:
+    """Snakemake lock files of ``workdir`` (``.snakemake/locks/*.lock``): present while another run executes jobs
+    there, or left behind by a run that was killed (kill -9, power loss)."""
+    d = Path(workdir) / ".snakemake" / "locks"
+    return sorted(str(p) for p in d.glob("*.lock")) if d.is_dir() else []
+
+
+def lock_message(locks: list[str]) -> str:
+    return ("another Snakemake run holds this directory (lock files: " + ", ".join(locks) + "). If that run is still "
+            "busy, wait for it to finish (two runs must not write the same results). If it was killed (kill -9, a lost "
+            "node, a power loss), its locks stayed behind: remove them with `snakemake --unlock`, then resume with "
+            "`snakemake --cores 2 --rerun-incomplete`.")
+
+
+_NO_EXEC = ("dryrun", "unlock", "nolock", "report", "touch", "lint", "generate_unit_tests", "containerize", "export_cwl",
+            "list_rules", "list_target_rules", "dag", "rulegraph", "filegraph", "d3dag", "summary", "detailed_summary",
+            "archive", "cleanup_metadata", "cleanup_shadow", "list_changes", "list_untracked", "delete_all_output",
+            "delete_temp_output", "debug_dag", "print_compilation", "list_conda_envs", "conda_cleanup_envs",
+            "conda_create_envs_only")
+
+
+def run_executes_jobs(argv: list[str]) -> bool:
+    """True if ``argv`` is a Snakemake command line that executes jobs (and so takes the directory's lock): not a dry
+    run, ``--unlock``, ``--nolock``, ``--report``, a listing, ... (Snakemake exposes none of this while it reads the
+    Snakefile.) Called only when lock files exist: building Snakemake's argument parser costs seconds."""
+    exe = Path(argv[0]) if argv else Path()
+    if not (exe.name == "snakemake" or exe.parent.name == "snakemake"):  # `snakemake ...` or `python -m snakemake ...`
+        return False
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(argv[1:])
+    except (Exception, SystemExit):  # noqa: BLE001 - an unparseable command line: let Snakemake judge it
+        return False
+    return not any(getattr(args, k, None) for k in _NO_EXEC)

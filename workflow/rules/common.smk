@@ -20,6 +20,15 @@ _damaged = damaged_models(".")
 if _damaged:
     raise WorkflowError("damaged model artifact(s):\n  " + "\n  ".join(_damaged))
 
+# 4. another run holds the directory: say so (Snakemake would first advise --rerun-incomplete for the other run's
+#    jobs in progress). Only in the main process of a run that executes jobs: not in dry runs, --unlock, --report,
+#    --nolock, nor in the run's own spawned jobs (they re-read this file while their run holds the lock).
+import sys
+from qnnff.integrity import held_locks, lock_message, run_executes_jobs
+
+if workflow.is_main_process and held_locks(".") and run_executes_jobs(sys.argv):
+    raise WorkflowError(lock_message(held_locks(".")))
+
 SYSTEMS = list(config["systems"])
 SPECS = {name: system_spec(config, name) for name in SYSTEMS}
 
