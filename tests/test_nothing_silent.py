@@ -342,3 +342,36 @@ def test_a_second_run_is_told_another_run_holds_the_directory(tmp_path, repo):
 
     assert not run_executes_jobs(["/usr/bin/snakemake", "--unlock"])
     assert run_executes_jobs(["/x/snakemake/__main__.py", "--cores", "2"])
+
+
+def test_first_contact_profiles_and_readme(repo):
+    """Issue 11.9: no "Shell command: None" (printshellcmds with script-only rules), the README's Python versions match
+    pyproject's requires-python, and the README points newcomers to `snakemake --report` on a fresh clone."""
+    import re
+
+    import yaml
+
+    rules = "".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk")) + (repo / "Snakefile").read_text()
+    if not re.search(r"^\s+shell:", rules, flags=re.M):
+        for profile in ("default", "slurm"):
+            cfg = yaml.safe_load((repo / "profiles" / profile / "config.yaml").read_text()) or {}
+            assert not cfg.get("printshellcmds"), f"profiles/{profile}: printshellcmds prints 'Shell command: None'"
+    req = re.search(r'requires-python\s*=\s*"([^"]+)"', (repo / "pyproject.toml").read_text()).group(1)
+    lo, hi = re.fullmatch(r">=3\.(\d+),<3\.(\d+)", req).groups()
+    readme = (repo / "README.md").read_text()
+    for minor in range(int(lo), int(hi)):
+        assert f"3.{minor}" in readme.split("```")[0], f"README's install line does not mention Python 3.{minor} ({req})"
+    assert re.search(r"fresh clone.*snakemake --report|snakemake --report.*fresh clone", readme.replace("\n", " "))
+
+
+def test_long_runs_report_progress(pytestconfig):
+    """Issue 11.9: the long tests forward Snakemake's job headers to the terminal while they run."""
+    import sys
+
+    from progress_helpers import run_streaming
+
+    said = []
+    script = "print('rule dft_chunk:'); print('    wildcards: system=H2O'); print('noise'); print('3 of 7 steps (43%) done')"
+    run = run_streaming([sys.executable, "-c", script], said.append, timeout=60, label="demo")
+    assert run.returncode == 0
+    assert [s.split(": ", 1)[1] for s in said[1:-1]] == ["rule dft_chunk:", "wildcards: system=H2O", "3 of 7 steps (43%) done"]
