@@ -14,7 +14,7 @@ import torch
 from . import dataset as ds
 from .config import config_hash, system_spec
 from .features import EnergyScaler, Featurizer
-from .integrity import stamp_arrays
+from .integrity import IntegrityError, rebuild_hint, stamp_arrays
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .sampling import plan_points
 from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
@@ -111,8 +111,14 @@ def assemble_dataset(cfg: dict, system: str, chunk_xyz: list[str], chunk_json: l
     n_total = sum(s["n_points"] for s in statuses)
     frac = len(failures) / max(n_total, 1)
     by_split: dict[str, list] = {"train": [], "test": []}
+    converged = {s["chunk"]: int(s["n_converged"]) for s in statuses}
     for p in sorted(chunk_xyz):
-        for a in ds.read_frames(p):
+        frames = ds.read_frames(p)  # verified against its own integrity record
+        chunk = Path(p).name.split(".")[0]
+        if chunk in converged and len(frames) != converged[chunk]:  # and against the chunk's status file
+            raise IntegrityError(f"{p}: {len(frames)} frames, but its status file records {converged[chunk]} converged "
+                                 f"points; {rebuild_hint(p)}")
+        for a in frames:
             by_split[a.info["split"]].append(a)
     for split in by_split:
         by_split[split].sort(key=lambda a: a.info["point"])
