@@ -9,8 +9,14 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+from qnnff.config import load_yaml
+
 # the paper config, found next to this Snakefile also when the run goes to another directory (`--directory runs/paper`)
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+PAPER_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
+load_yaml(PAPER_CONFIG)  # a YAML error names file, line and column; Snakemake's own message does not
+
+
+configfile: PAPER_CONFIG
 
 
 include: "workflow/rules/common.smk"

@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from progress_helpers import run_streaming, terminal_writer
 
 
 def _config(test_config: dict, path: Path) -> Path:
@@ -40,7 +41,9 @@ def _arrays(work: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_interrupt_and_resume(tmp_path, repo, test_config):
+def test_interrupt_and_resume(tmp_path, repo, test_config, pytestconfig):
+    say = terminal_writer(pytestconfig)  # live progress: this test takes minutes
+    say("interrupt test: DFT stage of H2O (20 chunks), interrupted after 4 chunks")
     cf = _config(test_config, tmp_path / "cfg.yaml")
     work = tmp_path / "interrupted"
     chunks = work / "results/H2O/data/chunks"
@@ -60,6 +63,7 @@ def test_interrupt_and_resume(tmp_path, repo, test_config):
         except psutil.NoSuchProcess:
             pass
     proc.communicate(timeout=120)
+    say("interrupt test: interrupted; checking what is kept")
     done_before = {p.name: p.stat().st_mtime_ns for p in chunks.glob("*.json")}
     n_total = 20
     assert 0 < len(done_before) < n_total, f"interrupt came too late or too early: {sorted(done_before)}"
@@ -80,8 +84,8 @@ def test_interrupt_and_resume(tmp_path, repo, test_config):
     assert len(redo - missing) <= 2, f"finished chunks would be redone: {sorted(redo - missing)}"
     assert len(redo) < n_total, "nothing was kept"
 
-    rerun = subprocess.run(_cmd(repo, work, cf, "--rerun-incomplete"), capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    rerun = run_streaming(_cmd(repo, work, cf, "--rerun-incomplete"), say, timeout=600, label="resume")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
     for name, mtime in done_before.items():
         if name[:-5] not in redo:
             assert (chunks / name).stat().st_mtime_ns == mtime, f"{name} was recomputed"
@@ -90,8 +94,8 @@ def test_interrupt_and_resume(tmp_path, repo, test_config):
 
     # the same numbers as an uninterrupted run
     clean = tmp_path / "clean"
-    ok = subprocess.run(_cmd(repo, clean, cf), capture_output=True, text=True, timeout=600)
-    assert ok.returncode == 0, ok.stderr[-4000:]
+    ok = run_streaming(_cmd(repo, clean, cf), say, timeout=600, label="uninterrupted reference run")
+    assert ok.returncode == 0, ok.stdout[-4000:]
     a, b = _arrays(work), _arrays(clean)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-9, err_msg=k)

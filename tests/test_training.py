@@ -183,3 +183,36 @@ def test_trainer_is_generic_nn(data):
     model = NNForceField(featurizer=fz, energy_scaler=sc, hidden=[5, 5], seed=0)
     res = train(model, batch, optimizer="adam", iterations=30, lr=0.02, chi=1.0, seed=0, log=lambda s: None)
     assert res.final_loss < res.history[0]["loss"]
+
+
+def test_cobyla_resume_with_less_than_a_simplex_left_still_completes_the_budget(data, tmp_path):
+    """Issue 11.1: killed after its last checkpoint with fewer than n+2 evaluations left, a resumed COBYLA must not
+    ship the checkpoint's parameters as if the budget had been spent."""
+    _, _, batch = data
+    n = sum(p.numel() for p in fresh(data).parameters() if p.requires_grad)
+    budget = n + 2 + 10
+    ck = tmp_path / "ck.pt"
+    kw = dict(optimizer="cobyla", iterations=budget, chi=1.0, seed=0, rhobeg=0.3, log=lambda s: None)
+
+    def kill(it, rec):
+        if it == n + 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(fresh(data), batch, checkpoint_path=ck, checkpoint_every=n + 2, callback=kill, **kw)
+    messages = []
+    result = train(fresh(data), batch, checkpoint_path=ck, checkpoint_every=n + 2, **dict(kw, log=messages.append))
+    assert result.resumed_from == n + 2
+    assert result.iterations_configured == budget
+    assert result.iterations_done >= budget, f"resumed COBYLA shipped after {result.iterations_done} of {budget} evaluations"
+    assert any("minimum" in m for m in messages)
+
+
+def test_first_eta_excludes_warm_up(data):
+    """Issue 11.9: the first progress line has no ETA extrapolated from the warm-up iteration."""
+    _, _, batch = data
+    messages = []
+    train(fresh(data), batch, optimizer="adam", iterations=4, lr=0.01, chi=1.0, seed=0, log=messages.append, log_every=1)
+    it_lines = [m for m in messages if m.startswith("iter ")]
+    assert "s left" not in it_lines[0] and "estimated after" in it_lines[0]
+    assert "s left" in it_lines[-1]

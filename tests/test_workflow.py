@@ -8,21 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from progress_helpers import run_streaming, terminal_writer
 
 
-def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 600, say=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if say is not None:  # the long runs show which job is running (progress_helpers)
+        proc = run_streaming(cmd, say, timeout=timeout, label="snakemake")
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, repo):
+def smoke(tmp_path_factory, repo, pytestconfig):
     work = tmp_path_factory.mktemp("smoke")
-    run_snakemake(repo, work, repo / "config" / "test.yaml")
+    say = terminal_writer(pytestconfig)
+    say("smoke fixture: the whole workflow on config/test.yaml (about 90 s on 2 cores)")
+    run_snakemake(repo, work, repo / "config" / "test.yaml", say=say)
     return work
 
 

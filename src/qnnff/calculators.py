@@ -6,7 +6,10 @@
   model's (in order), and geometries outside the model's domain: for a
   :class:`~qnnff.models.base.FeatureForceField`, a scaled internal coordinate outside [-1, 1]
   (``featurizer.out_of_domain``), where the arcsin feature map is undefined; a model without a featurizer may
-  expose its own ``out_of_domain(positions [1, n, 3]) -> bool [1]``.
+  expose its own ``out_of_domain(positions [1, n, 3]) -> bool [1]`` (the BPNN does: every element pair's interatomic
+  distances must stay within their training range, stored in its artifact). Before any of that, every backend
+  rejects NaN/inf positions (:class:`NonFiniteGeometryError`) and atoms closer than 0.3 A
+  (:class:`OverlappingAtomsError`), both subclasses of :class:`OutOfDomainError` (:func:`check_geometry`).
 
   Evaluation (``calc.backend``):
 
@@ -28,7 +31,8 @@
   check, three checks a velocity-Verlet step); ``calculate`` does not create ``self.directory`` (nothing is written).
 * :class:`PySCFCalculator` runs :func:`qnnff.dft.single_point` at a :class:`~qnnff.dft.LevelOfTheory`, starting each SCF
   from the previous converged density matrix (and handing the previous point to the second-order fallback's
-  continuity check); it raises :class:`SCFNotConvergedError` when the fallback chain fails.
+  continuity check); it raises :class:`SCFNotConvergedError` when the fallback chain fails. Empty Atoms, NaN/inf
+  positions and atoms closer than ``min_distance`` (0.3 A) are errors raised before PySCF runs.
 """
 
 from __future__ import annotations
@@ -43,11 +47,43 @@ from ase.calculators.calculator import Calculator, all_changes
 from .dft import LevelOfTheory, single_point
 from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
-__all__ = ["ModelCalculator", "OutOfDomainError", "PySCFCalculator", "SCFNotConvergedError", "SpeciesMismatchError"]
+__all__ = ["ModelCalculator", "NonFiniteGeometryError", "OutOfDomainError", "OverlappingAtomsError", "PySCFCalculator",
+           "SCFNotConvergedError", "SpeciesMismatchError", "check_geometry"]
 
 
 class OutOfDomainError(ValueError):
     """The geometry lies outside the region the model was built for."""
+
+
+class NonFiniteGeometryError(OutOfDomainError):
+    """Positions contain NaN or infinity."""
+
+
+class OverlappingAtomsError(OutOfDomainError):
+    """Two atoms are closer than the calculator's ``min_distance``."""
+
+
+MIN_DISTANCE_A = 0.3  # Angstrom; no qnnff system has atoms this close, and no calculator gives a meaningful number there
+
+
+def check_geometry(positions: np.ndarray, who: str, min_distance: float = MIN_DISTANCE_A) -> None:
+    """Raise (before any evaluation) for an empty geometry, NaN/inf positions, or two atoms closer than ``min_distance``
+    Angstrom. Costs a few microseconds for the small molecules of qnnff (called at every MD step)."""
+    pos = np.asarray(positions, dtype=float)
+    if pos.ndim != 2 or pos.shape[0] == 0:
+        raise ValueError(f"{who}: empty Atoms (no atoms to evaluate)")
+    if not np.isfinite(pos).all():
+        bad = sorted({int(i) for i in np.nonzero(~np.isfinite(pos))[0]})
+        raise NonFiniteGeometryError(f"{who}: positions of atom(s) {bad} are NaN or infinite")
+    if len(pos) > 1:
+        d = pos[:, None, :] - pos[None, :, :]
+        r2 = np.einsum("ijk,ijk->ij", d, d)
+        r2[np.diag_indices(len(pos))] = np.inf
+        k = int(np.argmin(r2))
+        if r2.flat[k] < min_distance * min_distance:
+            i, j = divmod(k, len(pos))
+            raise OverlappingAtomsError(f"{who}: atoms {i} and {j} are {np.sqrt(r2.flat[k]):.4f} A apart, closer than "
+                                        f"{min_distance} A (overlapping atoms)")
 
 
 class SpeciesMismatchError(ValueError):
@@ -109,6 +145,8 @@ class ModelCalculator(Calculator):
 
     def _domain_error(self, pos: torch.Tensor) -> OutOfDomainError:
         featurizer = getattr(self.model, "featurizer", None)
+        if featurizer is None and hasattr(self.model, "domain_message"):
+            return OutOfDomainError(self.model.domain_message(pos))
         if featurizer is None:
             return OutOfDomainError(f"geometry outside the {self.model.kind} model's domain")
         with torch.no_grad():
@@ -140,6 +178,7 @@ class ModelCalculator(Calculator):
         if atoms is not None:
             self.atoms = atoms.copy()
         self._check_species(self.atoms)
+        check_geometry(self.atoms.positions, f"{self.model.kind} model")
         frozen = self._frozen
         if frozen is not None:
             if not frozen.is_current(self.model):  # the model was changed in place (e.g. trained further): refreeze
@@ -201,8 +240,10 @@ class PySCFCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, *, level: LevelOfTheory, charge: int = 0, spin: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, level: LevelOfTheory, charge: int = 0, spin: int = 0, min_distance: float = MIN_DISTANCE_A,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.min_distance = float(min_distance)
         self.level = level
         self.charge = int(charge)
         self.spin = int(spin)
@@ -217,7 +258,10 @@ class PySCFCalculator(Calculator):
         self._neighbour = None
 
     def calculate(self, atoms=None, properties: Sequence[str] = ("energy",), system_changes: Sequence[str] = all_changes) -> None:
+        if atoms is not None and len(atoms) == 0 or atoms is None and (self.atoms is None or len(self.atoms) == 0):
+            raise ValueError("PySCFCalculator: empty Atoms (no atoms to compute)")
         super().calculate(atoms, properties, system_changes)
+        check_geometry(self.atoms.positions, f"PySCFCalculator ({self.atoms.get_chemical_formula()})", self.min_distance)
         numbers = self.atoms.numbers
         if self._numbers is None or not np.array_equal(numbers, self._numbers):
             self._dm, self._neighbour, self._numbers = None, None, numbers.copy()

@@ -46,6 +46,61 @@ def schema() -> dict:
     return yaml.safe_load(resources.files("qnnff").joinpath("schema.yaml").read_text())
 
 
+def load_yaml(path: str | Path) -> dict:
+    """A YAML config file as a dict; a syntax error names the file, line and column, an empty file names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x) or str(exc)
+        raise ConfigError(f"{path}{where}: YAML syntax error: {what}") from None
+    if cfg is None:
+        raise ConfigError(f"{path} is empty (no configuration in it)")
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (seed, dft, features, systems, ...), "
+                          f"got a {type(cfg).__name__}")
+    return cfg
+
+
+def load_config(path: str | Path) -> dict:
+    cfg = load_yaml(path)
+    check_config(cfg, source=str(path))
+    return cfg
+
+
+def replace_with_cli_configfiles(config: dict, configfiles: Any, overrides: Any) -> list[str]:
+    """``--configfile`` *replaces* ``config/config.yaml`` (Snakemake merges it on top; see config/README.md).
+
+    ``config`` (Snakemake's global config, changed in place) becomes the merge of the command-line config files, in
+    order, plus any ``--config key=value`` overrides. Keys a user file leaves out are not filled from the paper config:
+    the schema then reports the missing required keys. Without ``--configfile``, ``config`` is left as it is
+    (``config/config.yaml`` + ``--config`` overrides). Returns the files used (for the error messages' source).
+    """
+    files = [str(f) for f in (configfiles or [])]
+    if not files:
+        return []
+    new: dict = {}
+    for f in files:
+        _deep_update(new, load_yaml(f))
+    _deep_update(new, copy.deepcopy(dict(overrides or {})))
+    config.clear()
+    config.update(new)
+    return files
+
+
+def _deep_update(base: dict, other: dict) -> None:
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+
+
 def _validate_schema(cfg: Any, source: str) -> None:
     import jsonschema
 
@@ -65,7 +120,11 @@ def check_config(cfg: Any, *, source: str = "config") -> None:
 
     _validate_schema(cfg, source)
     for name in cfg["systems"]:
-        system_spec(cfg, name)
+        spec = system_spec(cfg, name)
+        try:
+            check_downstream(cfg, name, spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
         check_models(cfg, name)
     check_figure_protocol(cfg)
     check_reproduction(cfg)
@@ -102,6 +161,82 @@ def check_reproduction(cfg: dict) -> None:
             raise ConfigError(f"reproduction.md_period.system: {s!r} must be a diatomic with md.dft: true")
         if md.get("kind", "qnn") not in model_kinds(cfg, s):
             raise ConfigError(f"reproduction.md_period.kind: systems.{s}.models has no {md.get('kind', 'qnn')!r}")
+
+
+def fake_backend_names() -> set[str]:
+    """Class names of qiskit_ibm_runtime.fake_provider's fake backends, read from its source (importing the package
+    costs seconds at every workflow start-up); falls back to importing it."""
+    import ast
+    import importlib.metadata as md
+
+    try:
+        init = md.distribution("qiskit-ibm-runtime").locate_file("qiskit_ibm_runtime/fake_provider/backends/__init__.py")
+        tree = ast.parse(Path(str(init)).read_text())
+        names = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        if names:
+            return names
+    except (md.PackageNotFoundError, OSError, SyntaxError):
+        pass
+    from qiskit_ibm_runtime import fake_provider
+
+    return {n for n in dir(fake_provider) if n.startswith("Fake") and isinstance(getattr(fake_provider, n), type)}
+
+
+def _close(name: str, options: Any) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(str(name), sorted(options), n=3)
+    return f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+
+
+def check_downstream(cfg: dict, name: str, spec: "SystemSpec") -> None:
+    """Start-up checks of the keys that are only used after the DFT and training (MD start, slice, Aer noise), so that a
+    typo fails in seconds, not after an hour: every key names a Z-matrix variable or a known backend."""
+    sc = cfg["systems"][name]
+    key = f"systems.{name}"
+    variables = spec.variable_names
+    diatomic = len(spec.symbols) == 2
+    md = sc.get("md", {}) or {}
+    if diatomic and "start" in md:
+        raise ConfigError(f"{key}.md.start: {name} is a diatomic; give its start bond length as md.r_start (Angstrom)")
+    if not diatomic and "r_start" in md:
+        raise ConfigError(f"{key}.md.r_start applies to diatomics only; give {name}'s start geometry as md.start "
+                          f"{{variable: value}} over {variables}")
+    for v, val in (md.get("start") or {}).items():
+        if v not in spec.variables:
+            raise ConfigError(f"{key}.md.start.{v}: not a Z-matrix variable of {name} (have {variables}){_close(v, variables)}")
+        if not math.isfinite(float(val)):
+            raise ConfigError(f"{key}.md.start.{v}: {val} is not a finite number")
+    sl = sc.get("slice")
+    if sl is not None:
+        if diatomic:
+            raise ConfigError(f"{key}.slice: {name} is a diatomic; its curve is the bond itself (remove the slice block)")
+        var = sl.get("variable")
+        if var is not None and var not in spec.variables:
+            raise ConfigError(f"{key}.slice.variable: {var!r} is not a sampled variable of {name} (have {variables})"
+                              f"{_close(var, variables)}")
+        for v in sl.get("values") or {}:
+            if v not in spec.variables:
+                raise ConfigError(f"{key}.slice.values.{v}: not a Z-matrix variable of {name} (have {variables})"
+                                  f"{_close(v, variables)}")
+            if v == (var or variables[-1]):
+                raise ConfigError(f"{key}.slice.values.{v}: {v!r} is the scanned variable; it cannot also be held fixed")
+    noise = ((sc.get("models") or {}).get("qnn") or {}).get("aer", {}).get("noise", "none")
+    if noise not in ("none", "depolarizing"):
+        fakes = fake_backend_names()
+        if noise not in fakes:
+            raise ConfigError(f"{key}.models.qnn.aer.noise: {noise!r} is neither 'none', 'depolarizing' nor a fake backend "
+                              f"of qiskit_ibm_runtime.fake_provider{_close(noise, fakes)}")
+
+
+MODEL_EVALUATION_KEYS = ("aer",)  # model keys that only affect evaluation, never the trained weights
+
+
+def model_subconfig(cfg: dict, system: str, kind: str) -> Any:
+    """The part of a model's config that determines its training (its provenance hash): without the evaluation-only
+    keys (``aer``), so changing the Aer shots or noise re-runs the Aer evaluation, never the training."""
+    mc = (cfg["systems"][system].get("models") or {}).get(kind)
+    return {k: v for k, v in mc.items() if k not in MODEL_EVALUATION_KEYS} if isinstance(mc, dict) else mc
 
 
 def dft_settings(cfg: dict, system: str) -> dict[str, Any]:
@@ -231,3 +366,26 @@ def system_spec(cfg: dict, name: str) -> SystemSpec:
 
 def deepcopy(cfg: dict) -> dict:
     return copy.deepcopy(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m qnnff.config FILE...``: check config files (YAML syntax with line and column, schema, semantics)."""
+    import sys
+
+    files = sys.argv[1:] if argv is None else argv
+    if not files:
+        print("usage: python -m qnnff.config CONFIG.yaml [...]", file=sys.stderr)
+        return 2
+    status = 0
+    for f in files:
+        try:
+            load_config(f)
+            print(f"{f}: ok")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+from .integrity import IntegrityError, fail, stamp_extxyz, verify_extxyz
 from .io import atomic_path
 
 
@@ -31,25 +32,42 @@ def make_frame(
 
 
 def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
-    """Atomically write frames as extxyz (an empty list writes an empty file)."""
+    """Atomically write frames as extxyz with an integrity record (frame count and sha256, see
+    :mod:`qnnff.integrity`); an empty list writes an empty file."""
+    import io
+
     from ase.io import write
 
+    text = ""
+    if frames:
+        buf = io.StringIO()
+        write(buf, list(frames), format="extxyz")
+        text = stamp_extxyz(buf.getvalue(), len(frames))
     with atomic_path(path) as tmp:
-        if frames:
-            write(tmp, list(frames), format="extxyz")
-        else:
-            tmp.write_text("")
+        tmp.write_text(text)
 
 
 def read_frames(path: str | Path) -> list[Atoms]:
+    """Frames of an extxyz written by :func:`write_frames`, verified against its integrity record: a truncated or
+    edited file raises :class:`~qnnff.integrity.IntegrityError` naming the file, expected and found."""
+    import io
+
     from ase.io import read
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset {path} does not exist")
-    if path.stat().st_size == 0:
+    text = path.read_text()
+    if not text:
         return []
-    return read(path, index=":", format="extxyz")
+    n, original = verify_extxyz(path, text)
+    try:
+        frames = read(io.StringIO(original), index=":", format="extxyz")
+    except Exception as exc:  # noqa: BLE001 - the hash matched, so this is not truncation: say what ASE said
+        raise IntegrityError(f"{path}: ASE cannot parse it ({type(exc).__name__}: {exc})") from exc
+    if n is not None and len(frames) != n:
+        raise fail(path, "number of frames", n, len(frames))
+    return frames
 
 
 def to_arrays(frames: Sequence[Atoms]) -> dict[str, np.ndarray]:

@@ -36,7 +36,6 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.md.verlet import VelocityVerlet
 
 from .calculators import OutOfDomainError
-from .io import atomic_path
 
 __all__ = ["BondOscillation", "MDResult", "energy_drift", "run_nve", "run_stretched_bond"]
 
@@ -185,10 +184,9 @@ def run_nve(
     drift, max_dev = energy_drift(times, etot, len(at))
     traj = None
     if trajectory_path is not None:
-        from ase.io import write
+        from .dataset import write_frames
 
-        with atomic_path(trajectory_path, suffix=".extxyz") as tmp:
-            write(tmp, frames, format="extxyz")
+        write_frames(trajectory_path, frames)  # atomic, with the integrity record its readers check
         traj = str(trajectory_path)
     return MDResult(
         steps=steps, times_fs=times, positions=np.asarray(rec["pos"]), potential_energy=epot, kinetic_energy=ekin,

@@ -13,6 +13,7 @@ from . import dataset as ds
 from .config import ConfigError
 from .protocols import init_seed, model_config, model_hash, protocols, qnn_init, train_seed, training_settings
 from .features import EnergyScaler, Featurizer
+from .integrity import load_npz
 from .io import write_json_atomic
 from .models.base import ForceField, TrainingBatch
 from .provenance import provenance
@@ -70,10 +71,10 @@ def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scale
 
 
 def load_batch(npz_path: str | Path, *, with_features: bool = True) -> TrainingBatch:
-    with np.load(npz_path) as f:
-        t = lambda k: torch.as_tensor(f[k], dtype=torch.float64)  # noqa: E731
-        return TrainingBatch(positions=t("positions"), y=t("y"), f=t("f"),
-                             x=t("x") if with_features else None, jac=t("jac") if with_features else None)
+    f = load_npz(npz_path)  # verified: frame count and sha256
+    t = lambda k: torch.as_tensor(f[k], dtype=torch.float64)  # noqa: E731
+    return TrainingBatch(positions=t("positions"), y=t("y"), f=t("f"),
+                         x=t("x") if with_features else None, jac=t("jac") if with_features else None)
 
 
 def train_model(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, scalers_json: str, train_npz: str,
@@ -107,7 +108,9 @@ def train_model(cfg: dict, system: str, kind: str, protocol: str, seed_index: in
                "n_parameters": model.n_parameters(),
                "n_parameters_paper": int(getattr(model, "n_circuit_parameters", model.n_parameters())),
                "train_seconds": round(seconds, 2), "final_loss": float(result.final_loss),
-               "iterations": int(result.iterations), "iterations_configured": int(tc["iterations"]), "provenance": prov}
+               "iterations": int(result.iterations), "iterations_done": int(result.iterations_done),
+               "iterations_configured": int(result.iterations_configured), "resumed_from": result.resumed_from,
+               "optimizer_message": result.message, "provenance": prov}
     write_json_atomic(out_summary, summary)
     Path(checkpoint).unlink(missing_ok=True)
     return summary
@@ -115,8 +118,8 @@ def train_model(cfg: dict, system: str, kind: str, protocol: str, seed_index: in
 
 def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> list:
     """Test-set predictions as extxyz frames: REF_* (DFT) next to MODEL_* (this model), eV and eV/Angstrom."""
-    with np.load(npz_path) as f:
-        pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
+    f = load_npz(npz_path)
+    pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
     e, frc = model.energy_and_forces(torch.as_tensor(pos))
     frames = []
     for k in range(len(pos)):

@@ -14,6 +14,7 @@ import torch
 from . import dataset as ds
 from .config import config_hash, system_spec
 from .features import EnergyScaler, Featurizer
+from .integrity import IntegrityError, rebuild_hint, stamp_arrays
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .sampling import plan_points
 from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
@@ -110,8 +111,14 @@ def assemble_dataset(cfg: dict, system: str, chunk_xyz: list[str], chunk_json: l
     n_total = sum(s["n_points"] for s in statuses)
     frac = len(failures) / max(n_total, 1)
     by_split: dict[str, list] = {"train": [], "test": []}
+    converged = {s["chunk"]: int(s["n_converged"]) for s in statuses}
     for p in sorted(chunk_xyz):
-        for a in ds.read_frames(p):
+        frames = ds.read_frames(p)  # verified against its own integrity record
+        chunk = Path(p).name.split(".")[0]
+        if chunk in converged and len(frames) != converged[chunk]:  # and against the chunk's status file
+            raise IntegrityError(f"{p}: {len(frames)} frames, but its status file records {converged[chunk]} converged "
+                                 f"points; {rebuild_hint(p)}")
+        for a in frames:
             by_split[a.info["split"]].append(a)
     for split in by_split:
         by_split[split].sort(key=lambda a: a.info["point"])
@@ -228,7 +235,7 @@ def features(cfg: dict, system: str, train_xyz: str, test_xyz: str, out_scalers:
     for frames, out in ((train, out_train), (test, out_test)):
         arrays = feature_arrays(feat, scaler, frames)
         with atomic_path(out) as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **stamp_arrays(arrays, len(frames)))  # frame count + sha256, checked by integrity.load_npz
     log.info("%s: %d features from %d coordinates; energy scaler center %.6f eV, scale %.6f eV",
              system, feat.n_features, feat.n_coordinates, scaler.center, scaler.scale)
 

@@ -32,7 +32,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {"lr": 0.01, "lr_final": None, "rhobeg": 0.5
 QNN_INIT_DEFAULTS: dict[str, Any] = {"feature_map_weights": "auto", "rotations": math.pi}
 DEFAULT_SEEDS = 5
 FIGURE_PROTOCOL = "best"  # the protocol shown in figures when a kind has it (else its first protocol)
-MODEL_HASH_EXCLUDE = ("protocols", "aer")  # per-protocol settings are hashed separately; Aer settings never retrain
+MODEL_HASH_EXCLUDE = ("protocols", "aer", "hardware")  # per-protocol settings are hashed separately; evaluation never retrains
 
 
 @dataclass(frozen=True)

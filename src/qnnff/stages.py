@@ -17,6 +17,7 @@ import torch
 from . import dataset as ds
 from . import figures as fig
 from .config import ConfigError, config_hash, system_spec
+from .integrity import load_npz
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .provenance import provenance
 from .evaluation import mean_sd
@@ -44,8 +45,7 @@ def effective_dimension_stage(cfg: dict, system: str, kind: str, model_path: str
     torch.set_num_threads(1)
     ec = _section(cfg, "effective_dimension", EFFDIM_DEFAULTS)
     model = load_model(model_path)
-    with np.load(train_npz) as f:
-        pos = f["positions"]
+    pos = load_npz(train_npz)["positions"]
     n_train = len(pos)
     effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
     n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
@@ -400,8 +400,8 @@ def aer_stage(cfg: dict, system: str, models: SeedSet, test_npz: str, out_json: 
     ac = {**AER_DEFAULTS, **cfg["systems"][system].get("models", {}).get("qnn", {}).get("aer", {})}
     seed, model_path = models.median()
     model = load_model(model_path)
-    with np.load(test_npz) as f:
-        pos, e_ref = f["positions"], f["energy"]
+    f = load_npz(test_npz)
+    pos, e_ref = f["positions"], f["energy"]
     n = min(int(ac["n_points"]), len(pos))
     pos, e_ref = pos[:n], e_ref[:n]
     runs = [("shots", "none")] + ([("shots+noise", ac["noise"])] if ac["noise"] != "none" else [])

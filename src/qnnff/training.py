@@ -32,8 +32,11 @@ lr, chi, seed, batch size, rhobeg, model kind and size, number of frames), train
   and resumed run ends with bitwise the same weights as an uninterrupted one;
 * COBYLA: the optimiser's internal state (simplex, trust radius) cannot be saved through scipy, so the run *restarts*
   COBYLA from the best parameters of the checkpoint with the remaining evaluation budget (and ``rhobeg``); the result
-  is valid but not identical to an uninterrupted run (if fewer than ``n_parameters + 2`` evaluations are left, it
-  stops with the checkpoint's best parameters).
+  is valid but not identical to an uninterrupted run. If fewer than ``n_parameters + 2`` evaluations are left
+  (COBYLA's first simplex), it runs those ``n_parameters + 2`` anyway (the run ends slightly over budget, and says so):
+  a resumed training never ships with fewer evaluations than configured. :class:`TrainingResult` records
+  ``iterations_done`` and ``iterations_configured`` (COBYLA may also stop earlier on its own when its trust region
+  shrinks below ``tol``; the ``message`` says so).
 
 A checkpoint with different settings is ignored (logged) and overwritten. The caller writes the final model only after
 :func:`train` returns, so a killed training never leaves a model file that looks complete.
@@ -84,6 +87,11 @@ class TrainingResult:
     resumed_from: int | None = None
     optimizer: str = ""
     message: str = ""
+    iterations_configured: int = 0
+
+    @property
+    def iterations_done(self) -> int:
+        return self.iterations
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,7 +178,7 @@ def _load_checkpoint(path: str | Path | None, fingerprint: dict[str, Any], say: 
     if path is None or not Path(path).is_file():
         return None
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code from a planted file
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop a fresh start
         say(f"checkpoint {path} is unreadable ({exc}); starting from scratch")
         return None
@@ -179,6 +187,15 @@ def _load_checkpoint(path: str | Path | None, fingerprint: dict[str, Any], say: 
         say(f"checkpoint {path} was written with other settings ({old}); starting from scratch")
         return None
     return ck
+
+
+def eta_text(first: tuple[int, float] | None, it: int, elapsed: float, total: int) -> str:
+    """Remaining time from the rate *after* the first iteration of this run (which carries the warm-up: circuit
+    compilation, first autograd graph), so the first estimate is not inflated; none before a second iteration."""
+    if first is None or it <= first[0]:
+        return "time left estimated after the next iterations"
+    rate = (elapsed - first[1]) / (it - first[0])
+    return f"~{rate * max(total - it, 0):.0f} s left"
 
 
 def _fmt(rec: dict[str, float]) -> str:
@@ -281,7 +298,7 @@ def train(
         f"{wall:.1f} s ({ctx.elapsed0 + wall:.1f} s in total){'; ' + message if message else ''}")
     return TrainingResult(final_loss=float(final), final_energy_loss=float(fe), final_force_loss=float(ff), iterations=done,
                           wall_time=wall, total_time=ctx.elapsed0 + wall, history=ctx.history, resumed_from=ctx.resumed_from,
-                          optimizer=optimizer, message=message)
+                          optimizer=optimizer, message=message, iterations_configured=iterations)
 
 
 @dataclass
@@ -306,6 +323,7 @@ class _Run:
     history: list[dict[str, float]] = field(default_factory=list)
     elapsed0: float = 0.0
     resumed_from: int | None = None
+    first: tuple[int, float] | None = None  # (iteration, elapsed) of this call's first iteration: the ETA's origin
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t_start
@@ -317,11 +335,11 @@ class _Run:
             vt, ve, vf = loss_terms(self.model, self.val_batch, chi=self.chi, create_graph=False)
             rec.update(val_loss=float(vt), val_energy_loss=float(ve), val_force_loss=float(vf))
         self.history.append(rec)
+        el = self.elapsed()
+        if self.first is None:
+            self.first = (it, el)
         if it % self.log_every == 0 or it == self.iterations or it == 1:
-            el = self.elapsed()
-            done_here = it - (self.resumed_from or 0)
-            left = el / max(it, 1) * (self.iterations - it) if done_here > 0 else float("nan")
-            self.say(f"iter {it}/{self.iterations}  {_fmt(rec)}  {el:.1f} s elapsed, ~{left:.0f} s left")
+            self.say(f"iter {it}/{self.iterations}  {_fmt(rec)}  {el:.1f} s elapsed, {eta_text(self.first, it, el, self.iterations)}")
         if self.curve_path is not None and it % self.curve_every == 0:
             write_curve(self.curve_path, self.history)
         return rec
@@ -413,14 +431,20 @@ def _train_cobyla(ctx: _Run, params: list[torch.nn.Parameter], *, rhobeg: float,
     remaining = ctx.iterations - done
     message = ""
     n_vars = sum(p.numel() for p in params)
+    note = ""
     if 0 < remaining < n_vars + 2:
-        message = (f"COBYLA not restarted: {remaining} evaluations left, fewer than the {n_vars + 2} it needs to build its "
-                   "first simplex; keeping the checkpoint's best parameters")
-        ctx.say(message)
-    elif remaining > 0:
+        # never ship an under-trained model: COBYLA's restart needs its first simplex, so run that minimum
+        note = (f"COBYLA restarted with {n_vars + 2} evaluations (its minimum, n_parameters + 2) although only {remaining} "
+                f"of the {ctx.iterations} configured were left: the run ends with {done + n_vars + 2} evaluations; ")
+        ctx.say(note.rstrip("; "))
+        remaining = n_vars + 2
+    if remaining > 0:
+        if ck is not None:  # restart from the best parameters the checkpoint saw
+            with torch.no_grad():
+                to_params(best["x"], params)
         x0 = vec(params).detach().numpy().copy()
         res = minimize(fun, x0, method="COBYLA", options={"maxiter": int(remaining), "rhobeg": rhobeg, "tol": tol})
-        message = f"COBYLA: {res.message}"
+        message = f"{note}COBYLA: {res.message}"
     with torch.no_grad():
         to_params(best["x"], params)
     return message

@@ -1,14 +1,35 @@
 # Helpers shared by all rule files: config validation and the wildcard domains.
 import re
 from snakemake.utils import validate
-from qnnff.config import check_config, config_hash, system_spec
+from snakemake.exceptions import WorkflowError
+from qnnff.config import check_config, config_hash, replace_with_cli_configfiles, system_spec
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
 from qnnff.protocols import model_hash as protocol_model_hash
 from qnnff.sampling import chunk_ids
 
-# 1. schema (unknown keys, types), 2. semantics (ranges, elements, Z-matrix references): fail early, naming the key
+# 0. `--configfile my.yaml` replaces config/config.yaml instead of being merged on top of it (config/README.md)
+_user_files = replace_with_cli_configfiles(config, workflow.config_settings.configfiles, workflow.config_settings.config)
+_source = " + ".join(_user_files) or "config/config.yaml"
+# 1. semantics first (schema + ranges, elements, Z-matrix references, MD start, slice, Aer backends), naming the file
+#    and the key; 2. Snakemake's schema validation (kept as before)
+check_config(config, source=_source)
 validate(config, workflow.source_path("../../config/schema.yaml"), set_default=False)
-check_config(config, source="config")
+
+# 3. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
+from qnnff.integrity import damaged_models
+
+_damaged = damaged_models(".")
+if _damaged:
+    raise WorkflowError("damaged model artifact(s):\n  " + "\n  ".join(_damaged))
+
+# 4. another run holds the directory: say so (Snakemake would first advise --rerun-incomplete for the other run's
+#    jobs in progress). Only in the main process of a run that executes jobs: not in dry runs, --unlock, --report,
+#    --nolock, nor in the run's own spawned jobs (they re-read this file while their run holds the lock).
+import sys
+from qnnff.integrity import held_locks, lock_message, run_executes_jobs
+
+if workflow.is_main_process and held_locks(".") and run_executes_jobs(sys.argv):
+    raise WorkflowError(lock_message(held_locks(".")))
 
 SYSTEMS = list(config["systems"])
 SPECS = {name: system_spec(config, name) for name in SYSTEMS}

@@ -38,6 +38,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+DOMAIN_MARGIN = 0.05  # fraction of each element pair's training distance range added on both sides
+
 from ..acsf import ACSF, SymmetryFunctionSet, sort_elements
 from ..features import EnergyScaler
 from .base import ForceField, TrainingBatch, register_model
@@ -87,6 +89,7 @@ class BPNNForceField(ForceField):
         self.acsf = ACSF(self.symbols, symmetry_functions)
         self.elements = self.acsf.elements
         self.seed = int(seed)
+        self.distance_domain: dict[str, tuple[float, float]] = {}  # set by fit_domain (from the training set)
         self.activation = activation
         g = self.acsf.size
         self.hidden = _hidden_per_element(hidden, self.elements)
@@ -148,6 +151,48 @@ class BPNNForceField(ForceField):
             self.g_mean[k] = mean
             self.g_std[k] = torch.where(const, torch.ones_like(std), std)
         self._cache = None
+        self.fit_domain(pos)
+
+    # ---- domain: the interatomic distances seen in training (per element pair, +- DOMAIN_MARGIN of their range)
+    def _pair_distances(self, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        n = len(self.symbols)
+        out: dict[str, list[torch.Tensor]] = {}
+        for i in range(n):
+            for j in range(i + 1, n):
+                key = "-".join(sorted((self.symbols[i], self.symbols[j])))
+                out.setdefault(key, []).append((pos[:, i] - pos[:, j]).norm(dim=-1))
+        return {k: torch.stack(v, dim=-1) for k, v in out.items()}  # [B, pairs of that kind]
+
+    @torch.no_grad()
+    def fit_domain(self, positions: torch.Tensor | np.ndarray) -> None:
+        """The model's domain: for every element pair, [min, max] of its training distances widened by
+        ``DOMAIN_MARGIN`` of their range on each side (stored in the artifact; checked by ``out_of_domain``)."""
+        pos = self.check_positions(positions)
+        dom = {}
+        for k, d in self._pair_distances(pos).items():
+            lo, hi = float(d.min()), float(d.max())
+            pad = DOMAIN_MARGIN * max(hi - lo, 1e-3)
+            dom[k] = (lo - pad, hi + pad)
+        self.distance_domain = dom
+
+    def out_of_domain(self, positions: torch.Tensor) -> torch.Tensor:
+        """bool [B]: some interatomic distance lies outside the training range of its element pair (see fit_domain)."""
+        dom = getattr(self, "distance_domain", None)
+        pos = torch.as_tensor(positions, dtype=torch.float64).detach()
+        if not dom:
+            return torch.zeros(pos.shape[0], dtype=torch.bool)
+        bad = torch.zeros(pos.shape[0], dtype=torch.bool)
+        for k, d in self._pair_distances(pos).items():
+            lo, hi = dom[k]
+            bad |= ((d < lo) | (d > hi)).any(-1)
+        return bad
+
+    def domain_message(self, positions: torch.Tensor) -> str:
+        pos = torch.as_tensor(positions, dtype=torch.float64).detach()
+        bad = [f"{k} distance {float(v):.4f} A (training range [{lo:.4f}, {hi:.4f}] A incl. margin)"
+               for k, d in self._pair_distances(pos).items() for v in d[0] for lo, hi in [self.distance_domain[k]]
+               if not lo <= float(v) <= hi]
+        return f"geometry outside the bpnn model's domain: {'; '.join(bad)}"
 
     # ---- evaluation
     def standardised_descriptors(self, positions: torch.Tensor) -> torch.Tensor:
@@ -221,6 +266,7 @@ class BPNNForceField(ForceField):
             "activation": self.activation,
             "seed": self.seed,
             "n_parameters": self.n_parameters(),
+            "distance_domain": {k: list(v) for k, v in (getattr(self, "distance_domain", None) or {}).items()},
         }
         return arrays, meta, {}
 
@@ -241,6 +287,7 @@ class BPNNForceField(ForceField):
             raise ValueError(f"bpnn artifact: elements {elements} do not match the symbols' {list(model.elements)}")
         state = {k[len("nets."):]: torch.as_tensor(v, dtype=torch.float64) for k, v in arrays.items() if k.startswith("nets.")}
         model.nets.load_state_dict(state, strict=True)
+        model.distance_domain = {k: tuple(v) for k, v in meta.get("distance_domain", {}).items()}  # older artifacts: none
         if model.n_parameters() != meta["n_parameters"]:
             raise ValueError(f"bpnn artifact: rebuilt {model.n_parameters()} parameters, artifact says {meta['n_parameters']}")
         return model
