@@ -53,6 +53,14 @@ _RAD2DEG = 180.0 / math.pi
 # ---------------------------------------------------------------------------------------------------------------
 # the circuit
 # ---------------------------------------------------------------------------------------------------------------
+def _hamilton(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Quaternion product a * b (U_a U_b in the ``q0 I - i q.sigma`` convention)."""
+    a0, a1, a2, a3 = a
+    b0, b1, b2, b3 = b
+    return np.array([a0 * b0 - a1 * b1 - a2 * b2 - a3 * b3, a0 * b1 + a1 * b0 + a2 * b3 - a3 * b2,
+                     a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1, a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0])
+
+
 class FrozenCircuit:
     """``x -> (<O>, d<O>/dx)`` of a compiled circuit with its weights bound to numbers (see the module docstring).
 
@@ -86,11 +94,69 @@ class FrozenCircuit:
                 A[a, j] += coef * wv[i - d]
             else:
                 xx.append((i, j, a, coef))
-        self._c = np.ascontiguousarray(c)
-        self._A = np.ascontiguousarray(A)
-        self._AT = np.ascontiguousarray(A.T)
         self._xx = xx
-        self._args = program.kernel_args
+        if xx:  # products of inputs: evaluate the program's own angle layer as is
+            self._c, self._A, self._args = c, A, program.kernel_args
+        else:
+            self._c, self._A, self._args = self._specialise(program, c, A)
+        self._c = np.ascontiguousarray(self._c)
+        self._A = np.ascontiguousarray(self._A)
+        self._AT = np.ascontiguousarray(self._A.T)
+
+    @staticmethod
+    def _specialise(program: CompiledCircuit, c: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """The program's blocks with the weights as numbers: rotations whose angle no longer depends on the inputs
+        become fixed quaternions, neighbouring fixed elements are multiplied, neighbouring rotations about one axis
+        are added (``R(a) R(b) = R(a + b)``); the ops, monomials and observable are the program's. Returns the angle
+        rows ``phi = c' + A' x`` and the kernel arguments."""
+        rows: dict[tuple, int] = {}
+        cs: list[float] = []
+        As: list[np.ndarray] = []
+        bstart, etype, eaxis, eangle, equat = [0], [], [], [], []
+        for els in program.blocks:
+            items: list[list] = []  # ["rot", axis, c, a-row] / ["fixed", quat]
+            for e in els:
+                if e[0] == "rot" and np.any(A[e[2]] != 0.0):
+                    it = ["rot", e[1], float(c[e[2]]), A[e[2]].copy()]
+                    if items and items[-1][0] == "rot" and items[-1][1] == e[1]:
+                        items[-1][2] += it[2]
+                        items[-1][3] = items[-1][3] + it[3]
+                        continue
+                elif e[0] == "rot":
+                    h = 0.5 * float(c[e[2]])
+                    it = ["fixed", np.array([math.cos(h)] + [math.sin(h) if m == e[1] else 0.0 for m in range(3)])]
+                else:
+                    it = ["fixed", np.asarray(e[1], dtype=float)]
+                if it[0] == "fixed" and items and items[-1][0] == "fixed":
+                    items[-1][1] = _hamilton(it[1], items[-1][1])  # the later element multiplies from the left
+                    continue
+                items.append(it)
+            for it in items:
+                if it[0] == "rot":
+                    key = (it[1], round(it[2], 15), tuple(np.round(it[3], 15)))
+                    if key[1:] not in rows:
+                        rows[key[1:]] = len(cs)
+                        cs.append(it[2])
+                        As.append(it[3])
+                    etype.append(0)
+                    eaxis.append(it[1])
+                    eangle.append(rows[key[1:]])
+                    equat.append(np.zeros(4))
+                else:
+                    etype.append(1)
+                    eaxis.append(-1)
+                    eangle.append(0)
+                    equat.append(it[1])
+            bstart.append(len(etype))
+        d = program.n_inputs
+        c_new = np.array(cs, dtype=float)
+        A_new = np.array(As, dtype=float).reshape(-1, d)
+        i64 = lambda v: np.ascontiguousarray(np.asarray(v, dtype=np.int64))  # noqa: E731
+        n, ops, mperm, mpr, mpi, _, _, _, _, _, operm, opr, opi, _ = program.kernel_args
+        args = (n, ops, mperm, mpr, mpi, i64(bstart), i64(etype), i64(eaxis), i64(eangle),
+                np.ascontiguousarray(np.array(equat, dtype=float).reshape(-1, 4)), operm, opr, opi,
+                np.ones(len(cs), dtype=np.int64))
+        return c_new, A_new, args
 
     def angles(self, x: np.ndarray) -> np.ndarray:
         phi = self._c + self._A.dot(x)
