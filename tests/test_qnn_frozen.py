@@ -23,9 +23,11 @@ from qnnff.md import run_stretched_bond
 from qnnff.models.qnn import QNNForceField
 from qnnff.qnn.circuit import build_qnn_circuit
 from qnnff.qnn.engine import CompiledCircuit, QNNRegressor
-from qnnff.qnn.frozen import FrozenCircuit, FrozenQNN, NumpyFeaturizer, UnsupportedFrozenCircuitError
+from qnnff.errors import UnsupportedCircuitError
+from qnnff.qnn.frozen import FrozenCircuit, FrozenQNN, NumpyFeaturizer
 
-TOL = 1e-10
+TOL = 1e-12  # relative to the largest |E| or |F| (eV, eV/Angstrom): both paths run the same program and kernel;
+# what is left is the round-off of the numpy and torch feature chains
 
 LIH_CIRCUIT = dict(n_qubits=2, depth=10, feature_map="full", feature_map_reps=2, trainable_feature_map="full",
                    trainable_feature_map_reps=2)
@@ -140,21 +142,24 @@ def test_paper_circuits_agree_with_torch(models, name):
     e, f = frozen.energy_and_forces(pos)  # [B, n, 3]: frame by frame
     de, df = np.abs(e - e_ref).max(), np.abs(f - f_ref).max()
     print(f"{name}: {frozen.circuit.describe()}; max |dE| = {de:.1e} eV, max |dF| = {df:.1e} eV/A (|F| up to {np.abs(f_ref).max():.1f})")
-    assert de < TOL and df < TOL
+    tol_e, tol_f = TOL * max(1.0, np.abs(e_ref).max()), TOL * max(1.0, np.abs(f_ref).max())
+    assert de < tol_e and df < tol_f
     assert np.abs(f_ref).max() > 0.1  # a nontrivial check
     e1, f1 = frozen.energy_and_forces(pos[0])  # one geometry [n, 3]
     assert isinstance(e1, float) and f1.shape == pos[0].shape
     assert e1 == e[0] and np.array_equal(f1, f[0])
-    np.testing.assert_allclose(frozen.energy(pos), e_ref, rtol=0, atol=TOL)
-    assert abs(frozen.energy(pos[1]) - e_ref[1]) < TOL
+    np.testing.assert_allclose(frozen.energy(pos), e_ref, rtol=0, atol=tol_e)
+    assert abs(frozen.energy(pos[1]) - e_ref[1]) < tol_e
 
 
-def test_paper_circuit_structure(models):
-    """The compiled form: one shared x-layer per circuit (the encoding is the same in every layer)."""
-    lih, h2o, h3o = (FrozenQNN(models[k]).circuit.describe() for k in ("LiH", "H2O", "H3O+"))
-    assert lih == {"n_qubits": 2, "n_features": 3, "x_layers": 10, "unique_x_layers": 1, "unique_x_blocks": 1, "items_per_block": 2}
-    assert h2o["x_layers"] == 12 and h2o["unique_x_blocks"] == 1 and h2o["items_per_block"] == 3
-    assert h3o["x_layers"] == 10 and h3o["unique_x_layers"] == 1 and h3o["unique_x_blocks"] == 6
+def test_frozen_path_runs_the_training_program(models):
+    """No second simulator: the frozen evaluator runs the model's own compiled program (the encoding angles, the same
+    in every layer, are one entry of the angle layer)."""
+    for name, model in models.items():
+        frozen = FrozenQNN(model)
+        assert frozen.circuit.program is model.program
+        d = frozen.circuit.describe()
+        assert d["distinct_angles"] < d["rotations"], (name, d)
 
 
 @pytest.mark.parametrize("config", [
@@ -202,7 +207,6 @@ def test_general_circuit_against_statevector():
     obs = SparsePauliOp(["IIXZ", "IYYI", "IIIZ"], coeffs=[0.7, 0.4, -0.2])
     wvals = np.array([0.8, -1.3, 0.45, 2.1])
     fc = FrozenCircuit(qc, inputs=list(x), weights=list(w), weight_values=wvals, observable=obs)
-    assert fc.n_layers >= 2 and len(fc.keys) >= 2  # several distinct x-layers
 
     def ref(xv: np.ndarray) -> float:
         bound = qc.assign_parameters({**dict(zip(w, wvals)), **dict(zip(x, xv))})
@@ -222,11 +226,11 @@ def test_unsupported_gates_are_rejected():
     x = ParameterVector("x", 2)
     qc = QuantumCircuit(2)
     qc.crz(x[0], 0, 1)
-    with pytest.raises(UnsupportedFrozenCircuitError, match="crz"):
+    with pytest.raises(UnsupportedCircuitError, match="crz"):
         FrozenCircuit(qc, inputs=list(x), weights=[], weight_values=np.zeros(0))
     qc = QuantumCircuit(1)
-    qc.ry(x[0] * x[1], 0)
-    with pytest.raises(UnsupportedFrozenCircuitError, match="not affine"):
+    qc.ry(x[0] * x[0], 0)
+    with pytest.raises(UnsupportedCircuitError, match="not of the form"):
         FrozenCircuit(qc, inputs=list(x), weights=[], weight_values=np.zeros(0))
 
 
@@ -325,8 +329,9 @@ def test_calculator_uses_the_frozen_evaluator(models):
     for pos in lih_geometries(5, np.random.default_rng(4), 1.1, 3.9):
         a, b = Atoms("LiH", positions=pos), Atoms("LiH", positions=pos)
         a.calc, b.calc = fast, slow
-        assert abs(a.get_potential_energy() - b.get_potential_energy()) < TOL
-        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=TOL)
+        e = a.get_potential_energy()
+        assert abs(e - b.get_potential_energy()) < TOL * abs(e)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=TOL * max(1.0, np.abs(b.get_forces()).max()))
     # the model changed in place (as training would): the calculator refreezes
     atoms = Atoms("LiH", positions=[[0, 0, 0], [0, 0, 2.0]])
     atoms.calc = fast
@@ -337,7 +342,8 @@ def test_calculator_uses_the_frozen_evaluator(models):
     atoms.positions[1, 2] += 1e-3
     e1, f1 = atoms.get_potential_energy(), atoms.get_forces()
     e_ref, f_ref = model.energy_and_forces(torch.as_tensor(atoms.positions)[None])
-    assert e1 != e0 and abs(e1 - float(e_ref[0])) < TOL and np.abs(f1 - f_ref[0].numpy()).max() < TOL
+    assert e1 != e0 and abs(e1 - float(e_ref[0])) < TOL * abs(e1)
+    assert np.abs(f1 - f_ref[0].numpy()).max() < TOL * max(1.0, np.abs(f1).max())
     # species and domain checks stay
     wrong = Atoms("HLi", positions=[[0, 0, 0], [0, 0, 2.0]])
     wrong.calc = fast

@@ -45,14 +45,11 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .dft import LevelOfTheory, single_point
+from .errors import OutOfDomainError, UnsupportedCircuitError, domain_error_message
 from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
 __all__ = ["ModelCalculator", "NonFiniteGeometryError", "OutOfDomainError", "OverlappingAtomsError", "PySCFCalculator",
-           "SCFNotConvergedError", "SpeciesMismatchError", "check_geometry"]
-
-
-class OutOfDomainError(ValueError):
-    """The geometry lies outside the region the model was built for."""
+           "SCFNotConvergedError", "SpeciesMismatchError", "check_geometry", "domain_error_message"]
 
 
 class NonFiniteGeometryError(OutOfDomainError):
@@ -114,13 +111,15 @@ class ModelCalculator(Calculator):
         self._checked_numbers: bytes | None = None
         self._fused = _fusable(model)
         self._frozen = None
-        if frozen is not False and model.kind == "qnn":  # (other models never import qiskit through here)
-            from .qnn.frozen import FrozenQNN, UnsupportedFrozenCircuitError, frozen_qnn_supported
+        if frozen is not False and model.kind == "qnn" and self._fused:  # (other models never import qiskit here)
+            from .models.qnn import QNNForceField
+            from .qnn.engine import QNNRegressor
+            from .qnn.frozen import FrozenQNN
 
-            if frozen_qnn_supported(model):
+            if isinstance(model, QNNForceField) and type(model.regressor) is QNNRegressor:
                 try:
                     self._frozen = FrozenQNN(model)
-                except UnsupportedFrozenCircuitError:
+                except UnsupportedCircuitError:
                     if frozen:
                         raise
         if frozen and self._frozen is None:
@@ -209,18 +208,6 @@ class ModelCalculator(Calculator):
             e = model.energy_scaler.center + model.energy_scaler.scale * model.regressor(feat.map(s))
             (g,) = torch.autograd.grad(e.sum(), pos)
         return e.detach(), -g
-
-
-def domain_error_message(kind: str, labels: Sequence[str], q: Sequence[float], s: Sequence[float], lo: Sequence[float],
-                         hi: Sequence[float]) -> str:
-    """The OutOfDomainError text: every coordinate whose scaled value left [-1, 1], with its training range."""
-    bad = [
-        f"{lab} = {float(qv):.4f} (training range [{float(lov):.4f}, {float(hiv):.4f}], scaled {float(sv):+.3f})"
-        for lab, qv, sv, lov, hiv in zip(labels, q, s, lo, hi)
-        if abs(float(sv)) > 1.0
-    ]
-    return (f"geometry outside the {kind} model's domain: {'; '.join(bad)} "
-            f"(bonds in Angstrom, angles in degrees; scaled coordinates must stay in [-1, 1])")
 
 
 def _fusable(model: Any) -> bool:
