@@ -75,6 +75,13 @@ def check_config(cfg: Any, *, source: str = "config") -> None:
     _validate_schema(cfg, source)
     for name in cfg["systems"]:
         system_spec(cfg, name)
+    if any((sc.get("models", {}).get("qnn") or {}).get("hardware") for sc in cfg["systems"].values()):
+        from .qnn.runtime import check_hardware_config
+
+        try:  # hardware backend names and credentials (no network): a real backend without an account fails here
+            check_hardware_config(cfg)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def dft_settings(cfg: dict, system: str) -> dict[str, Any]:
