@@ -55,15 +55,28 @@ def error_row(kind: str, predictions: str | Path, summary: str | Path, effdim: s
 
 
 def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
-    """Rows for the QNN evaluated on qiskit-aer (energies only: forces would need parameter-shift circuits)."""
+    """Rows for the QNN evaluated with circuits: on qiskit-aer (energies on ``n_points`` test points, parameter-shift
+    forces on the first ``n_force_points`` where measured) and, if configured, through IBM Qiskit Runtime."""
     d = json.loads(Path(aer_json).read_text())
+    nan = float("nan")
+
+    def row(model: str, kind: str, r: dict, n: int) -> dict:
+        f = r.get("RMSE(F) vs DFT [meV/A]", nan)
+        return {"model": model, "kind": kind,
+                "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale, "RMSE(F) [scaled, 1/A]": f / 1000.0 / scale,
+                "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": f, "MAE(E) [meV]": nan,
+                "d_n/d": nan, "d": nan, "n_test": n, "train time [s]": nan}
+
     rows = []
     for label, r in d["runs"].items():
         noise = "" if r["noise"] == "none" else f", {r['noise']} noise"
-        rows.append({"model": f"QNN on Aer ({d['shots']} shots{noise})", "kind": f"qnn-aer-{label}",
-                     "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale, "RMSE(F) [scaled, 1/A]": float("nan"),
-                     "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": float("nan"), "MAE(E) [meV]": float("nan"),
-                     "d_n/d": float("nan"), "d": float("nan"), "n_test": d["n_points"], "train time [s]": float("nan")})
+        forces = f"; F on {r['n_force_points']} points" if "n_force_points" in r else ""
+        rows.append(row(f"QNN on Aer ({d['shots']} shots{noise}{forces})", f"qnn-aer-{label}", r, d["n_points"]))
+    hw = d.get("hardware")
+    if hw:
+        info = hw.get("info", {})
+        rows.append(row(f"QNN on {hw['backend']} (Qiskit Runtime {info.get('mode', '')}, {info.get('shots', '?')} shots)",
+                        "qnn-runtime", hw, hw["n_points"]))
     return rows
 
 

@@ -53,7 +53,8 @@ def model_hash(kind):
 
 def md_kinds(name):
     md = config["systems"][name].get("md", {})
-    return MODELS[name] + (["dft"] if md.get("dft", False) else [])
+    shots = [f"qnn-shots{int(n)}" for n in md.get("shots", [])] if "qnn" in MODELS[name] else []  # shot-noise MD (run_md_shots)
+    return MODELS[name] + (["dft"] if md.get("dft", False) else []) + shots
 
 
 MD_KINDS = {name: md_kinds(name) for name in SYSTEMS}

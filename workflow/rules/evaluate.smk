@@ -25,7 +25,8 @@ rule effective_dimension:
 
 
 rule aer_evaluation:
-    """The trained QNN on qiskit-aer: test energies with a finite number of shots (and the configured noise model)."""
+    """The trained QNN on qiskit-aer: test energies and parameter-shift forces with a finite number of shots (and the
+    configured noise model); with models.qnn.hardware.backend set, also through IBM Qiskit Runtime (cost first, capped)."""
     input:
         model="results/{system}/models/qnn/model.zip",
         test="results/{system}/features/test.npz",
@@ -33,6 +34,7 @@ rule aer_evaluation:
         "results/{system}/models/qnn/aer_evaluation.json",
     params:
         settings=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("aer", {}),
+        hardware=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("hardware", {}),
     log:
         log_path("aer_evaluation", "{system}"),
     benchmark:

@@ -44,3 +44,33 @@ rule md_table:
         "../../envs/qnnff.yaml"
     script:
         "../scripts/md_table.py"
+
+
+ruleorder: run_md_shots > run_md
+
+
+rule run_md_shots:
+    """LiH MD driven by QNN forces measured with {shots} shots per circuit (parameter shift on qiskit-aer), beside the exact run."""
+    input:
+        model="results/{system}/models/qnn/model.zip",
+        exact="results/{system}/md/qnn/trajectory.extxyz",
+    output:
+        trajectory="results/{system}/md/qnn-shots{shots}/trajectory.extxyz",
+        summary="results/{system}/md/qnn-shots{shots}/summary.json",
+    wildcard_constraints:
+        shots=r"\d+",
+    params:
+        settings=lambda wc: config["systems"][wc.system].get("md", {}),
+        data_hash=data_hash,
+    log:
+        log_path("run_md_shots", "{system}", "{shots}"),
+    benchmark:
+        bench_path("run_md_shots", "{system}", "{shots}")
+    threads: 1
+    resources:
+        mem_mb=800,
+        runtime=10,  # minutes; ~1 min measured for 400 steps of LiH (10 steps/s)
+    conda:
+        "../../envs/qnnff.yaml"
+    script:
+        "../scripts/md_shots.py"
