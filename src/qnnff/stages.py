@@ -421,7 +421,7 @@ def aer_stage(cfg: dict, system: str, model_path: str, test_npz: str, out_json: 
             "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
         }
         if ac["forces"]:
-            k = min(int(ac["force_points"]), len(pos_all))
+            k = min(int(ac["force_points"]), n)
             rf = model.aer_energy_and_forces(pos_all[:k], shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]),
                                              p2=float(ac["p2"]), seed=derive_seed(cfg["seed"], "aer-forces", system, label))
             out["runs"][label].update(_force_stats(rf, f_all[:k]))
