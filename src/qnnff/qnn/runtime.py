@@ -235,7 +235,7 @@ def estimate_cost(backend: Any, isa: QuantumCircuit, *, n_circuits: int, shots: 
             "job_overhead_s": float(job_overhead_s), "qpu_seconds": float(seconds), "source": "; ".join(source)}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RuntimeEvaluator:
     """``evaluate(circuit, parameters, values, observable) -> AerResult`` through Qiskit Runtime (module docstring)."""
 
