@@ -81,6 +81,23 @@ def test_precision_sets_shots_and_options():
     assert o == {"default_precision": 0.01, "resilience_level": 1, "resilience": {"measure_mitigation": True, "zne_mitigation": False},
                  "twirling": {"enable_gates": True, "enable_measure": True}}
     assert rt.estimator_options({"shots": 100}, seed=4, local=True)["simulator"] == {"seed_simulator": 4}
+    assert rt.mitigation_factor({"zne_mitigation": True}) == 3 and rt.mitigation_factor({"resilience_level": 2}) == 3
+    assert rt.mitigation_factor({"resilience_level": 2, "zne_mitigation": False}) == 1 and rt.mitigation_factor({}) == 1
+
+
+def test_zne_triples_the_estimate(monkeypatch, capsys):
+    import qiskit_ibm_runtime
+
+    monkeypatch.setattr(qiskit_ibm_runtime.EstimatorV2, "run", lambda self, *a, **k: pytest.fail("submitted"))
+    m, pos = lih_model(), lih_positions(1)
+    ev = rt.RuntimeEvaluator(backend="FakeManilaV2", shots=1000, seed=1, max_qpu_seconds=1.0, zne_mitigation=True, job_overhead_s=0.0)
+    with pytest.raises(rt.QPUBudgetError):
+        m.circuit_energy_and_forces(pos, evaluate=ev)
+    assert "73 circuits x 1000 shots x 3 (ZNE) = 219000 shots" in capsys.readouterr().out
+    b, sc = rt.resolve_backend("FakeManilaV2"), m.shift_circuit()
+    plain = rt.estimate_cost(b, sc.circuit, n_circuits=73, shots=1000, job_overhead_s=0.0)
+    zne = rt.estimate_cost(b, sc.circuit, n_circuits=73, shots=1000, job_overhead_s=0.0, repetitions=3)
+    assert zne["qpu_seconds"] == pytest.approx(3 * plain["qpu_seconds"]) and zne["total_shots"] == 3 * 73 * 1000
 
 
 def _with_hardware(cfg, **hw):

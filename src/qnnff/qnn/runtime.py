@@ -19,7 +19,8 @@ The backend is one config string (``systems.<name>.models.qnn.hardware.backend``
 1. transpiles the circuit to the backend's ISA with :func:`~qiskit.transpiler.generate_preset_pass_manager`
    (``optimization_level``, ``seed_transpiler``) and records the layout (physical qubit of each circuit qubit);
 2. estimates the cost (:func:`estimate_cost`): circuits x shots x (repetition delay + ISA circuit duration from the
-   backend's target), plus a per-job overhead; prints and records it; asks for nothing;
+   backend's target) x 3 with zero-noise extrapolation, plus a per-job overhead; prints and records it; asks for
+   nothing;
 3. refuses (:class:`QPUBudgetError`) before anything is submitted if the estimate exceeds ``max_qpu_seconds``;
 4. submits ONE pub (all circuits as one parameter-value array) to Runtime's ``EstimatorV2`` in a
    :class:`~qiskit_ibm_runtime.Batch`, with the configured options (shots or precision, resilience level,
@@ -203,9 +204,23 @@ def shots_for(settings: Mapping[str, Any]) -> int:
     return s
 
 
+ZNE_DEFAULT_NOISE_FACTORS = 3  # Runtime's ZneOptions.noise_factors default (1, 3, 5): every circuit runs 3 times
+
+
+def mitigation_factor(settings: Mapping[str, Any]) -> int:
+    """How many times Runtime executes each circuit's shots: 3 with zero-noise extrapolation (``zne_mitigation`` or
+    ``resilience_level: 2`` unless ZNE is switched off), else 1. Calibration shots of measurement mitigation and
+    twirling randomisations are not counted (they are small for shallow circuits)."""
+    zne = settings.get("zne_mitigation")
+    on = bool(zne) if zne is not None else settings.get("resilience_level") == 2
+    return ZNE_DEFAULT_NOISE_FACTORS if on else 1
+
+
 def estimate_cost(backend: Any, isa: QuantumCircuit, *, n_circuits: int, shots: int, n_jobs: int = 1,
-                  job_overhead_s: float = DEFAULT_JOB_OVERHEAD_S) -> dict[str, Any]:
-    """QPU seconds ~ n_circuits * shots * (rep_delay + circuit duration) + n_jobs * job_overhead_s.
+                  job_overhead_s: float = DEFAULT_JOB_OVERHEAD_S, repetitions: int = 1) -> dict[str, Any]:
+    """QPU seconds ~ repetitions * n_circuits * shots * (rep_delay + circuit duration) + n_jobs * job_overhead_s.
+
+    ``repetitions`` is :func:`mitigation_factor` (3 with zero-noise extrapolation).
 
     ``rep_delay`` is the backend's ``default_rep_delay`` (fake and real IBM backends report it) and the circuit
     duration is :meth:`~qiskit.QuantumCircuit.estimate_duration` on the backend's target (gate and measurement
@@ -229,8 +244,9 @@ def estimate_cost(backend: Any, isa: QuantumCircuit, *, n_circuits: int, shots: 
         dur = DEFAULT_CIRCUIT_S
         source.append("circuit duration: documented default")
     per_shot = float(rep) + dur
-    seconds = n_circuits * shots * per_shot + n_jobs * float(job_overhead_s)
-    return {"n_circuits": int(n_circuits), "shots": int(shots), "total_shots": int(n_circuits) * int(shots),
+    total = int(repetitions) * int(n_circuits) * int(shots)
+    seconds = total * per_shot + n_jobs * float(job_overhead_s)
+    return {"n_circuits": int(n_circuits), "shots": int(shots), "repetitions": int(repetitions), "total_shots": total,
             "rep_delay_s": float(rep), "circuit_duration_s": dur, "per_shot_s": per_shot, "n_jobs": int(n_jobs),
             "job_overhead_s": float(job_overhead_s), "qpu_seconds": float(seconds), "source": "; ".join(source)}
 
@@ -294,9 +310,11 @@ class RuntimeEvaluator:
         pm = generate_preset_pass_manager(optimization_level=self.optimization_level, backend=backend, seed_transpiler=int(self.seed))
         isa = pm.run(circuit)
         obs = observable.apply_layout(isa.layout)
-        cost = estimate_cost(backend, isa, n_circuits=n_circuits, shots=shots_for(self._settings()), job_overhead_s=self.job_overhead_s)
+        cost = estimate_cost(backend, isa, n_circuits=n_circuits, shots=shots_for(self._settings()), job_overhead_s=self.job_overhead_s,
+                             repetitions=mitigation_factor(self._settings()))
         cost["max_qpu_seconds"] = self.max_qpu_seconds
-        msg = (f"Runtime cost estimate on {self.backend}: {cost['n_circuits']} circuits x {cost['shots']} shots = "
+        reps = f" x {cost['repetitions']} (ZNE)" if cost["repetitions"] > 1 else ""
+        msg = (f"Runtime cost estimate on {self.backend}: {cost['n_circuits']} circuits x {cost['shots']} shots{reps} = "
                f"{cost['total_shots']} shots, ~{cost['qpu_seconds']:.1f} QPU seconds ({cost['source']}); cap "
                f"{self.max_qpu_seconds if self.max_qpu_seconds is not None else 'none'} s")
         print(msg, flush=True)
