@@ -68,8 +68,8 @@ rule run_md_shots:
         bench_path("run_md_shots", "{system}", "{shots}")
     threads: 1
     resources:
-        mem_mb=800,
-        runtime=10,  # minutes; ~1 min measured for 400 steps of LiH (10 steps/s)
+        mem_mb=600,  # measured peak RSS 396 MB x 1.5
+        runtime=5,  # minutes; measured 52-63 s for 400 steps of LiH x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
