@@ -360,7 +360,8 @@ def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | Non
 
 
 # ---------------------------------------------------------------- QNN on qiskit-aer (shots, noise)
-AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50, "forces": True, "force_points": 10}
+AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50, "forces": True, "force_points": None}
+AER_FORCE_CIRCUIT_BUDGET = 1500  # default force points: as many geometries as fit in this many circuits (1 + 2K each)
 
 
 def _force_stats(r: dict, f_ref: np.ndarray) -> dict:
@@ -421,7 +422,8 @@ def aer_stage(cfg: dict, system: str, model_path: str, test_npz: str, out_json: 
             "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
         }
         if ac["forces"]:
-            k = min(int(ac["force_points"]), n)
+            per = model.shift_circuit().circuits_per_input
+            k = min(n, int(ac["force_points"]) if ac["force_points"] is not None else max(1, AER_FORCE_CIRCUIT_BUDGET // per))
             rf = model.aer_energy_and_forces(pos_all[:k], shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]),
                                              p2=float(ac["p2"]), seed=derive_seed(cfg["seed"], "aer-forces", system, label))
             out["runs"][label].update(_force_stats(rf, f_all[:k]))

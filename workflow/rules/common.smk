@@ -46,8 +46,10 @@ def data_hash(wildcards):
 
 def model_hash(kind):
     def _hash(wildcards):
-        return config_hash({"data": SPECS[wildcards.system].subconfig(config),
-                            "model": config["systems"][wildcards.system].get("models", {}).get(kind)})
+        block = config["systems"][wildcards.system].get("models", {}).get(kind)
+        if isinstance(block, dict) and "hardware" in block:  # evaluation-only settings never retrain a model
+            block = {k: v for k, v in block.items() if k != "hardware"}
+        return config_hash({"data": SPECS[wildcards.system].subconfig(config), "model": block})
     return _hash
 
 

@@ -1,5 +1,7 @@
 # Stage 5: molecular dynamics with ASE (velocity Verlet, NVE), driven by each model and, where configured, by DFT.
 
+SHOT_MD_KEYS = ("shots", "n_steps_shots", "shots_tolerance_A")
+
 
 rule run_md:
     """One NVE trajectory of {system} driven by {kind} (a trained model, or `dft` for the PySCF reference)."""
@@ -9,7 +11,8 @@ rule run_md:
         trajectory="results/{system}/md/{kind}/trajectory.extxyz",
         summary="results/{system}/md/{kind}/summary.json",
     params:
-        settings=lambda wc: config["systems"][wc.system].get("md", {}),
+        # without the shot-noise MD keys (rule run_md_shots), so adding those never reruns these trajectories
+        settings=lambda wc: {k: v for k, v in config["systems"][wc.system].get("md", {}).items() if k not in SHOT_MD_KEYS},
         data_hash=data_hash,
     log:
         log_path("run_md", "{system}", "{kind}"),
