@@ -128,6 +128,13 @@ def check_config(cfg: Any, *, source: str = "config") -> None:
         check_models(cfg, name)
     check_figure_protocol(cfg)
     check_reproduction(cfg)
+    if any((sc.get("models", {}).get("qnn") or {}).get("hardware") for sc in cfg["systems"].values()):
+        from .qnn.runtime import check_hardware_config
+
+        try:  # hardware backend names and credentials (no network): a real backend without an account fails here
+            check_hardware_config(cfg)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def check_reproduction(cfg: dict) -> None:
@@ -229,7 +236,7 @@ def check_downstream(cfg: dict, name: str, spec: "SystemSpec") -> None:
                               f"of qiskit_ibm_runtime.fake_provider{_close(noise, fakes)}")
 
 
-MODEL_EVALUATION_KEYS = ("aer",)  # model keys that only affect evaluation, never the trained weights
+MODEL_EVALUATION_KEYS = ("aer", "hardware")  # model keys that only affect evaluation, never the trained weights
 
 
 def model_subconfig(cfg: dict, system: str, kind: str) -> Any:

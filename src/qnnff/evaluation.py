@@ -92,18 +92,29 @@ def median_position(rows: Sequence[dict], seed: int) -> int:
 
 
 def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
-    """Rows for the QNN's median seed evaluated on qiskit-aer (shots, noise)."""
+    """Rows for the median-seed QNN of one protocol evaluated with circuits: on qiskit-aer (energies on ``n_points``
+    test points, parameter-shift forces on the first ``n_force_points`` where measured) and, if configured, through IBM
+    Qiskit Runtime."""
     d = json.loads(Path(aer_json).read_text())
+    nan = float("nan")
+
+    def row(model: str, evaluation: str, r: dict, n: int) -> dict:
+        f = r.get("RMSE(F) vs DFT [meV/A]", nan)
+        return {"model": model, "kind": "qnn", "protocol": d.get("protocol", ""), "seed": int(d.get("seed", -1)),
+                "evaluation": evaluation,
+                "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale, "RMSE(F) [scaled, 1/A]": f / 1000.0 / scale,
+                "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": f, "MAE(E) [meV]": nan, "n_test": n}
+
     rows = []
     for label, r in d["runs"].items():
         noise = "" if r["noise"] == "none" else f", {r['noise']} noise"
-        f_mev = r.get("RMSE(F) vs DFT [meV/A]", float("nan"))
-        rows.append({"model": f"QNN on Aer ({d['shots']} shots{noise})", "kind": "qnn", "protocol": d.get("protocol", ""),
-                     "seed": int(d.get("seed", -1)), "evaluation": f"aer-{label}",
-                     "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale,
-                     "RMSE(F) [scaled, 1/A]": f_mev / 1000.0 / scale,
-                     "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": f_mev, "MAE(E) [meV]": float("nan"),
-                     "n_test": d["n_points"]})
+        forces = f"; F on {r['n_force_points']} points" if "n_force_points" in r else ""
+        rows.append(row(f"QNN on Aer ({d['shots']} shots{noise}{forces})", f"aer-{label}", r, d["n_points"]))
+    hw = d.get("hardware")
+    if hw:
+        info = hw.get("info", {})
+        rows.append(row(f"QNN on {hw['backend']} (Qiskit Runtime {info.get('mode', '')}, {info.get('shots', '?')} shots)",
+                        "runtime", hw, hw["n_points"]))
     return rows
 
 

@@ -140,9 +140,11 @@ def md_distance(traces: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: s
     """kind -> (time in fs, distance in Å)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.4))
+    extra = iter(["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"])  # other runs (e.g. shot-noise MD), dotted
     for kind, (t, r) in traces.items():
-        ax.plot(t, r, color=COLORS.get(kind), lw=1.2 if kind == "dft" else 1.0,
-                ls="-" if kind == "dft" else "--", label=LABELS.get(kind, kind))
+        known = kind in COLORS
+        ax.plot(t, r, color=COLORS[kind] if known else next(extra, None), lw=1.2 if kind == "dft" else 1.0,
+                ls="-" if kind == "dft" else ("--" if known else ":"), label=LABELS.get(kind, kind))
     ax.set(xlabel="time (fs)", ylabel="interatomic distance (Å)", title=title)
     ax.legend()
     fig.tight_layout()

@@ -35,9 +35,10 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from .calculators import OutOfDomainError
+from .calculators import ModelCalculator, OutOfDomainError
+from .io import atomic_path
 
-__all__ = ["BondOscillation", "MDResult", "energy_drift", "run_nve", "run_stretched_bond"]
+__all__ = ["BondOscillation", "MDResult", "ShotNoiseCalculator", "distance_deviation", "energy_drift", "run_nve", "run_stretched_bond"]
 
 
 @dataclass
@@ -227,3 +228,98 @@ def run_stretched_bond(
                  trajectory_path=trajectory_path)
     r = np.linalg.norm(md.positions[:, 1] - md.positions[:, 0], axis=-1)
     return BondOscillation(times_fs=md.times_fs, r_A=r, md=md)
+
+
+# ---------------------------------------------------------------- shot-noise MD (forces measured with finite shots)
+class ShotNoiseCalculator(ModelCalculator):
+    """ASE calculator whose QNN energy and forces are *measured*: parameter-shift circuits (:mod:`qnnff.qnn.shift`)
+    on qiskit-aer, each circuit's <Z> estimated from ``shots`` measurements (``shots=None``: exact).
+
+    Every force call evaluates the ``1 + 2K`` circuits of the geometry in one Aer EstimatorV2 call (the ISA circuit
+    is transpiled once, in ``__init__``). The statevector gives each circuit's exact ``<Z_0>``; a measurement of Z_0
+    repeated ``shots`` times is then ``shots`` independent +-1 outcomes with P(-1) = (1 - <Z_0>)/2, so the number of
+    -1 outcomes is drawn from Binomial(shots, (1 - <Z_0>)/2) with ``numpy.random.default_rng(seed)`` (one generator
+    for the whole run: a fixed seed gives the same trajectory). This is the exact distribution of the sample mean that
+    qiskit-aer's SamplerV2 would return for the noiseless circuit, without simulating every shot (which costs ~2 us per
+    shot here, i.e. seconds per MD step at 16,384 shots). Only the single-Pauli observable Z (the paper's) is supported.
+
+    ``n_calls`` / ``n_circuits`` count the force evaluations and circuits; ``last_stderr`` holds the standard errors
+    (eV, eV/Angstrom) of the last call.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model: Any, *, shots: int | None, seed: int, optimization_level: int = 1) -> None:
+        from qiskit.transpiler import generate_preset_pass_manager
+        from qiskit_aer import AerSimulator
+        from qiskit_aer.primitives import EstimatorV2
+
+        super().__init__(model, frozen=False)
+        if self.model.kind != "qnn":
+            raise ValueError(f"ShotNoiseCalculator needs a qnn model, got {self.model.kind!r}")
+        if shots is not None and (isinstance(shots, bool) or int(shots) < 1):
+            raise ValueError(f"shots must be a positive integer or None (exact), got {shots!r}")
+        obs = self.model.observable
+        labels = obs.paulis.to_labels()
+        if len(labels) != 1 or set(labels[0]) - {"I", "Z"} or labels[0].count("Z") != 1 or abs(complex(obs.coeffs[0]) - 1) > 1e-12:
+            raise ValueError(f"ShotNoiseCalculator supports a single Z observable (the paper's), got {labels}")
+        self.shots = None if shots is None else int(shots)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.shift = self.model.shift_circuit()
+        sim = AerSimulator(method="statevector", seed_simulator=self.seed, runtime_parameter_bind_enable=True)
+        pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=sim, seed_transpiler=self.seed)
+        self.isa = pm.run(self.shift.circuit)
+        self.isa_observable = obs.apply_layout(self.isa.layout)
+        col = {p: j for j, p in enumerate(self.shift.thetas)}
+        self._columns = [col[p] for p in self.isa.parameters]
+        self.estimator = EstimatorV2.from_backend(sim, options={"default_precision": 0.0})
+        self.n_calls = 0
+        self.n_circuits = 0
+        self.last_stderr: dict[str, Any] = {}
+
+    def measured(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """<Z> [B, 1 + 2K] of the shifted circuits for features ``x [B, d]`` and their standard errors."""
+        pv = self.shift.parameter_values(x)[..., self._columns]
+        z = np.asarray(self.estimator.run([(self.isa, self.isa_observable, pv)]).result()[0].data.evs, dtype=float)
+        z = np.clip(z.reshape(pv.shape[:-1]), -1.0, 1.0)
+        self.n_calls += 1
+        self.n_circuits += int(z.size)
+        if self.shots is None:
+            return z, np.zeros_like(z)
+        minus = self.rng.binomial(self.shots, 0.5 * (1.0 - z))
+        zhat = 1.0 - 2.0 * minus / self.shots
+        return zhat, np.sqrt(np.maximum(1.0 - zhat**2, 0.0) / self.shots)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None) -> None:
+        import torch
+
+        if atoms is not None:
+            self.atoms = atoms.copy()
+        self._check_species(self.atoms)
+        pos = torch.from_numpy(np.array(self.atoms.positions, dtype=np.float64)).unsqueeze(0)
+        if self._domain is not None and bool(self._domain(pos)[0]):
+            raise self._domain_error(pos)
+        x, jac = self.model.featurizer.features_and_jacobian(pos)
+        z, err = self.measured(x.numpy())
+        g = self.shift.gradients(z, err)
+        a, b = self.model.regressor.a.detach().item(), self.model.regressor.b.detach().item()
+        es = self.model.energy_scaler
+        dedr, dedr_err = self.shift.cartesian(g, jac.detach().numpy(), es.scale * a)
+        energy = float(es.center + es.scale * (a * g.value[0] + b))
+        self.last_stderr = {"energy": float(abs(es.scale * a) * g.value_stderr[0]), "forces": dedr_err[0]}
+        self.results = {"energy": energy, "free_energy": energy, "forces": -dedr[0]}
+
+
+def distance_deviation(times_ref: np.ndarray, r_ref: np.ndarray, times: np.ndarray, r: np.ndarray) -> dict[str, float]:
+    """Deviation of a distance curve r(t) from a reference over their common time window (Angstrom, fs).
+
+    The reference is interpolated linearly onto ``times`` (both are recorded on the same step grid in practice).
+    """
+    t_ref, rr = np.asarray(times_ref, dtype=float), np.asarray(r_ref, dtype=float)
+    t, rv = np.asarray(times, dtype=float), np.asarray(r, dtype=float)
+    tmax = min(t_ref.max(), t.max())
+    keep = t <= tmax + 1e-9
+    d = rv[keep] - np.interp(t[keep], t_ref, rr)
+    return {"window_fs": float(tmax), "max_abs_deviation_A": float(np.max(np.abs(d))),
+            "rms_deviation_A": float(np.sqrt(np.mean(d**2))), "final_deviation_A": float(d[-1])}

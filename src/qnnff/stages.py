@@ -161,6 +161,48 @@ def md_stage(cfg: dict, system: str, kind: str, model_path: str | None, out_traj
     return summary
 
 
+SHOT_MD_DEFAULTS = {"shots": [], "n_steps_shots": 400, "shots_tolerance_A": 0.1}
+
+
+def shot_md_stage(cfg: dict, system: str, shots: int, model_path: str, exact_traj: str, out_traj: str, out_json: str, *,
+                  protocol: str | None = None, seed_index: int | None = None) -> dict:
+    """LiH-style MD (a diatomic released from a stretched bond) driven by QNN forces measured with ``shots`` shots
+    per circuit on qiskit-aer (:class:`qnnff.md.ShotNoiseCalculator`, seeded from the config seed), for
+    ``md.n_steps_shots`` steps; records the energy drift and the deviation of r(t) from the exact QNN trajectory."""
+    from .md import ShotNoiseCalculator, distance_deviation, run_stretched_bond
+    from .models.base import load_model
+
+    torch.set_num_threads(1)
+    spec = system_spec(cfg, system)
+    mc = {**SHOT_MD_DEFAULTS, **md_settings(cfg, system)}
+    key = f"systems.{system}.md.shots"
+    if len(spec.symbols) != 2:
+        raise ConfigError(f"{key}: shot-noise MD is implemented for diatomics (released from a stretched bond); {system} has {len(spec.symbols)} atoms")
+    if int(shots) not in [int(s) for s in mc["shots"]]:
+        raise ConfigError(f"{key}: {shots} shots requested but the config lists {mc['shots']}")
+    seed = derive_seed(cfg["seed"], "md-shots", system, int(shots))
+    calc = ShotNoiseCalculator(load_model(model_path), shots=int(shots), seed=seed)
+    r0 = float(mc.get("r_start", np.mean(spec.variables[spec.variable_names[0]])))
+    n_steps = int(mc["n_steps_shots"])
+    res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=float(mc["timestep_fs"]),
+                             n_steps=n_steps, log_every=int(mc["log_every"]), trajectory_path=out_traj)
+    ref = ds.read_frames(exact_traj)
+    t_ref = np.array([a.info["time_fs"] for a in ref])
+    r_ref = np.array([a.get_distance(0, 1) for a in ref])
+    dev = distance_deviation(t_ref, r_ref, res.times_fs, res.r_A)
+    tol = float(mc["shots_tolerance_A"])
+    summary = {"system": system, "model": f"qnn-shots{int(shots)}", "protocol": protocol, "seed": seed_index, "shots": int(shots),
+               "shot_seed": seed,
+               "force_evaluations": calc.n_calls, "circuits": calc.n_circuits,
+               "circuits_per_force_evaluation": calc.shift.circuits_per_input, **res.md.summary(),
+               "r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max()),
+               "deviation_from_exact_qnn": {**dev, "tolerance_A": tol, "within_tolerance": bool(dev["max_abs_deviation_A"] <= tol)}}
+    write_json_atomic(out_json, summary)
+    log.info("%s QNN MD with %d shots: %d steps, %.1f steps/s, drift %.3g eV/atom/ps, max |r - r_exact| %.4f A over %.0f fs",
+             system, shots, n_steps, res.md.steps_per_second, res.md.drift_eV_per_atom_per_ps, dev["max_abs_deviation_A"], dev["window_fs"])
+    return summary
+
+
 # ---------------------------------------------------------------- DFT slice for the one-coordinate figure
 def slice_settings(cfg: dict, system: str) -> dict:
     spec = system_spec(cfg, system)
@@ -329,10 +371,17 @@ def md_figure(system: str, kinds: Sequence[str], trajectories: Sequence[str], pn
         frames = ds.read_frames(p)
         t = np.array([a.info["time_fs"] for a in frames])
         r = np.array([a.get_distance(0, 1) for a in frames])
-        traces[k] = (t, r)
+        traces[_md_label(k)] = (t, r)
     tmax = min(t.max() for t, _ in traces.values())
     traces = {k: (t[t <= tmax], r[t <= tmax]) for k, (t, r) in traces.items()}
     fig.md_distance(traces, title=f"{system}: NVE velocity Verlet from a stretched bond (median seeds)", png=png, pdf=pdf)
+
+
+def _md_label(kind: str) -> str:
+    """Legend label of an MD run: ``qnn-shots1024`` -> ``QNN, 1024 shots`` (others unchanged)."""
+    if kind.startswith("qnn-shots") and kind[len("qnn-shots"):].isdigit():
+        return f"QNN, {int(kind[len('qnn-shots'):]):,} shots"
+    return kind
 
 
 def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFrame:
@@ -388,22 +437,53 @@ def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | Non
 
 
 # ---------------------------------------------------------------- QNN on qiskit-aer (shots, noise)
-AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50}
+AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50, "forces": True, "force_points": None}
+AER_FORCE_CIRCUIT_BUDGET = 1500  # default force points: as many geometries as fit in this many circuits (1 + 2K each)
+
+
+def _force_stats(r: dict, f_ref: np.ndarray) -> dict:
+    """Force errors (meV/Angstrom) of a circuit evaluation ``r`` (QNNForceField.circuit_energy_and_forces)."""
+    f, err, exact = np.asarray(r["forces"]), np.asarray(r["forces_stderr"]), np.asarray(r["exact_forces"])
+    z = np.abs(f - exact) / np.where(err > 0, err, np.inf)
+    return {
+        "n_force_points": int(len(f)),
+        "RMSE(F) vs DFT [meV/A]": 1000.0 * float(np.sqrt(np.mean((f - f_ref) ** 2))),
+        "RMSE(F) vs exact QNN [meV/A]": 1000.0 * float(np.sqrt(np.mean((f - exact) ** 2))),
+        "mean force standard error [meV/A]": 1000.0 * float(np.mean(err)),
+        "fraction of force components within 4 sigma of exact": float(np.mean(z <= 4.0)),
+    }
+
+
+def _json_info(info: dict) -> dict:
+    keep = (int, float, str, bool, type(None))
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, keep):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(e, keep) for e in v):
+            out[k] = list(v)
+        elif isinstance(v, dict) and k in ("cost", "options", "isa_ops"):
+            out[k] = v
+    return out
 
 
 def aer_stage(cfg: dict, system: str, models: SeedSet, test_npz: str, out_json: str) -> dict:
-    """The median-seed QNN of one protocol evaluated on qiskit-aer with shots (and the configured noise) on test
-    geometries."""
+    """The median-seed QNN of one protocol evaluated with circuits on test geometries: on qiskit-aer with shots (and the
+    configured noise), energies and, with ``aer.forces``, parameter-shift forces on the first ``aer.force_points`` of
+    them; with ``hardware.backend`` other than ``aer``, the same through IBM Qiskit Runtime (fake backend or device)."""
     from .models.base import load_model
+    from .qnn.runtime import HARDWARE_DEFAULTS
 
     torch.set_num_threads(1)
-    ac = {**AER_DEFAULTS, **cfg["systems"][system].get("models", {}).get("qnn", {}).get("aer", {})}
+    qc = cfg["systems"][system].get("models", {}).get("qnn", {})
+    ac = {**AER_DEFAULTS, **qc.get("aer", {})}
+    hw = {**HARDWARE_DEFAULTS, **qc.get("hardware", {})}
     seed, model_path = models.median()
     model = load_model(model_path)
     f = load_npz(test_npz)
-    pos, e_ref = f["positions"], f["energy"]
-    n = min(int(ac["n_points"]), len(pos))
-    pos, e_ref = pos[:n], e_ref[:n]
+    pos_all, e_all, f_all = f["positions"], f["energy"], f["forces"]
+    n = min(int(ac["n_points"]), len(pos_all))
+    pos, e_ref = pos_all[:n], e_all[:n]
     runs = [("shots", "none")] + ([("shots+noise", ac["noise"])] if ac["noise"] != "none" else [])
     out = {"system": system, "model": "qnn", "protocol": models.protocol, "seed": seed, "n_points": n, "shots": int(ac["shots"]),
            "runs": {}}
@@ -420,7 +500,43 @@ def aer_stage(cfg: dict, system: str, models: SeedSet, test_npz: str, out_json: 
             "fraction within 4 sigma of exact": float(np.mean(z <= 4.0)),
             "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
         }
+        if ac["forces"]:
+            per = model.shift_circuit().circuits_per_input
+            k = min(n, int(ac["force_points"]) if ac["force_points"] is not None else max(1, AER_FORCE_CIRCUIT_BUDGET // per))
+            rf = model.aer_energy_and_forces(pos_all[:k], shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]),
+                                             p2=float(ac["p2"]), seed=derive_seed(cfg["seed"], "aer-forces", system, models.protocol, label))
+            out["runs"][label].update(_force_stats(rf, f_all[:k]))
+            out["runs"][label]["force_info"] = _json_info(rf["info"])
+            log.info("%s QNN on Aer (%s): RMSE(F) vs DFT %.1f meV/A, vs exact %.1f meV/A on %d points (%d circuits)", system,
+                     label, out["runs"][label]["RMSE(F) vs DFT [meV/A]"], out["runs"][label]["RMSE(F) vs exact QNN [meV/A]"],
+                     k, rf["info"]["n_circuits"])
         log.info("%s QNN on Aer (%s): RMSE vs DFT %.1f meV, vs exact %.1f meV", system, label,
                  out["runs"][label]["RMSE(E) vs DFT [meV]"], out["runs"][label]["RMSE(E) vs exact QNN [meV]"])
+    if hw["backend"] != "aer":
+        out["hardware"] = hardware_evaluation(model, hw, pos_all, e_all, f_all, seed=derive_seed(cfg["seed"], "runtime", system, models.protocol))
     write_json_atomic(out_json, out)
     return out
+
+
+def hardware_evaluation(model, settings: dict, positions: np.ndarray, e_ref: np.ndarray, f_ref: np.ndarray, *, seed: int) -> dict:
+    """Energies and parameter-shift forces of the first ``settings["n_points"]`` geometries through Qiskit Runtime
+    (:class:`qnnff.qnn.runtime.RuntimeEvaluator`): cost printed and recorded first, the QPU-time cap enforced before
+    submission, the ISA layout recorded."""
+    from .qnn.runtime import RuntimeEvaluator
+
+    k = min(int(settings["n_points"]), len(positions))
+    ev = RuntimeEvaluator.from_settings(settings, seed=seed)
+    r = model.circuit_energy_and_forces(positions[:k], evaluate=ev)
+    e, exact = np.asarray(r["energy"]), np.asarray(r["exact_energy"])
+    res = {
+        "backend": settings["backend"], "n_points": k,
+        "RMSE(E) vs DFT [meV]": 1000.0 * float(np.sqrt(np.mean((e - e_ref[:k]) ** 2))),
+        "RMSE(E) vs exact QNN [meV]": 1000.0 * float(np.sqrt(np.mean((e - exact) ** 2))),
+        "mean energy standard error [meV]": 1000.0 * float(np.mean(r["energy_stderr"])),
+        **_force_stats(r, f_ref[:k]),
+        "info": _json_info(r["info"]),
+    }
+    log.info("%s on %s (%s): RMSE(E) vs DFT %.1f meV, RMSE(F) vs DFT %.1f meV/A; layout %s; ~%.1f QPU s", model.kind,
+             settings["backend"], r["info"]["mode"], res["RMSE(E) vs DFT [meV]"], res["RMSE(F) vs DFT [meV/A]"],
+             r["info"]["layout"], r["info"]["cost"]["qpu_seconds"])
+    return res

@@ -109,6 +109,8 @@ def md_variants(name):
     """(kind, protocol) pairs driven in MD: every model variant, plus ("dft", None) where configured."""
     md = config["systems"][name].get("md", {})
     out = [(v.kind, v.protocol) for v in VARIANTS[name]]
+    if "qnn" in MODELS[name]:  # shot-noise MD (rule run_md_shots) of the figure protocol's median-seed QNN
+        out += [(f"qnn-shots{int(n)}", figure_protocol(config, name, "qnn")) for n in md.get("shots", [])]
     return out + ([("dft", None)] if md.get("dft", False) else [])
 
 
@@ -125,7 +127,8 @@ def md_files(name, systems=None):
 
 def md_figure_runs(system):
     """The runs on a diatomic's MD figure: DFT and each kind's figure protocol."""
-    runs = [(k, p) for k, p in MD_VARIANTS[system] if k == "dft" or p == figure_protocol(config, system, k)]
+    runs = [(k, p) for k, p in MD_VARIANTS[system]
+            if k == "dft" or p == figure_protocol(config, system, k.split("-shots")[0])]
     return sorted(runs, key=lambda kp: kp[0] != "dft")
 
 

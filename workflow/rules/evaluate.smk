@@ -32,7 +32,9 @@ rule effective_dimension:
 
 
 rule aer_evaluation:
-    """The median-seed QNN of one protocol on qiskit-aer: test energies with a finite number of shots (and the configured noise model)."""
+    """The median-seed QNN of one protocol with circuits: test energies and parameter-shift forces on qiskit-aer with a
+    finite number of shots (and the configured noise model); with models.qnn.hardware.backend set, also through IBM
+    Qiskit Runtime (cost first, capped)."""
     input:
         models=lambda wc: set_inputs([seed_set(wc.system, "qnn", wc.protocol, "model.zip")]),
         test="results/{system}/features/test.npz",
@@ -41,14 +43,15 @@ rule aer_evaluation:
     params:
         models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
         settings=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("aer", {}),
+        hardware=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("hardware", {}),
     log:
         log_path("aer_evaluation", "{system}", "{protocol}"),
     benchmark:
         bench_path("aer_evaluation", "{system}", "{protocol}")
     threads: 1
     resources:
-        mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
+        mem_mb=1100,  # measured peak RSS with parameter-shift forces: 683-693 MB (LiH, H2O, H3O+) x 1.5
+        runtime=7,  # minutes; measured 13 s (LiH), 69 s (H2O, 3 force points), 124 s (H3O+) x 3
     conda:
         "../../envs/qnnff.yaml"
     script:

@@ -168,6 +168,57 @@ class QNNForceField(FeatureForceField):
         stderr = abs(sc.scale * a) * res.stderr
         return {"energy": energy, "stderr": stderr, "exact": exact, "info": res.info}
 
+    # ---- forces from circuits (parameter shift), on Aer or any primitive
+    def shift_circuit(self):
+        """The trained circuit with one parameter per input occurrence (:func:`qnnff.qnn.shift.build_shift_circuit`)."""
+        from ..qnn.shift import build_shift_circuit
+
+        return build_shift_circuit(self.quantum_circuit, inputs=self.inputs, weights=self.weight_parameters,
+                                   weight_values=self.regressor.weights.detach().numpy())
+
+    def circuit_energy_and_forces(self, positions: torch.Tensor | np.ndarray, *, evaluate: Any) -> dict[str, Any]:
+        """Energies (eV) and forces (eV/Angstrom) of ``positions`` measured with circuits: parameter-shift input
+        gradients (:mod:`qnnff.qnn.shift`) through the feature Jacobian, all circuits of all geometries in one call
+        ``evaluate(circuit, parameters, values, observable) -> AerResult`` (values ``[B, 1 + 2K, K]``).
+
+        Returns ``{"energy": [B], "energy_stderr": [B], "forces": [B, n, 3], "forces_stderr": [B, n, 3],
+        "exact_energy": [B], "exact_forces": [B, n, 3] (torch engine), "info": {...}}``.
+        """
+        pos = self.check_positions(positions)
+        x, jac = self.featurizer.features_and_jacobian(pos)
+        exact_e, exact_f = self.energy_and_forces(pos)
+        sc = self.shift_circuit()
+        res = evaluate(sc.circuit, sc.thetas, sc.parameter_values(x.numpy()), self.observable)
+        g = sc.gradients(np.asarray(res.values).reshape(len(pos), -1), np.asarray(res.stderr).reshape(len(pos), -1))
+        a, b = self.regressor.a.detach().item(), self.regressor.b.detach().item()
+        es = self.energy_scaler
+        dedr, dedr_err = sc.cartesian(g, jac.detach().numpy(), es.scale * a)
+        info = {**res.info, "n_occurrences": sc.n_occurrences, "circuits_per_geometry": sc.circuits_per_input,
+                "n_geometries": len(pos)}
+        return {"energy": es.center + es.scale * (a * g.value + b), "energy_stderr": abs(es.scale * a) * g.value_stderr,
+                "forces": -dedr, "forces_stderr": dedr_err, "exact_energy": exact_e.numpy(), "exact_forces": exact_f.numpy(),
+                "info": info}
+
+    def aer_energy_and_forces(
+        self,
+        positions: torch.Tensor | np.ndarray,
+        *,
+        shots: int | None = 4096,
+        noise: str = "none",
+        p1: float = 1e-3,
+        p2: float = 1e-2,
+        seed: int = 0,
+        optimization_level: int = 1,
+    ) -> dict[str, Any]:
+        """:meth:`circuit_energy_and_forces` on qiskit-aer (exact with ``shots=None``, else sampled; optional noise)."""
+        from ..qnn.aer import aer_pub_expectations
+
+        def evaluate(circuit, parameters, values, observable):
+            return aer_pub_expectations(circuit, parameters=parameters, values=values, observable=observable, shots=shots,
+                                        noise=noise, p1=p1, p2=p2, seed=seed, optimization_level=optimization_level)
+
+        return self.circuit_energy_and_forces(positions, evaluate=evaluate)
+
     # ---- persistence
     def to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, bytes]]:
         buf = io.BytesIO()
