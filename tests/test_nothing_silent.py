@@ -260,6 +260,7 @@ def test_user_configfile_from_the_repository_root_replaces_the_paper_config(tmp_
     root.mkdir()
     _repo_copy(repo, root)
     cfg = dict(test_config, systems={"LiH": test_config["systems"]["LiH"]})
+    cfg.pop("reproduction")  # the scorecard block names the paper's H2O and H3O+, which this user config does not have
     (root / "my.yaml").write_text(yaml.safe_dump(cfg))
     print("dry run with my.yaml (LiH only) from a copy of the repository root", flush=True)
     run = _dry_run(root, "--configfile", "my.yaml")
@@ -313,7 +314,7 @@ def test_changing_only_aer_settings_does_not_change_the_model_hash(paper_config)
     before = config_hash(model_subconfig(paper_config, "H2O", "qnn"))
     paper_config["systems"]["H2O"]["models"]["qnn"]["aer"]["shots"] = 99
     assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) == before
-    paper_config["systems"]["H2O"]["models"]["qnn"]["training"]["iterations"] += 1
+    paper_config["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"]["iterations"] += 1
     assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) != before
 
 

@@ -96,10 +96,12 @@ def randomize(model: QNNForceField, seed: int) -> QNNForceField:
 
 
 def lih_model(seed: int = 3, *, random_weights: bool = True) -> QNNForceField:
-    """LiH QNN; ``random_weights=False`` keeps the model's own seeded initialisation (feature-map weights 1)."""
+    """LiH QNN; ``random_weights=False`` keeps the model's own seeded initialisation (feature-map weights 1: the plain
+    feature map, whose initial well holds a bond released at 2.2 A inside the domain)."""
     fz = Featurizer(families=[CoordinateFamily("r_LiH", "bond", ((0, 1),))], feature_map="pi_arcsin_arccos", lo=[1.0], hi=[4.0],
                     margin=0.05, symbols=["Li", "H"])
-    model = QNNForceField(featurizer=fz, energy_scaler=EnergyScaler(center=-218.3, scale=1.7), circuit=LIH_CIRCUIT, seed=seed)
+    model = QNNForceField(featurizer=fz, energy_scaler=EnergyScaler(center=-218.3, scale=1.7), circuit=LIH_CIRCUIT, seed=seed,
+                          feature_map_init=1.0)
     return randomize(model, seed) if random_weights else model
 
 

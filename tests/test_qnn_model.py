@@ -53,7 +53,8 @@ def test_counts_and_initialisation(model_and_positions):
     assert model.n_circuit_parameters == 3 * 2 * 3 + 3 * 2 + 2 * 3  # 18 + 6 + 6 = 30
     assert model.n_parameters() == model.n_circuit_parameters + model.n_readout_parameters
     w = QNNForceField(featurizer=model.featurizer, energy_scaler=model.energy_scaler, circuit=CIRCUIT, seed=7).regressor.weights
-    assert torch.all(w[:6] == 1.0) and torch.all(w[6:].abs() <= math.pi)
+    # feature-map weights start at 1/sqrt(K), K = 3 layers x 2 repetitions x 3 qubits = 18 encodings of each feature
+    assert torch.allclose(w[:6], torch.full((6,), 1 / math.sqrt(18), dtype=w.dtype)) and torch.all(w[6:].abs() <= math.pi)
     same = QNNForceField(featurizer=model.featurizer, energy_scaler=model.energy_scaler, circuit=CIRCUIT, seed=7).regressor.weights
     other = QNNForceField(featurizer=model.featurizer, energy_scaler=model.energy_scaler, circuit=CIRCUIT, seed=8).regressor.weights
     assert torch.equal(w, same) and not torch.equal(w, other)

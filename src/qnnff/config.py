@@ -338,6 +338,14 @@ def system_spec(cfg: dict, name: str) -> SystemSpec:
     names = [f.name for f in families]
     if len(set(names)) != len(names):
         raise ConfigError(f"{key}.coordinates: duplicate names in {names}")
+    for j, fam in enumerate(families):
+        if fam.couple_with is not None:
+            partner = next((f for f in families if f.name == fam.couple_with and f is not fam), None)
+            if partner is None:
+                raise ConfigError(f"{key}.coordinates[{j}].couple_with: no other family named {fam.couple_with!r} (have {names})")
+            if len(partner.atoms) != len(fam.atoms):
+                raise ConfigError(f"{key}.coordinates[{j}].couple_with: {fam.couple_with!r} has {len(partner.atoms)} tuples, "
+                                  f"{fam.name!r} has {len(fam.atoms)}; the pairs are tuple i with tuple i")
     dft = dft_settings(cfg, name)
     try:
         level = LevelOfTheory(**{k: dft[k] for k in ("method", "xc", "basis", "grid_level", "conv_tol", "max_cycle", "continuity_tol")})

@@ -13,6 +13,13 @@ With k > 1 tuples the family's k values v_i are replaced by permutation-invarian
   m_2, as physics demands; forces are smooth, so NVE dynamics conserves energy to O(dt^2).
 * ``symmetrize: sort``: the sorted values; continuous but with a kink where two values cross, so forces jump
   there (kept for comparison with the paper's raw coordinates).
+
+Moments of two families separately lose which value of one belongs with which of the other: for H3O+ the three
+O-H bonds and the three H-O-H angles determine the geometry only together with the pairing of each bond with the
+angle opposite it. ``couple_with: <family>`` on a moments family adds the mixed central moments of the pairs
+(tuple i of this family with tuple i of the other; list the tuples in matching order):
+mean(du dv), mean(du^2 dv) and mean(du dv^2) with du, dv the deviations from each family's mean. They are
+invariant under permutations of like atoms (which permute the pairs together) and smooth.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from .geometry import PRIMITIVES
 
 FEATURE_MAPS = ("arcsin", "pi_arcsin_arccos", "identity")
 SYMMETRIZE = ("moments", "sort")
+COUPLED_MOMENTS = ((1, 1), (2, 1), (1, 2))  # (power of this family's deviation, power of the partner's)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class CoordinateFamily:
     type: str
     atoms: tuple[tuple[int, ...], ...]
     symmetrize: str = "moments"
+    couple_with: str | None = None
 
     @classmethod
     def from_config(cls, spec: dict, n_atoms: int, where: str) -> "CoordinateFamily":
@@ -62,21 +71,35 @@ class CoordinateFamily:
         sym = spec.get("symmetrize", "moments")
         if sym not in SYMMETRIZE:
             raise ValueError(f"{where}.symmetrize: unknown method {sym!r} (use one of {SYMMETRIZE})")
-        return cls(spec["name"], typ, tuple(out), sym)
+        couple = spec.get("couple_with")
+        if couple is not None and (sym != "moments" or len(out) < 2):
+            raise ValueError(f"{where}.couple_with: only a moments family of two or more tuples can be coupled")
+        return cls(spec["name"], typ, tuple(out), sym, couple)
 
     def __len__(self) -> int:
-        return len(self.atoms)
+        """Number of coordinates the family contributes."""
+        return len(self.atoms) + (len(COUPLED_MOMENTS) if self.couple_with else 0)
 
     def labels(self) -> list[str]:
         if len(self.atoms) == 1:
             return [self.name]
         if self.symmetrize == "sort":
             return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
-        return [f"{self.name}.mean"] + [f"{self.name}.m{j}" for j in range(2, len(self.atoms) + 1)]
+        own = [f"{self.name}.mean"] + [f"{self.name}.m{j}" for j in range(2, len(self.atoms) + 1)]
+        return own + [f"{self.name}~{self.couple_with}.m{a}{b}" for a, b in COUPLED_MOMENTS] if self.couple_with else own
+
+    def primitives(self, pos: torch.Tensor) -> torch.Tensor:
+        fn, _ = PRIMITIVES[self.type]
+        return torch.stack([fn(pos, *t) for t in self.atoms], dim=-1)
+
+    def coupled_moments(self, pos: torch.Tensor, partner: "CoordinateFamily") -> torch.Tensor:
+        """Mixed central moments of the pairs (tuple i of this family, tuple i of ``partner``)."""
+        u, v = self.primitives(pos), partner.primitives(pos)
+        du, dv = u - u.mean(dim=-1, keepdim=True), v - v.mean(dim=-1, keepdim=True)
+        return torch.stack([(du**a * dv**b).mean(dim=-1) for a, b in COUPLED_MOMENTS], dim=-1)
 
     def evaluate(self, pos: torch.Tensor) -> torch.Tensor:
-        fn, _ = PRIMITIVES[self.type]
-        vals = torch.stack([fn(pos, *t) for t in self.atoms], dim=-1)
+        vals = self.primitives(pos)
         if len(self.atoms) > 1:
             if self.symmetrize == "sort":
                 return torch.sort(vals, dim=-1).values
@@ -96,7 +119,7 @@ def extend_to_symmetric_point(families: Sequence[CoordinateFamily], lo: np.ndarr
     lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
     k = 0
     for f in families:
-        n = len(f)
+        n = len(f.atoms)
         if n > 1 and f.symmetrize == "moments":
             for j in range(2, n + 1):
                 i = k + j - 1
@@ -105,13 +128,28 @@ def extend_to_symmetric_point(families: Sequence[CoordinateFamily], lo: np.ndarr
                 else:
                     m = max(abs(lo[i]), abs(hi[i]))
                     lo[i], hi[i] = -m, m
-        k += n
+            for i in range(k + n, k + len(f)):  # coupled moments change sign under mirrored deviations
+                m = max(abs(lo[i]), abs(hi[i]))
+                lo[i], hi[i] = -m, m
+        k += len(f)
     return lo, hi
 
 
 def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.Tensor) -> torch.Tensor:
-    """[B, n_atoms, 3] -> [B, m] internal coordinates (Angstrom, degrees)."""
-    return torch.cat([f.evaluate(positions) for f in families], dim=-1)
+    """[B, n_atoms, 3] -> [B, m] internal coordinates (Angstrom, degrees; coupled moments in their products)."""
+    by_name = {f.name: f for f in families}
+    out = []
+    for f in families:
+        out.append(f.evaluate(positions))
+        if f.couple_with:
+            if f.couple_with not in by_name:
+                raise ValueError(f"coordinate family {f.name!r}: couple_with names no family ({sorted(by_name)})")
+            partner = by_name[f.couple_with]
+            if len(partner.atoms) != len(f.atoms):
+                raise ValueError(f"coordinate family {f.name!r}: couple_with {partner.name!r} has {len(partner.atoms)} tuples, "
+                                 f"not {len(f.atoms)}")
+            out.append(f.coupled_moments(positions, partner))
+    return torch.cat(out, dim=-1)
 
 
 class Featurizer(torch.nn.Module):
@@ -200,8 +238,8 @@ class Featurizer(torch.nn.Module):
     # ---- persistence
     def to_dict(self) -> dict[str, Any]:
         return {
-            "families": [{"name": f.name, "type": f.type, "atoms": [list(t) for t in f.atoms], "symmetrize": f.symmetrize}
-                         for f in self.families],
+            "families": [{"name": f.name, "type": f.type, "atoms": [list(t) for t in f.atoms], "symmetrize": f.symmetrize,
+                          **({"couple_with": f.couple_with} if f.couple_with else {})} for f in self.families],
             "feature_map": self.feature_map,
             "lo": self.lo.tolist(),
             "hi": self.hi.tolist(),

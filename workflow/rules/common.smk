@@ -79,6 +79,13 @@ def kind_files(name, systems=None):
     return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in MODELS[s]]
 
 
+def aer_files(systems=None):
+    """The circuit (Aer / Runtime) evaluation of each system's QNN: the median seed of the figure protocol (one
+    protocol only: parameter-shift forces cost 1 + 2K circuits per geometry)."""
+    return [f"results/{s}/models/qnn/{figure_protocol(config, s, 'qnn')}/aer_evaluation.json"
+            for s in (systems or SYSTEMS) if "qnn" in MODELS[s]]
+
+
 def seed_set(system, kind, protocol, name):
     """The seeds of one (kind, protocol): its selection file and one `name` file per seed (params for scripts)."""
     v = Variant(system, kind, protocol)
@@ -163,6 +170,6 @@ def committed_artifacts():
     for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json"):
         out += seed_files(n)
     out += variant_files("seeds.json") + kind_files("effective_dimension.json")
-    out += variant_files("aer_evaluation.json", kinds=("qnn",))
+    out += aer_files()
     out += md_files("summary.json") + md_files("trajectory.extxyz")
     return out

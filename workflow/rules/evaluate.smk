@@ -64,7 +64,7 @@ rule errors_table:
         selections=lambda wc: variant_files("seeds.json", [wc.system]),
         effdims=lambda wc: kind_files("effective_dimension.json", [wc.system]),
         scalers="results/{system}/features/scalers.json",
-        aer=lambda wc: variant_files("aer_evaluation.json", [wc.system], kinds=("qnn",)),
+        aer=lambda wc: aer_files([wc.system]),
     output:
         csv=report("results/tables/{system}_errors.csv", caption="../report/errors_table.rst", category="Tables"),
         md=report("results/tables/{system}_errors.md", caption="../report/errors_table.rst", category="Tables"),

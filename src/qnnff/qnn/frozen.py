@@ -273,7 +273,8 @@ class NumpyFeaturizer:
             S = np.zeros((self.n_atoms, idx.size))
             S[idx.reshape(-1), np.arange(idx.size)] = 1.0
             self.families.append((f, idx, fn, S))
-        self.torch_fallback = any(fn is None for _, _, fn, _ in self.families)
+        # unknown primitive types and coupled moments (two families at once) go through the torch featurizer
+        self.torch_fallback = any(fn is None or f.couple_with for f, _, fn, _ in self.families)
         self.n_coordinates = featurizer.n_coordinates
         self.n_features = featurizer.n_features
         # the diatomic fast path: one family, one bond
