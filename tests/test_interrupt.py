@@ -20,6 +20,7 @@ def _config(test_config: dict, path: Path) -> Path:
     h2o["sampling"] = {"train": {"design": "lhs", "n": 48}, "test": {"design": "random", "n": 12}}
     h2o.pop("models", None)
     cfg["systems"] = {"H2O": h2o}
+    cfg.pop("reproduction", None)  # the scorecard block names models this config drops
     cfg["dft"] = dict(cfg["dft"], chunk_size=3)
     path.write_text(yaml.safe_dump(cfg))
     return path
