@@ -2,6 +2,7 @@
 #   snakemake --cores 2                         # everything (default target `all`)
 #   snakemake --cores 2 --until features        # one stage (stage targets below)
 #   snakemake --cores 2 results/H2O/data/train.extxyz   # one file
+#   snakemake --cores 2 studies                 # the studies of config/studies.yaml (not part of `all`)
 import os
 
 from snakemake.utils import min_version
@@ -14,9 +15,13 @@ from qnnff.config import load_yaml
 # the paper config, found next to this Snakefile also when the run goes to another directory (`--directory runs/paper`)
 PAPER_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
 load_yaml(PAPER_CONFIG)  # a YAML error names file, line and column; Snakemake's own message does not
+# the committed studies (README "Studies"); like the paper config, replaced by --configfile
+STUDIES_CONFIG = os.path.join(workflow.basedir, "config", "studies.yaml")
+load_yaml(STUDIES_CONFIG)
 
 
 configfile: PAPER_CONFIG
+configfile: STUDIES_CONFIG
 
 
 include: "workflow/rules/common.smk"
@@ -26,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/md.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/studies.smk"
 
 
 # cheap rules run on the submitting host, never as cluster jobs
@@ -45,6 +51,8 @@ localrules:
     metrics,
     select_seeds,
     reproduction_table,
+    study_table,
+    studies,
 
 
 # ------------------------------------------------------------------ stage targets
@@ -90,6 +98,12 @@ rule figures:
         figure_files(),
         "results/metrics.json",
         "results/MANIFEST.sha256",
+
+
+rule studies:
+    """Studies: every configured study's table and figure (results/studies/{study}/); not part of `all`."""
+    input:
+        expand("results/studies/{study}/{name}", study=list(STUDIES), name=["table.csv", "table.md", "figure.png", "figure.pdf"]),
 
 
 # ------------------------------------------------------------------ default target

@@ -191,3 +191,71 @@ def test_fresh_clone_regenerates_a_figure_without_dft_or_training(tmp_path, repo
     full = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "-n", "results/figures/H2O_parity.png"],
                           cwd=clone, capture_output=True, text=True, timeout=300)
     assert "featurize" in full.stdout + full.stderr
+
+
+def _study_config(repo: Path, path: Path, extra_sizes=()) -> Path:
+    """The smoke config with a tiny QNN study (two training-set sizes, two shot counts) and a study whose only point is
+    the pipeline's own LiH NN (reused, not retrained)."""
+    cfg = yaml.safe_load((repo / "config" / "test.yaml").read_text())
+    cfg["studies"] = {
+        "tiny": {"system": "H2O", "kind": "qnn", "seeds": 2,
+                 "grid": {"n_train": [5, 10, *extra_sizes], "init.feature_map_weights": [0.2]},
+                 "evaluate": {"shots": [64, 1024], "noise": ["none"], "n_points": 4}},
+        "reuse": {"system": "LiH", "kind": "nn", "seeds": 2},
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    import re
+
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", proc.stdout + proc.stderr, re.M) if m[0] != "total"}
+
+
+def test_smoke_study_runs_reruns_nothing_and_adds_only_a_new_point(smoke, repo, tmp_path):
+    import pandas as pd
+
+    cfgfile = _study_config(repo, tmp_path / "studies.yaml")
+    run_snakemake(repo, smoke, cfgfile, "studies")
+    base = smoke / "results/studies"
+    rows = pd.read_csv(base / "tiny/table.csv")
+    exact, aer = rows[rows["evaluation"] == "exact"], rows[rows["evaluation"] == "aer"]
+    assert sorted(exact["n_train"]) == [5, 5, 10, 10] and sorted(exact["seed"]) == [0, 0, 1, 1]
+    assert len(aer) == 2 * 2 * 2  # points x seeds x shot counts
+    by_shots = aer.groupby("shots")["RMSE(E) vs exact QNN [meV]"].mean()
+    assert by_shots[64] > 2 * by_shots[1024]  # shot noise ~ 1/sqrt(shots): 4x expected
+    for name in ("table.md", "figure.png", "figure.pdf"):
+        assert (base / "tiny" / name).stat().st_size > 0
+    md = (base / "tiny/table.md").read_text()
+    assert "slope RMSE(E)" in md and "RMSE(E) vs exact QNN [meV]" in md
+    for point in ("n_train-5__feature_map_weights-0.2", "n_train-10__feature_map_weights-0.2"):
+        for k in (0, 1):
+            assert (smoke / f"results/benchmarks/study_point/tiny_{point}_{k}.tsv").is_file()
+            assert (smoke / f"results/logs/study_point/tiny_{point}_{k}.log").is_file()
+            m = json.loads((base / f"tiny/{point}/seed{k}/metrics.json").read_text())
+            assert not m["reused_pipeline_model"] and (base / f"tiny/{point}/seed{k}/model.zip").is_file()
+    # the base point of `reuse` is the pipeline's own model: its errors are the pipeline's, seed by seed
+    sel = json.loads((smoke / "results/LiH/models/nn/best/seeds.json").read_text())
+    for k in (0, 1):
+        m = json.loads((base / f"reuse/base/seed{k}/metrics.json").read_text())
+        want = next(r for r in sel["seeds"] if r["seed"] == k)
+        assert m["reused_pipeline_model"] and m["RMSE(E) [scaled]"] == pytest.approx(want["RMSE(E) [scaled]"], rel=1e-9)
+    # a rerun does nothing; one more training-set size runs that point's seeds (and the table), nothing else
+    dry = run_snakemake(repo, smoke, cfgfile, "studies", "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    dry = run_snakemake(repo, smoke, _study_config(repo, tmp_path / "more.yaml", extra_sizes=(8,)), "studies", "-n")
+    jobs = _planned_jobs(dry)
+    assert jobs == {"study_point": 2, "study_table": 1, "studies": 1}, jobs
+    assert "n_train-8__feature_map_weights-0.2" in dry.stdout + dry.stderr
+
+
+def test_bad_study_fails_at_start_up_naming_the_key(repo, tmp_path):
+    cfg = yaml.safe_load((repo / "config" / "test.yaml").read_text())
+    cfg["studies"] = {"bad": {"system": "H2O", "kind": "qnn", "grid": {"n_train": [10_000]}}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(path), "--cores", "1", "-n", "studies"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "studies.bad.grid.n_train" in proc.stdout + proc.stderr and "10000" in proc.stdout + proc.stderr

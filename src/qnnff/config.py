@@ -9,6 +9,7 @@ offending key.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -42,8 +43,20 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("qnnff").joinpath("schema.yaml").read_text()
+
+
 def schema() -> dict:
-    return yaml.safe_load(resources.files("qnnff").joinpath("schema.yaml").read_text())
+    return yaml.load(_schema_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -102,10 +115,7 @@ def _deep_update(base: dict, other: dict) -> None:
 
 
 def _validate_schema(cfg: Any, source: str) -> None:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
         for e in errors[:10]:
@@ -128,6 +138,10 @@ def check_config(cfg: Any, *, source: str = "config") -> None:
         check_models(cfg, name)
     check_figure_protocol(cfg)
     check_reproduction(cfg)
+    if cfg.get("studies"):
+        from .studies import check_studies
+
+        check_studies(cfg)
     if any((sc.get("models", {}).get("qnn") or {}).get("hardware") for sc in cfg["systems"].values()):
         from .qnn.runtime import check_hardware_config
 

@@ -422,7 +422,7 @@ def sha256(path: str | Path) -> str:
 def metrics_and_manifest(cfg: dict, error_csvs: Sequence[str], md_csv: str | None, artifacts: Sequence[str],
                          out_metrics: str, out_manifest: str, reproduction_csv: str | None = None) -> None:
     tables = {Path(p).name.split("_errors")[0]: pd.read_csv(p) for p in error_csvs}
-    prov = provenance(config_hash(cfg))
+    prov = provenance(config_hash({k: v for k, v in cfg.items() if k != "studies"}))  # studies never change these results
     metrics = {"units": {"RMSE(E) [meV]": "meV", "RMSE(F) [meV/A]": "meV/Angstrom",
                          "RMSE(E) [scaled]": "energy / scaler scale (dimensionless)", "RMSE(F) [scaled, 1/A]": "force / scaler scale (1/Angstrom)"},
                "errors": {s: df.to_dict(orient="records") for s, df in tables.items()},

@@ -1,0 +1,6 @@
+from qnnff.pipeline import setup_logging
+from qnnff.studies import study_table
+
+setup_logging(snakemake.log[0])
+study_table(snakemake.config, snakemake.wildcards.study, list(snakemake.input), snakemake.output.csv, snakemake.output.md,
+            snakemake.output.png, snakemake.output.pdf)
