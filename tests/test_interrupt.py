@@ -85,7 +85,7 @@ def test_interrupt_and_resume(tmp_path, repo, test_config, pytestconfig):
     assert len(redo - missing) <= 2, f"finished chunks would be redone: {sorted(redo - missing)}"
     assert len(redo) < n_total, "nothing was kept"
 
-    rerun = run_streaming(_cmd(repo, work, cf, "--rerun-incomplete"), say, timeout=600, label="resume")
+    rerun = run_streaming(_cmd(repo, work, cf, "--rerun-incomplete"), say, timeout=2400, label="resume")
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     for name, mtime in done_before.items():
         if name[:-5] not in redo:
@@ -95,7 +95,7 @@ def test_interrupt_and_resume(tmp_path, repo, test_config, pytestconfig):
 
     # the same numbers as an uninterrupted run
     clean = tmp_path / "clean"
-    ok = run_streaming(_cmd(repo, clean, cf), say, timeout=600, label="uninterrupted reference run")
+    ok = run_streaming(_cmd(repo, clean, cf), say, timeout=2400, label="uninterrupted reference run")
     assert ok.returncode == 0, ok.stdout[-4000:]
     a, b = _arrays(work), _arrays(clean)
     for k in a:

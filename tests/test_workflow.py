@@ -11,7 +11,7 @@ import yaml
 from progress_helpers import run_streaming, terminal_writer
 
 
-def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 600, say=None) -> subprocess.CompletedProcess:
+def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 2400, say=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), "--cores", "2", *args]
     if say is not None:  # the long runs show which job is running (progress_helpers)

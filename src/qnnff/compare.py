@@ -40,6 +40,8 @@ class Check:
         if self.ok is None:
             return f"SKIP {self.what}"
         status = "ok  " if self.ok else "FAIL"
+        if np.isnan(self.committed):  # a categorical check (MD completed, a file present): its text says it all
+            return f"{status} {self.what}"
         return (f"{status} {self.what}: committed {self.committed:.4g} ± {self.committed_sd:.2g}, fresh {self.fresh:.4g}, "
                 f"|diff| {abs(self.fresh - self.committed):.3g} <= {self.allowed:.3g}" + ("" if self.ok else " violated"))
 
