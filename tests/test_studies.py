@@ -135,3 +135,16 @@ def test_study_table_rows_means_and_slopes(tmp_path, test_config):
     g = rows[(rows["n_train"] == 4) & (rows["chi"] == 0.0)]
     assert f"{g['RMSE(E) [scaled]'].mean():.3g}" in md  # the mean over seeds of the CSV's rows is in the table
     assert (tmp_path / "table.png").stat().st_size > 0 and (tmp_path / "table.pdf").stat().st_size > 0
+
+
+def test_coordinate_alternatives_are_labelled(test_config):
+    coords = test_config["systems"]["H2O"]["coordinates"]
+    plain = [{"name": "r1", "type": "bond", "atoms": [[0, 1]]}, {"name": "r2", "type": "bond", "atoms": [[0, 2]]},
+             {"name": "a", "type": "angle", "atoms": [[1, 0, 2]]}]
+    st = parse_study(_with_study(test_config, grid={"system.coordinates": {"moments": coords, "plain": plain}}), "s")
+    assert [p.name for p in st.points] == ["coordinates-moments", "coordinates-plain"]
+    assert [p.labels for p in st.points] == [{"system.coordinates": "moments"}, {"system.coordinates": "plain"}]
+    cfg = _with_study(test_config, grid={"system.coordinates": {"moments": coords, "plain": plain}})
+    assert reuses_pipeline_model(cfg, st, st.points[0]) and not reuses_pipeline_model(cfg, st, st.points[1])
+    msg = _err(_with_study(test_config, grid={"system.coordinates": [coords]}))
+    assert "studies.s.grid.system.coordinates" in msg and "mapping of labels" in msg

@@ -59,6 +59,8 @@ class StudyPoint:
     name: str
     settings: dict[str, Any] = field(hash=False)
     n_train: int | None = None
+    labels: dict[str, str] = field(default_factory=dict, hash=False)  # grid key -> the value's label in tables
+
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,9 @@ def parse_study(cfg: dict, name: str) -> Study:
             ts = derived["systems"][system]["models"][kind]["protocols"][protocol]
             if n_train is not None and ts.get("batch_size") is not None and int(ts["batch_size"]) > n_train:
                 raise ConfigError(f"{gkey}.n_train: {n_train} is below the protocol's batch_size {ts['batch_size']}")
-            points.append(StudyPoint(name=_slug(settings, slug_labels), settings=settings, n_train=n_train))
+            point_labels = {gk: slug_labels.get(gk, _label(v)) for gk, v in settings.items()}
+            points.append(StudyPoint(name=_slug(settings, slug_labels), settings=settings, n_train=n_train,
+                                     labels=point_labels))
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -475,6 +479,12 @@ def study_table(cfg: dict, study_name: str, metrics_jsons: Sequence[str], out_cs
     study = parse_study(cfg, study_name)
     rows, shot_rows = study_frames(metrics_jsons)
     axes = list(study.grid_keys)
+    labels = {p.name: p.labels for p in study.points}
+    for frame in (rows, shot_rows):  # non-scalar values (a coordinate list) appear by their label (`moments`)
+        for a in axes:
+            if len(frame) and a in frame and a != "n_train":
+                frame[a] = [labels.get(pt, {}).get(a, v) if not isinstance(v, (int, float, bool)) else v
+                            for pt, v in zip(frame["point"], frame[a])]
     for frame in (rows, shot_rows):  # a point of a union of grids leaves the other grids' keys at the base protocol
         for a in axes:
             if len(frame) and a != "n_train":
@@ -521,6 +531,16 @@ def study_table(cfg: dict, study_name: str, metrics_jsons: Sequence[str], out_cs
     study_figure(study, summary, shots, axes, out_png, out_pdf)
 
 
+def _integer_ticks(ax, values) -> None:
+    """Log axis ticks at the grid's own values, as plain integers (no overlapping minor labels)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator([float(v) for v in values]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def study_figure(study: Study, summary, shots, axes: Sequence[str], out_png: str, out_pdf: str) -> None:
     """Shots on the x axis when evaluated with shots (with the 1/sqrt(shots) line); else the training-set size
     (log-log) when it is an axis; else one error bar per point."""
@@ -545,6 +565,7 @@ def study_figure(study: Study, summary, shots, axes: Sequence[str], out_png: str
             ax.plot(s, y0 * np.sqrt(s0 / s), "k--", lw=1, label="1/sqrt(shots)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _integer_ticks(ax, sorted(shots["shots"].unique()))
         ax.set_xlabel("shots per circuit")
         ax.set_ylabel("RMSE(E) vs exact QNN [meV]")
         ax.set_title(f"{study.system} {study.kind}: shot noise on qiskit-aer")
@@ -562,6 +583,7 @@ def study_figure(study: Study, summary, shots, axes: Sequence[str], out_png: str
         for ax, m in zip(axs, ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]")):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            _integer_ticks(ax, sorted(summary["n_train"].unique()))
             ax.set_xlabel("training-set size")
             ax.set_ylabel(f"test {m}")
             ax.legend(fontsize=7)
