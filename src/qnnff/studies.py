@@ -332,6 +332,10 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
     test_frames = ds.read_frames(test_xyz)
     feat, scaler = build_featurizer(derived, study.system, train_frames)  # the full training set's domain and scale
     outside = feat.out_of_domain(_positions(test_frames)).tolist()
+    excluded = [a.info.get("point", str(i)) for i, (a, o) in enumerate(zip(test_frames, outside)) if o]
+    if excluded:  # as in the pipeline's features stage: arcsin is undefined there; listed, never hidden
+        log.warning("%s %s: %d test point(s) outside the training range are excluded: %s", study.name, point.name,
+                    len(excluded), ", ".join(excluded))
     test_frames = [a for a, o in zip(test_frames, outside) if not o]
     subset_seed = derive_seed(cfg["seed"], "study-subset", study.system, point.n_train or 0, int(seed_index))
     idx = _subset(len(train_frames), point.n_train, subset_seed)
@@ -358,6 +362,7 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
     out = {
         "study": study.name, "system": study.system, "kind": study.kind, "protocol": study.protocol, "point": point.name,
         "settings": point.settings, "seed": int(seed_index), "n_train": len(idx), "n_test": len(err["dE"]),
+        "excluded_test_points": excluded,
         "reused_pipeline_model": bool(reused), "point_hash": point_hash(cfg, study, point),
         "RMSE(E) [scaled]": rmse(err["dE"]) / scale, "RMSE(F) [scaled, 1/A]": rmse(err["dF"]) / scale,
         "RMSE(E) [meV]": 1000.0 * rmse(err["dE"]), "RMSE(F) [meV/A]": 1000.0 * rmse(err["dF"]),
