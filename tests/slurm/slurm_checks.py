@@ -165,7 +165,10 @@ IGNORE_KEYS = os.environ.get(
     r"steps_per_second|time_s|total_time)$|elapsed|time \[s\]|steps per second|"
     # the code version is read from the installed package at run time; it is the same for both runs
     # unless the working tree changes while they run
-    r"^git_commit$)",
+    r"^git_commit$|"
+    # a QPY blob's sha256 in a model's integrity record: QPY stores each Parameter's random UUID, so the bytes differ
+    # between processes; the circuits themselves are compared instruction by instruction (_qpy_text)
+    r"\.qpy$)",
 )
 DERIVED = ("MANIFEST.sha256",)  # checksums of the other outputs: equal when they are
 IGNORE_LINES = os.environ.get(
