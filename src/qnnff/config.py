@@ -114,8 +114,9 @@ def _deep_update(base: dict, other: dict) -> None:
             base[k] = copy.deepcopy(v)
 
 
-def _validate_schema(cfg: Any, source: str) -> None:
-    errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.absolute_path))
+def _validate_schema(cfg: Any, source: str, validator: Any = None) -> None:
+    """Schema errors (the first 10) as one ConfigError naming each key; ``validator`` defaults to the whole config's."""
+    errors = sorted((validator or _validator()).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
         for e in errors[:10]:

@@ -258,10 +258,9 @@ def _system_validator():
 
 def _validate_system(sc: dict, source: str) -> None:
     """Schema check of one (derived) system block; the rest of a point's configuration is the checked base config."""
-    errors = sorted(_system_validator().iter_errors(sc), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"  {'.'.join(str(p) for p in e.absolute_path) or '<system>'}: {e.message}" for e in errors[:10]]
-        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(lines))
+    from .config import _validate_schema
+
+    _validate_schema(sc, source, _system_validator())
 
 
 _PARSED: dict[str, dict[str, Study]] = {}
