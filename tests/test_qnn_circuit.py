@@ -76,6 +76,8 @@ def test_linear_feature_map_covers_every_feature():
                                  trainable_feature_map="linear", trainable_feature_map_reps=1)
     enc = [(q, set(p.parameters) - {w[0]}) for name, q, p in _rotations(qc)[:5]]
     assert enc == [(0, {x[0]}), (0, {x[2]}), (0, {x[4]}), (1, {x[1]}), (1, {x[3]})]
+    # ... each about its own axis, so that they do not merge into their sum
+    assert [name for name, _, _ in _rotations(qc)[:5]] == ["ry", "rz", "rx", "ry", "rz"]
     # fewer features than qubits: qubit q takes q mod n_f
     cfg = QNNCircuitConfig(n_qubits=4, n_features=3, depth=1, feature_map="linear")
     assert [cfg.features_of_qubit(q) for q in range(4)] == [[0], [1], [2], [0]]
@@ -111,3 +113,25 @@ def test_bad_settings_are_rejected(bad):
     kw = {**dict(n_qubits=2, n_features=2, depth=1), **bad}
     with pytest.raises(ValueError):
         build_qnn_circuit(**kw)
+
+
+def test_features_sharing_a_qubit_are_not_merged_into_their_sum():
+    """Regression: with ``"linear"`` and n_f > N the features of one qubit once shared the rotation axis, so the
+    circuit was a function of x_j + x_{j+N} only (the 9-feature H3O+ QNN could not train). Measured on the
+    statevector: moving d from x_0 to x_2 (same qubit) must change <Z>."""
+    import numpy as np
+    from qiskit.quantum_info import Statevector
+
+    qc, x, w = build_qnn_circuit(n_qubits=2, n_features=3, depth=2, feature_map="linear", feature_map_reps=2,
+                                 trainable_feature_map="linear", trainable_feature_map_reps=1)
+    rng = np.random.default_rng(3)
+    weights = dict(zip(w, rng.uniform(-np.pi, np.pi, len(w))))
+    obs = z_observable(2)
+
+    def value(xs):
+        bound = qc.assign_parameters({**weights, **dict(zip(x, xs))})
+        return float(np.real(Statevector(bound).expectation_value(obs)))
+
+    a = value([0.3, -0.2, 0.5])
+    b = value([0.3 + 0.4, -0.2, 0.5 - 0.4])
+    assert abs(a - b) > 1e-3

@@ -13,10 +13,12 @@ Architecture (decided for this project; ``N`` qubits, ``n_f`` features ``x_j``, 
       for r in range(l):                       # l = feature_map_reps
           for q in range(N):
               for j in feats(q):
-                  R_{axis(r)}(lambda_{r, j} * x_j) on qubit q      # axis(r) cycles Y, Z, X
+                  R_{axis(r, q, j)}(lambda_{r, j} * x_j) on qubit q   # axis cycles Y, Z, X over r
 
   ``feats(q)`` = all features for ``feature_map="full"``; ``[q mod n_f]`` for ``"linear"`` (when
-  ``n_f > N`` with ``"linear"``, qubit ``q`` takes features ``q, q+N, q+2N, ...`` so nothing is dropped).
+  ``n_f > N`` with ``"linear"``, qubit ``q`` takes features ``q, q+N, q+2N, ...`` so nothing is dropped, the
+  ``k``-th of them about axis ``(r + k) mod 3`` so that they do not merge into their sum:
+  :meth:`QNNCircuitConfig.encoding_axis`).
 * Trainable feature map weights ``lambda``, SHARED across layers: ``"full"`` = one weight per
   (repetition, feature) -> ``n_f * l_t`` weights; ``"linear"`` = one weight per repetition, shared across
   features -> ``l_t`` weights; ``"none"`` -> ``lambda = 1`` (the angle is ``x_j`` itself). If ``l_t`` differs
@@ -115,6 +117,19 @@ class QNNCircuitConfig:
             return [q % self.n_features]
         return [j for j in range(self.n_features) if j % self.n_qubits == q]
 
+    def encoding_axis(self, r: int, q: int, j: int) -> str:
+        """The rotation gate that encodes feature ``j`` on qubit ``q`` in repetition ``r``.
+
+        Axis ``r mod 3`` (Y, Z, X). With ``"linear"`` and ``n_f > N``, the ``k``-th feature a qubit carries uses
+        axis ``(r + k) mod 3``: two rotations about one axis commute and merge, ``R(a x_j) R(a x_{j+N}) =
+        R(a (x_j + x_{j+N}))``, so with a shared weight the circuit would see only the sum of the two features
+        (measured: the 9-feature H3O+ QNN could not train). For ``n_f <= N`` (every paper circuit) and for
+        ``"full"`` nothing changes; there every feature a qubit carries shares the axis, and the circuit sees the
+        learned combination ``sum_j lambda_rj x_j`` (the paper's classical feature map W).
+        """
+        k = self.features_of_qubit(q).index(j) if self.feature_map == "linear" else 0
+        return ENCODING_AXES[(r + k) % 3]
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["rotations"] = list(self.rotations)
@@ -177,10 +192,9 @@ def build_qnn_circuit(
     k = T
     for _ in range(cfg.depth):
         for r in range(cfg.feature_map_reps):
-            gate = ENCODING_AXES[r % 3]
             for q in range(N):
                 for j in feats[q]:
-                    getattr(qc, gate)(angle(r, j), q)
+                    getattr(qc, cfg.encoding_axis(r, q, j))(angle(r, j), q)
         for q in range(N):
             for rot in cfg.rotations:
                 getattr(qc, rot)(w[k], q)
