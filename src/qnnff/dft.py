@@ -47,9 +47,6 @@ class LevelOfTheory:
             return f"RHF/{self.basis}"
         return f"CCSD(T)/{self.basis}"
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 @dataclass
 class PointResult:

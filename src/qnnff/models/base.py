@@ -17,6 +17,7 @@ the regressor's value and input gradient: ``f = -einsum('bd,bdnk->bnk', dy/dx, J
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -158,9 +159,9 @@ def load_model(path: str | Path) -> ForceField:
     """Rebuild any registered model from its artifact file (no training code involved)."""
     arrays, meta, blobs = _artifact.load_artifact(path)
     kind = meta.get("kind")
-    if kind not in _REGISTRY:
-        # import the model modules so they register themselves
-        from . import registry_imports  # noqa: F401
+    if kind not in _REGISTRY:  # the model modules register themselves when imported (torch and qiskit: only on demand)
+        for module in ("qnn", "nn", "bpnn"):
+            importlib.import_module(f"{__package__}.{module}")
     if kind not in _REGISTRY:
         raise ValueError(f"{path}: unknown model kind {kind!r} (known: {sorted(_REGISTRY)})")
     return _REGISTRY[kind].from_artifact(arrays, meta, blobs)

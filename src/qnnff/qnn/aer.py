@@ -32,7 +32,6 @@ from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error
 
-NOISE_KINDS = ("none", "depolarizing")  # or the class name of a fake backend
 
 
 @dataclass
