@@ -13,9 +13,6 @@ rule sample_points:
     benchmark:
         bench_path("sample_points", "{system}")
     threads: 1
-    resources:
-        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -36,9 +33,6 @@ rule dft_chunk:
     benchmark:
         bench_path("dft_chunk", "{system}", "{chunk}")
     threads: 1
-    resources:
-        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -67,9 +61,6 @@ rule assemble_dataset:
     benchmark:
         bench_path("assemble_dataset", "{system}")
     threads: 1
-    resources:
-        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

@@ -22,9 +22,6 @@ rule effective_dimension:
     benchmark:
         bench_path("effective_dimension", "{system}", "{kind}")
     threads: 1
-    resources:
-        mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=10,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -49,9 +46,6 @@ rule aer_evaluation:
     benchmark:
         bench_path("aer_evaluation", "{system}", "{protocol}")
     threads: 1
-    resources:
-        mem_mb=1100,  # measured peak RSS with parameter-shift forces: 683-693 MB (LiH, H2O, H3O+) x 1.5
-        runtime=7,  # minutes; measured 13 s (LiH), 69 s (H2O, 3 force points), 124 s (H3O+) x 3
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -75,9 +69,6 @@ rule errors_table:
     benchmark:
         bench_path("errors_table", "{system}")
     threads: 1
-    resources:
-        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -110,9 +101,6 @@ rule reproduction_table:
     benchmark:
         bench_path("reproduction_table", "all")
     threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
     conda:
         "../../envs/qnnff.yaml"
     script:

@@ -17,9 +17,6 @@ rule featurize:
     benchmark:
         bench_path("featurize", "{system}")
     threads: 1
-    resources:
-        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

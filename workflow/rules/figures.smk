@@ -13,9 +13,6 @@ rule dft_slice:
     benchmark:
         bench_path("dft_slice", "{system}")
     threads: 1
-    resources:
-        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -43,9 +40,6 @@ rule figures_system:
     benchmark:
         bench_path("figures_system", "{system}")
     threads: 1
-    resources:
-        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -66,9 +60,6 @@ rule figure_md:
     benchmark:
         bench_path("figure_md", "{system}")
     threads: 1
-    resources:
-        mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -95,9 +86,6 @@ rule figures_summary:
     benchmark:
         bench_path("figures_summary", "all")
     threads: 1
-    resources:
-        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -119,9 +107,6 @@ rule metrics:
     benchmark:
         bench_path("metrics", "all")
     threads: 1
-    resources:
-        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

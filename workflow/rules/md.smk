@@ -21,9 +21,6 @@ rule run_md:
     benchmark:
         bench_path("run_md", "{system}", "{kind}", "{protocol}")
     threads: 1
-    resources:
-        mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -44,9 +41,6 @@ rule run_md_dft:
     benchmark:
         bench_path("run_md_dft", "{system}")
     threads: 1
-    resources:
-        mem_mb=600,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=10,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -65,9 +59,6 @@ rule md_table:
     benchmark:
         bench_path("md_table", "all")
     threads: 1
-    resources:
-        mem_mb=500,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -94,9 +85,6 @@ rule run_md_shots:
     benchmark:
         bench_path("run_md_shots", "{system}", "{shots}", "{protocol}")
     threads: 1
-    resources:
-        mem_mb=600,  # measured peak RSS 396 MB x 1.5
-        runtime=5,  # minutes; measured 52-63 s for 400 steps of LiH x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:

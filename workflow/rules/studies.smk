@@ -39,9 +39,6 @@ rule study_point:
     benchmark:
         bench_path("study_point", "{study}", "{point}", "{seed}")
     threads: 1
-    resources:
-        mem_mb=900,
-        runtime=30,
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -62,9 +59,6 @@ rule study_table:
     benchmark:
         bench_path("study_table", "{study}")
     threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
     conda:
         "../../envs/qnnff.yaml"
     script:

@@ -34,9 +34,6 @@ rule train_qnn:
         bench_path("train_qnn", "{system}", "{protocol}", "{seed}")
     threads: 1
     priority: 10  # the QNN trainings are the longest jobs: start them as soon as their features exist
-    resources:
-        mem_mb=900,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=15,  # minutes; measured wall time x 3, at least 5
     conda:
         "../../envs/qnnff.yaml"
     script:
@@ -57,9 +54,6 @@ use rule train_qnn as train_nn with:
     benchmark:
         bench_path("train_nn", "{system}", "{protocol}", "{seed}")
     priority: 0
-    resources:
-        mem_mb=700,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
 
 
 use rule train_qnn as train_bpnn with:
@@ -76,9 +70,6 @@ use rule train_qnn as train_bpnn with:
     benchmark:
         bench_path("train_bpnn", "{system}", "{protocol}", "{seed}")
     priority: 0
-    resources:
-        mem_mb=800,  # measured peak RSS x 1.5 (benchmarks/resources_from_benchmarks.py)
-        runtime=5,  # minutes; measured wall time x 3, at least 5
 
 
 rule select_seeds:
@@ -94,9 +85,6 @@ rule select_seeds:
     benchmark:
         bench_path("select_seeds", "{system}", "{kind}", "{protocol}")
     threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
     conda:
         "../../envs/qnnff.yaml"
     script:
