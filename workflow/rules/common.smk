@@ -82,15 +82,22 @@ def kind_files(name, systems=None):
 def aer_files(systems=None):
     """The circuit (Aer / Runtime) evaluation of each system's QNN: the median seed of the figure protocol (one
     protocol only: parameter-shift forces cost 1 + 2K circuits per geometry)."""
-    return [f"results/{s}/models/qnn/{figure_protocol(config, s, 'qnn')}/aer_evaluation.json"
-            for s in (systems or SYSTEMS) if "qnn" in MODELS[s]]
+    return [
+        f"results/{s}/models/qnn/{figure_protocol(config, s, 'qnn')}/aer_evaluation.json"
+        for s in (systems or SYSTEMS)
+        if "qnn" in MODELS[s]
+    ]
 
 
 def seed_set(system, kind, protocol, name):
     """The seeds of one (kind, protocol): its selection file and one `name` file per seed (params for scripts)."""
     v = Variant(system, kind, protocol)
-    return {"kind": kind, "protocol": protocol, "selection": f"{v.model_dir()}/seeds.json",
-            "files": [f"{v.model_dir(k)}/{name}" for k in SEEDS]}
+    return {
+        "kind": kind,
+        "protocol": protocol,
+        "selection": f"{v.model_dir()}/seeds.json",
+        "files": [f"{v.model_dir(k)}/{name}" for k in SEEDS],
+    }
 
 
 def figure_sets(system, name):
@@ -134,8 +141,7 @@ def md_files(name, systems=None):
 
 def md_figure_runs(system):
     """The runs on a diatomic's MD figure: DFT and each kind's figure protocol."""
-    runs = [(k, p) for k, p in MD_VARIANTS[system]
-            if k == "dft" or p == figure_protocol(config, system, k.split("-shots")[0])]
+    runs = [(k, p) for k, p in MD_VARIANTS[system] if k == "dft" or p == figure_protocol(config, system, k.split("-shots")[0])]
     return sorted(runs, key=lambda kp: kp[0] != "dft")
 
 
@@ -149,7 +155,11 @@ def figure_files():
         if MODELS[s]:
             out += [f"results/figures/{s}_{n}.{e}" for n in ("parity", "curve") for e in ("png", "pdf")]
     out += [f"results/figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_VARIANTS[s] for e in ("png", "pdf")]
-    out += [f"results/figures/{n}.{e}" for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n") for e in ("png", "pdf")]
+    out += [
+        f"results/figures/{n}.{e}"
+        for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n")
+        for e in ("png", "pdf")
+    ]
     return out
 
 

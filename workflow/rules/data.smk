@@ -6,15 +6,15 @@ rule sample_points:
     """Sampling design of one system: every train/test point, its chunk and its place on the chunk's path."""
     output:
         "results/{system}/data/points.csv",
-    params:
-        config_hash=data_hash,
     log:
         log_path("sample_points", "{system}"),
     benchmark:
         bench_path("sample_points", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        config_hash=data_hash,
     script:
         "../scripts/sample_points.py"
 
@@ -26,15 +26,15 @@ rule dft_chunk:
     output:
         xyz="results/{system}/data/chunks/{chunk}.extxyz",
         status="results/{system}/data/chunks/{chunk}.json",
-    params:
-        config_hash=data_hash,
     log:
         log_path("dft_chunk", "{system}", "{chunk}"),
     benchmark:
         bench_path("dft_chunk", "{system}", "{chunk}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        config_hash=data_hash,
     script:
         "../scripts/dft_chunk.py"
 
@@ -54,14 +54,14 @@ rule assemble_dataset:
             subcategory="{system}",
         ),
         report_json="results/{system}/data/dft_report.json",
-    params:
-        config_hash=data_hash,
     log:
         log_path("assemble_dataset", "{system}"),
     benchmark:
         bench_path("assemble_dataset", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        config_hash=data_hash,
     script:
         "../scripts/assemble_dataset.py"

@@ -15,15 +15,15 @@ rule effective_dimension:
         train="results/{system}/features/train.npz",
     output:
         "results/{system}/models/{kind}/effective_dimension.json",
-    params:
-        settings=lambda wc: config.get("effective_dimension", {}),
     log:
         log_path("effective_dimension", "{system}", "{kind}"),
     benchmark:
         bench_path("effective_dimension", "{system}", "{kind}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        settings=lambda wc: config.get("effective_dimension", {}),
     script:
         "../scripts/effective_dimension.py"
 
@@ -37,17 +37,17 @@ rule aer_evaluation:
         test="results/{system}/features/test.npz",
     output:
         "results/{system}/models/qnn/{protocol}/aer_evaluation.json",
-    params:
-        models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
-        settings=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("aer", {}),
-        hardware=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("hardware", {}),
     log:
         log_path("aer_evaluation", "{system}", "{protocol}"),
     benchmark:
         bench_path("aer_evaluation", "{system}", "{protocol}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
+        settings=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("aer", {}),
+        hardware=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("hardware", {}),
     script:
         "../scripts/aer_evaluation.py"
 
@@ -62,15 +62,15 @@ rule errors_table:
     output:
         csv=report("results/tables/{system}_errors.csv", caption="../report/errors_table.rst", category="Tables"),
         md=report("results/tables/{system}_errors.md", caption="../report/errors_table.rst", category="Tables"),
-    params:
-        effdims=lambda wc: {k: f"results/{wc.system}/models/{k}/effective_dimension.json" for k in MODELS[wc.system]},
     log:
         log_path("errors_table", "{system}"),
     benchmark:
         bench_path("errors_table", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        effdims=lambda wc: {k: f"results/{wc.system}/models/{k}/effective_dimension.json" for k in MODELS[wc.system]},
     script:
         "../scripts/errors_table.py"
 
@@ -80,7 +80,10 @@ def period_runs():
     if not mp:
         return []
     s, k = mp["system"], mp.get("kind", "qnn")
-    return [f"{md_dir(s, k, config['reproduction'].get('protocol', 'best'))}/trajectory.extxyz", f"{md_dir(s, 'dft', None)}/trajectory.extxyz"]
+    return [
+        f"{md_dir(s, k, config['reproduction'].get('protocol', 'best'))}/trajectory.extxyz",
+        f"{md_dir(s, 'dft', None)}/trajectory.extxyz",
+    ]
 
 
 rule reproduction_table:
@@ -93,15 +96,19 @@ rule reproduction_table:
     output:
         csv=report("results/tables/reproduction.csv", caption="../report/reproduction.rst", category="Tables"),
         md=report("results/tables/reproduction.md", caption="../report/reproduction.rst", category="Tables"),
-    params:
-        errors=lambda wc: {s: f"results/tables/{s}_errors.csv" for s in config["reproduction"]["paper"]},
-        effdims=lambda wc: [[s, k, f"results/{s}/models/{k}/effective_dimension.json"] for s in config["reproduction"]["paper"] for k in MODELS[s]],
     log:
         log_path("reproduction_table", "all"),
     benchmark:
         bench_path("reproduction_table", "all")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        errors=lambda wc: {s: f"results/tables/{s}_errors.csv" for s in config["reproduction"]["paper"]},
+        effdims=lambda wc: [
+            [s, k, f"results/{s}/models/{k}/effective_dimension.json"]
+            for s in config["reproduction"]["paper"]
+            for k in MODELS[s]
+        ],
     script:
         "../scripts/reproduction_table.py"

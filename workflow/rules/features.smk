@@ -10,14 +10,14 @@ rule featurize:
         scalers="results/{system}/features/scalers.json",
         train="results/{system}/features/train.npz",
         test="results/{system}/features/test.npz",
-    params:
-        config_hash=data_hash,
     log:
         log_path("featurize", "{system}"),
     benchmark:
         bench_path("featurize", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        config_hash=data_hash,
     script:
         "../scripts/featurize.py"

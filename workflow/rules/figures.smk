@@ -5,16 +5,16 @@ rule dft_slice:
     """DFT energies and forces along one coordinate (others at the centre of their ranges) for the slice figure."""
     output:
         "results/{system}/data/slice.extxyz",
-    params:
-        data_hash=data_hash,
-        slice=lambda wc: config["systems"][wc.system].get("slice", {}),
     log:
         log_path("dft_slice", "{system}"),
     benchmark:
         bench_path("dft_slice", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        data_hash=data_hash,
+        slice=lambda wc: config["systems"][wc.system].get("slice", {}),
     script:
         "../scripts/dft_slice.py"
 
@@ -28,20 +28,24 @@ rule figures_system:
         test="results/{system}/data/test.extxyz",
         slice=lambda wc: [] if len(SPECS[wc.system].symbols) == 2 else f"results/{wc.system}/data/slice.extxyz",
     output:
-        parity_png=report("results/figures/{system}_parity.png", caption="../report/parity.rst", category="Figures", subcategory="{system}"),
+        parity_png=report(
+            "results/figures/{system}_parity.png", caption="../report/parity.rst", category="Figures", subcategory="{system}"
+        ),
         parity_pdf="results/figures/{system}_parity.pdf",
-        curve_png=report("results/figures/{system}_curve.png", caption="../report/curve.rst", category="Figures", subcategory="{system}"),
+        curve_png=report(
+            "results/figures/{system}_curve.png", caption="../report/curve.rst", category="Figures", subcategory="{system}"
+        ),
         curve_pdf="results/figures/{system}_curve.pdf",
-    params:
-        models=lambda wc: figure_sets(wc.system, "model.zip"),
-        predictions=lambda wc: figure_sets(wc.system, "test_predictions.extxyz"),
     log:
         log_path("figures_system", "{system}"),
     benchmark:
         bench_path("figures_system", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        models=lambda wc: figure_sets(wc.system, "model.zip"),
+        predictions=lambda wc: figure_sets(wc.system, "test_predictions.extxyz"),
     script:
         "../scripts/figures_system.py"
 
@@ -51,17 +55,22 @@ rule figure_md:
     input:
         trajectories=lambda wc: [f"{md_dir(wc.system, k, p)}/trajectory.extxyz" for k, p in md_figure_runs(wc.system)],
     output:
-        png=report("results/figures/{system}_md_distance.png", caption="../report/md_distance.rst", category="Figures", subcategory="{system}"),
+        png=report(
+            "results/figures/{system}_md_distance.png",
+            caption="../report/md_distance.rst",
+            category="Figures",
+            subcategory="{system}",
+        ),
         pdf="results/figures/{system}_md_distance.pdf",
-    params:
-        kinds=lambda wc: [k for k, _ in md_figure_runs(wc.system)],
     log:
         log_path("figure_md", "{system}"),
     benchmark:
         bench_path("figure_md", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        kinds=lambda wc: [k for k, _ in md_figure_runs(wc.system)],
     script:
         "../scripts/figure_md.py"
 
@@ -72,22 +81,34 @@ rule figures_summary:
         curves=set_inputs([st for s in SYSTEMS for st in figure_sets(s, "learning_curve.csv")]),
         effdims=kind_files("effective_dimension.json"),
     output:
-        learning_png=report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures", subcategory="all"),
+        learning_png=report(
+            "results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures", subcategory="all"
+        ),
         learning_pdf="results/figures/learning_curves.pdf",
-        effdim_png=report("results/figures/effective_dimension.png", caption="../report/effective_dimension.rst", category="Figures", subcategory="all"),
+        effdim_png=report(
+            "results/figures/effective_dimension.png",
+            caption="../report/effective_dimension.rst",
+            category="Figures",
+            subcategory="all",
+        ),
         effdim_pdf="results/figures/effective_dimension.pdf",
-        effdim_n_png=report("results/figures/effective_dimension_vs_n.png", caption="../report/effective_dimension_vs_n.rst", category="Figures", subcategory="all"),
+        effdim_n_png=report(
+            "results/figures/effective_dimension_vs_n.png",
+            caption="../report/effective_dimension_vs_n.rst",
+            category="Figures",
+            subcategory="all",
+        ),
         effdim_n_pdf="results/figures/effective_dimension_vs_n.pdf",
-    params:
-        curves={s: figure_sets(s, "learning_curve.csv") for s in SYSTEMS},
-        effdims={s: {k: f"results/{s}/models/{k}/effective_dimension.json" for k in MODELS[s]} for s in SYSTEMS},
     log:
         log_path("figures_summary", "all"),
     benchmark:
         bench_path("figures_summary", "all")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        curves={s: figure_sets(s, "learning_curve.csv") for s in SYSTEMS},
+        effdims={s: {k: f"results/{s}/models/{k}/effective_dimension.json" for k in MODELS[s]} for s in SYSTEMS},
     script:
         "../scripts/figures_summary.py"
 
@@ -106,8 +127,8 @@ rule metrics:
         log_path("metrics", "all"),
     benchmark:
         bench_path("metrics", "all")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
     script:
         "../scripts/metrics.py"

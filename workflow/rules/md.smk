@@ -11,18 +11,18 @@ rule run_md:
     output:
         trajectory="results/{system}/md/{kind}/{protocol}/trajectory.extxyz",
         summary="results/{system}/md/{kind}/{protocol}/summary.json",
+    log:
+        log_path("run_md", "{system}", "{kind}", "{protocol}"),
+    benchmark:
+        bench_path("run_md", "{system}", "{kind}", "{protocol}")
+    conda:
+        "../../envs/qnnff.yaml"
+    threads: 1
     params:
         models=lambda wc: seed_set(wc.system, wc.kind, wc.protocol, "model.zip"),
         # without the shot-noise MD keys (rule run_md_shots), so adding those never reruns these trajectories
         settings=lambda wc: {k: v for k, v in config["systems"][wc.system].get("md", {}).items() if k not in SHOT_MD_KEYS},
         data_hash=data_hash,
-    log:
-        log_path("run_md", "{system}", "{kind}", "{protocol}"),
-    benchmark:
-        bench_path("run_md", "{system}", "{kind}", "{protocol}")
-    threads: 1
-    conda:
-        "../../envs/qnnff.yaml"
     script:
         "../scripts/md.py"
 
@@ -32,17 +32,17 @@ rule run_md_dft:
     output:
         trajectory="results/{system}/md/dft/trajectory.extxyz",
         summary="results/{system}/md/dft/summary.json",
-    params:
-        models=None,
-        settings=lambda wc: config["systems"][wc.system].get("md", {}),
-        data_hash=data_hash,
     log:
         log_path("run_md_dft", "{system}"),
     benchmark:
         bench_path("run_md_dft", "{system}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        models=None,
+        settings=lambda wc: config["systems"][wc.system].get("md", {}),
+        data_hash=data_hash,
     script:
         "../scripts/md.py"
 
@@ -58,9 +58,9 @@ rule md_table:
         log_path("md_table", "all"),
     benchmark:
         bench_path("md_table", "all")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
     script:
         "../scripts/md_table.py"
 
@@ -74,18 +74,18 @@ rule run_md_shots:
     output:
         trajectory="results/{system}/md/qnn-shots{shots}/{protocol}/trajectory.extxyz",
         summary="results/{system}/md/qnn-shots{shots}/{protocol}/summary.json",
-    wildcard_constraints:
-        shots=r"\d+",
-    params:
-        models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
-        settings=lambda wc: config["systems"][wc.system].get("md", {}),
-        data_hash=data_hash,
     log:
         log_path("run_md_shots", "{system}", "{shots}", "{protocol}"),
     benchmark:
         bench_path("run_md_shots", "{system}", "{shots}", "{protocol}")
-    threads: 1
+    wildcard_constraints:
+        shots=r"\d+",
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
+        settings=lambda wc: config["systems"][wc.system].get("md", {}),
+        data_hash=data_hash,
     script:
         "../scripts/md_shots.py"

@@ -19,8 +19,11 @@ def study_pipeline_files(wc):
     if not reuses_pipeline_model(config, st, pt) or int(wc.seed) >= len(SEEDS):
         return {}
     base = Variant(st.system, st.kind, st.protocol).model_dir(int(wc.seed))
-    return {"model": f"{base}/model.zip", "predictions": f"{base}/test_predictions.extxyz",
-            "summary": f"{base}/train_summary.json"}
+    return {
+        "model": f"{base}/model.zip",
+        "predictions": f"{base}/test_predictions.extxyz",
+        "summary": f"{base}/train_summary.json",
+    }
 
 
 rule study_point:
@@ -32,15 +35,15 @@ rule study_point:
         test=lambda wc: f"results/{STUDIES[wc.study].system}/data/test.extxyz",
     output:
         "results/studies/{study}/{point}/seed{seed}/metrics.json",
-    params:
-        point_hash=lambda wc: study_point_hash(config, STUDIES[wc.study], STUDIES[wc.study].point(wc.point)),
     log:
         log_path("study_point", "{study}", "{point}", "{seed}"),
     benchmark:
         bench_path("study_point", "{study}", "{point}", "{seed}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        point_hash=lambda wc: study_point_hash(config, STUDIES[wc.study], STUDIES[wc.study].point(wc.point)),
     script:
         "../scripts/study_point.py"
 
@@ -58,8 +61,8 @@ rule study_table:
         log_path("study_table", "{study}"),
     benchmark:
         bench_path("study_table", "{study}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
     script:
         "../scripts/study_table.py"

@@ -22,20 +22,20 @@ rule train_qnn:
         test="results/{system}/features/test.npz",
     output:
         **model_outputs("qnn"),
+    log:
+        log_path("train_qnn", "{system}", "{protocol}", "{seed}"),
+    benchmark:
+        bench_path("train_qnn", "{system}", "{protocol}", "{seed}")
+    priority: 10  # the QNN trainings are the longest jobs: start them as soon as their features exist
+    conda:
+        "../../envs/qnnff.yaml"
+    threads: 1
     params:
         kind="qnn",
         protocol=lambda wc: wc.protocol,
         seed=lambda wc: int(wc.seed),
         config_hash=lambda wc: variant_hash(wc, "qnn"),
         checkpoint="results/{system}/models/qnn/{protocol}/seed{seed}/checkpoint.pt",
-    log:
-        log_path("train_qnn", "{system}", "{protocol}", "{seed}"),
-    benchmark:
-        bench_path("train_qnn", "{system}", "{protocol}", "{seed}")
-    threads: 1
-    priority: 10  # the QNN trainings are the longest jobs: start them as soon as their features exist
-    conda:
-        "../../envs/qnnff.yaml"
     script:
         "../scripts/train.py"
 
@@ -43,33 +43,33 @@ rule train_qnn:
 use rule train_qnn as train_nn with:
     output:
         **model_outputs("nn"),
+    log:
+        log_path("train_nn", "{system}", "{protocol}", "{seed}"),
+    benchmark:
+        bench_path("train_nn", "{system}", "{protocol}", "{seed}")
+    priority: 0
     params:
         kind="nn",
         protocol=lambda wc: wc.protocol,
         seed=lambda wc: int(wc.seed),
         config_hash=lambda wc: variant_hash(wc, "nn"),
         checkpoint="results/{system}/models/nn/{protocol}/seed{seed}/checkpoint.pt",
-    log:
-        log_path("train_nn", "{system}", "{protocol}", "{seed}"),
-    benchmark:
-        bench_path("train_nn", "{system}", "{protocol}", "{seed}")
-    priority: 0
 
 
 use rule train_qnn as train_bpnn with:
     output:
         **model_outputs("bpnn"),
+    log:
+        log_path("train_bpnn", "{system}", "{protocol}", "{seed}"),
+    benchmark:
+        bench_path("train_bpnn", "{system}", "{protocol}", "{seed}")
+    priority: 0
     params:
         kind="bpnn",
         protocol=lambda wc: wc.protocol,
         seed=lambda wc: int(wc.seed),
         config_hash=lambda wc: variant_hash(wc, "bpnn"),
         checkpoint="results/{system}/models/bpnn/{protocol}/seed{seed}/checkpoint.pt",
-    log:
-        log_path("train_bpnn", "{system}", "{protocol}", "{seed}"),
-    benchmark:
-        bench_path("train_bpnn", "{system}", "{protocol}", "{seed}")
-    priority: 0
 
 
 rule select_seeds:
@@ -84,8 +84,8 @@ rule select_seeds:
         log_path("select_seeds", "{system}", "{kind}", "{protocol}"),
     benchmark:
         bench_path("select_seeds", "{system}", "{kind}", "{protocol}")
-    threads: 1
     conda:
         "../../envs/qnnff.yaml"
+    threads: 1
     script:
         "../scripts/select_seeds.py"
