@@ -9,11 +9,12 @@ import torch
 import yaml
 
 from qnnff.evaluation import aer_rows
-from qnnff.stages import SeedSet, aer_stage
+from qnnff.stages import SeedSet
+from qnnff.stages.evaluate import aer_evaluation
 from test_qnn_shift import lih_model, lih_positions
 
 
-def test_aer_stage_forces_and_runtime_rows(tmp_path, repo):
+def test_aer_evaluation_forces_and_runtime_rows(tmp_path, repo):
     model = lih_model()
     (tmp_path / "seed1").mkdir()
     model.save(tmp_path / "seed1" / "model.zip")
@@ -27,7 +28,7 @@ def test_aer_stage_forces_and_runtime_rows(tmp_path, repo):
     cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     cfg["systems"]["LiH"]["models"]["qnn"]["aer"] = {"shots": 2000, "noise": "depolarizing", "n_points": 6, "force_points": 3}
     cfg["systems"]["LiH"]["models"]["qnn"]["hardware"] = {"backend": "FakeManilaV2", "shots": 1000, "n_points": 2, "max_qpu_seconds": 1000}
-    out = aer_stage(cfg, "LiH", seeds, str(tmp_path / "test.npz"), str(tmp_path / "aer.json"))
+    out = aer_evaluation(cfg, "LiH", seeds, str(tmp_path / "test.npz"), str(tmp_path / "aer.json"))
     saved = json.loads((tmp_path / "aer.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert (saved["protocol"], saved["seed"]) == ("best", 1)  # the median seed's model was evaluated

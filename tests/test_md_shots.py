@@ -48,24 +48,29 @@ def test_shot_calculator_rejects_bad_settings(model):
         ShotNoiseCalculator(model, shots=0, seed=1)
 
 
-def test_shot_md_stage_writes_summary(model, tmp_path, repo):
-    from qnnff.stages import shot_md_stage
+def test_run_md_shots_writes_summary(model, tmp_path, repo):
+    from qnnff.stages.md import run_md_shots
 
     cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     cfg["systems"]["LiH"]["md"].update(shots=[512], n_steps_shots=10, log_every=2)
-    model_path = tmp_path / "model.zip"
-    model.save(model_path)
+    (tmp_path / "seed1").mkdir()
+    model.save(tmp_path / "seed1" / "model.zip")
+    (tmp_path / "seeds.json").write_text(json.dumps({"median_seed": 1}))
+    # the seed set as the rule passes it (params.models, common.smk seed_set): the median seed's model drives the MD
+    models = {"kind": "qnn", "protocol": "best", "selection": str(tmp_path / "seeds.json"),
+              "files": [str(tmp_path / "seed0" / "model.zip"), str(tmp_path / "seed1" / "model.zip")]}
     exact = tmp_path / "exact.extxyz"
     bond(ModelCalculator(model), n_steps=20, log_every=2, trajectory_path=exact)
-    out = shot_md_stage(cfg, "LiH", 512, str(model_path), str(exact), str(tmp_path / "t.extxyz"), str(tmp_path / "s.json"))
+    out = run_md_shots(cfg, "LiH", 512, models, str(exact), str(tmp_path / "t.extxyz"), str(tmp_path / "s.json"))
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert saved["model"] == "qnn-shots512" and saved["n_steps"] == 10 and saved["circuits_per_force_evaluation"] == 73
+    assert (saved["protocol"], saved["seed"]) == ("best", 1)
     d = saved["deviation_from_exact_qnn"]
     assert d["window_fs"] == pytest.approx(5.0) and d["max_abs_deviation_A"] > 0 and d["tolerance_A"] == 0.1
-    again = shot_md_stage(cfg, "LiH", 512, str(model_path), str(exact), str(tmp_path / "t2.extxyz"), str(tmp_path / "s2.json"))
+    again = run_md_shots(cfg, "LiH", 512, models, str(exact), str(tmp_path / "t2.extxyz"), str(tmp_path / "s2.json"))
     assert again["deviation_from_exact_qnn"] == out["deviation_from_exact_qnn"]  # seeded from the config seed
     from qnnff.config import ConfigError
 
     with pytest.raises(ConfigError, match="1024 shots requested"):
-        shot_md_stage(cfg, "LiH", 1024, str(model_path), str(exact), str(tmp_path / "t3.extxyz"), str(tmp_path / "s3.json"))
+        run_md_shots(cfg, "LiH", 1024, models, str(exact), str(tmp_path / "t3.extxyz"), str(tmp_path / "s3.json"))

@@ -29,7 +29,7 @@ def test_paper_parameter_counts(system):
 
 def test_paper_counts_from_the_project_config(paper_config):
     """The config's QNN sections, read the way the pipeline reads them, give 50 / 87 / 135."""
-    from qnnff.modeling import qnn_circuit_config
+    from qnnff.models.factory import qnn_circuit_config
 
     n_features = {"LiH": 3, "H2O": 3, "H3O+": 6}
     want = {"LiH": 50, "H2O": 87, "H3O+": 135}

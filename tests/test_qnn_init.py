@@ -7,7 +7,7 @@ import pytest
 
 from qnnff.config import ConfigError, check_config
 from qnnff.features import EnergyScaler
-from qnnff.modeling import build_model, qnn_circuit_config
+from qnnff.models.factory import build_model, qnn_circuit_config
 from qnnff.models.qnn import QNNForceField
 from qnnff.protocols import init_seed, qnn_init
 from qnnff.qnn.circuit import QNNCircuitConfig, build_qnn_circuit, encoding_counts, initial_feature_map_weights

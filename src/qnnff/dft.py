@@ -58,6 +58,20 @@ class PointResult:
     seconds: float = 0.0
 
 
+def set_threads(n: int) -> None:
+    """PySCF's number of OpenMP threads (``pyscf.lib.num_threads``)."""
+    from pyscf import lib
+
+    lib.num_threads(int(n))
+
+
+def pyscf_version() -> str:
+    """The version of PySCF that computes the reference data (recorded in every frame)."""
+    from pyscf import __version__
+
+    return __version__
+
+
 def build_mol(symbols: Sequence[str], positions: np.ndarray, *, charge: int, spin: int, basis: str):
     """A PySCF ``Mole`` from symbols and positions in Angstrom. ``spin`` is 2S (multiplicity - 1)."""
     from pyscf import gto

@@ -19,6 +19,11 @@ from .io import atomic_path, write_json_atomic, write_text_atomic
 MODEL_LABELS = {"qnn": "QNN", "nn": "NN", "bpnn": "BPNN (n2p2-style)"}
 
 
+def energy_scale(scalers_json: str | Path) -> float:
+    """The energy scaler's ``scale`` (eV) of a ``scalers.json``: errors in scaled units are divided by it."""
+    return float(json.loads(Path(scalers_json).read_text())["energy_scaler"]["scale"])
+
+
 def prediction_errors(frames) -> dict[str, np.ndarray]:
     e_ref = np.array([a.info["REF_energy"] for a in frames])
     e = np.array([a.info["MODEL_energy"] for a in frames])

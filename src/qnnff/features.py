@@ -24,8 +24,10 @@ invariant under permutations of like atoms (which permute the pairs together) an
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -276,3 +278,9 @@ class EnergyScaler:
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> "EnergyScaler":
         return cls(center=float(d["center"]), scale=float(d["scale"]))
+
+
+def load_scalers(path: str | Path) -> tuple[Featurizer, EnergyScaler]:
+    """The featurizer and energy scaler of a ``scalers.json`` (written by the ``featurize`` rule)."""
+    d = json.loads(Path(path).read_text())
+    return Featurizer.from_dict(d["featurizer"]), EnergyScaler.from_dict(d["energy_scaler"])

@@ -318,9 +318,9 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
     from .evaluation import prediction_errors, rmse
     from .integrity import stamp_arrays
     from .io import atomic_path, write_json_atomic
-    from .modeling import train_model
-    from .pipeline import build_featurizer, feature_arrays
     from .seeding import derive_seed
+    from .stages.features import build_featurizer, feature_arrays
+    from .stages.train import train
 
     study = parse_study(cfg, study_name)
     point = study.point(point_name)
@@ -350,9 +350,9 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
             with atomic_path(npz[split]) as tmp:
                 np.savez(tmp, **stamp_arrays(feature_arrays(feat, scaler, frames), len(frames)))
         predictions, summary_path = str(wd / "test_predictions.extxyz"), str(wd / "train_summary.json")
-        train_model(derived, study.system, study.kind, study.protocol, int(seed_index), str(scalers), str(npz["train"]),
-                    str(npz["test"]), str(wd / "model.zip"), predictions, str(wd / "learning_curve.csv"), summary_path,
-                    str(wd / "checkpoint.pt"))
+        train(derived, study.system, study.kind, study.protocol, int(seed_index), str(scalers), str(npz["train"]),
+              str(npz["test"]), str(wd / "model.zip"), predictions, str(wd / "learning_curve.csv"), summary_path,
+              str(wd / "checkpoint.pt"))
         for split in npz.values():
             split.unlink(missing_ok=True)
     err = prediction_errors(ds.read_frames(predictions))

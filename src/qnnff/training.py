@@ -63,6 +63,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .integrity import load_npz
 from .io import atomic_path, write_text_atomic
 from .models.base import FeatureForceField, ForceField, TrainingBatch
 
@@ -92,6 +93,14 @@ class TrainingResult:
     @property
     def iterations_done(self) -> int:
         return self.iterations
+
+
+def load_batch(npz_path: str | Path, *, with_features: bool = True) -> TrainingBatch:
+    """A :class:`~qnnff.models.base.TrainingBatch` from a features npz (verified: frame count and sha256)."""
+    f = load_npz(npz_path)  # verified: frame count and sha256
+    t = lambda k: torch.as_tensor(f[k], dtype=torch.float64)  # noqa: E731
+    return TrainingBatch(positions=t("positions"), y=t("y"), f=t("f"),
+                         x=t("x") if with_features else None, jac=t("jac") if with_features else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------

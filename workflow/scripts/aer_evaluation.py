@@ -1,7 +1,5 @@
-from qnnff.pipeline import setup_logging
-from qnnff.stages import SeedSet, aer_stage
+from qnnff.stages import setup_logging
+from qnnff.stages.evaluate import aer_evaluation
 
 setup_logging(snakemake.log[0])
-m = snakemake.params.models
-aer_stage(snakemake.config, snakemake.wildcards.system, SeedSet(m["kind"], m["protocol"], m["selection"], tuple(m["files"])),
-          snakemake.input.test, snakemake.output[0])
+aer_evaluation(snakemake.config, snakemake.wildcards.system, snakemake.params.models, snakemake.input.test, snakemake.output[0])

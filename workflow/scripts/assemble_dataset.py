@@ -1,13 +1,6 @@
-from qnnff.pipeline import assemble_dataset, setup_logging
+from qnnff.stages import setup_logging
+from qnnff.stages.data import assemble_dataset
 
 setup_logging(snakemake.log[0])
-assemble_dataset(
-    snakemake.config,
-    snakemake.wildcards.system,
-    list(snakemake.input.xyz),
-    list(snakemake.input.status),
-    snakemake.output.train,
-    snakemake.output.test,
-    snakemake.output.report,
-    snakemake.output.report_json,
-)
+assemble_dataset(snakemake.config, snakemake.wildcards.system, list(snakemake.input.xyz), list(snakemake.input.status),
+                 snakemake.output.train, snakemake.output.test, snakemake.output.report, snakemake.output.report_json)

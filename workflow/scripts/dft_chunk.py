@@ -1,12 +1,6 @@
-from qnnff.pipeline import dft_chunk, setup_logging
+from qnnff.stages import setup_logging
+from qnnff.stages.data import dft_chunk
 
 setup_logging(snakemake.log[0])
-dft_chunk(
-    snakemake.config,
-    snakemake.wildcards.system,
-    snakemake.input.points,
-    snakemake.wildcards.chunk,
-    snakemake.output.xyz,
-    snakemake.output.status,
-    threads=snakemake.threads,
-)
+dft_chunk(snakemake.config, snakemake.wildcards.system, snakemake.input.points, snakemake.wildcards.chunk, snakemake.output.xyz,
+          snakemake.output.status, threads=snakemake.threads)

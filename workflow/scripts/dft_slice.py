@@ -1,5 +1,5 @@
-from qnnff.pipeline import setup_logging
-from qnnff.stages import dft_slice_stage
+from qnnff.stages import setup_logging
+from qnnff.stages.figures import dft_slice
 
 setup_logging(snakemake.log[0])
-dft_slice_stage(snakemake.config, snakemake.wildcards.system, snakemake.output[0])
+dft_slice(snakemake.config, snakemake.wildcards.system, snakemake.output[0])

@@ -1,12 +1,6 @@
-from qnnff.pipeline import features, setup_logging
+from qnnff.stages import setup_logging
+from qnnff.stages.features import featurize
 
 setup_logging(snakemake.log[0])
-features(
-    snakemake.config,
-    snakemake.wildcards.system,
-    snakemake.input.train,
-    snakemake.input.test,
-    snakemake.output.scalers,
-    snakemake.output.train,
-    snakemake.output.test,
-)
+featurize(snakemake.config, snakemake.wildcards.system, snakemake.input.train, snakemake.input.test, snakemake.output.scalers,
+          snakemake.output.train, snakemake.output.test)

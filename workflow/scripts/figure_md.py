@@ -1,5 +1,5 @@
-from qnnff.pipeline import setup_logging
-from qnnff.stages import md_figure
+from qnnff.stages import setup_logging
+from qnnff.stages.figures import figure_md
 
 setup_logging(snakemake.log[0])
-md_figure(snakemake.wildcards.system, snakemake.params.kinds, snakemake.input.trajectories, snakemake.output.png, snakemake.output.pdf)
+figure_md(snakemake.wildcards.system, snakemake.params.kinds, snakemake.input.trajectories, snakemake.output.png, snakemake.output.pdf)

@@ -1,11 +1,8 @@
-from qnnff.pipeline import setup_logging
-from qnnff.stages import SeedSet, md_stage
+from qnnff.stages import setup_logging
+from qnnff.stages.md import run_md, run_md_dft
 
 setup_logging(snakemake.log[0])
-m = snakemake.params.models
-if m is None:  # the DFT reference
-    md_stage(snakemake.config, snakemake.wildcards.system, "dft", None, snakemake.output.trajectory, snakemake.output.summary)
+if snakemake.params.models is None:  # rule run_md_dft (the DFT reference); else rule run_md
+    run_md_dft(snakemake.config, snakemake.wildcards.system, snakemake.output.trajectory, snakemake.output.summary)
 else:
-    seed, model = SeedSet(m["kind"], m["protocol"], m["selection"], tuple(m["files"])).median()
-    md_stage(snakemake.config, snakemake.wildcards.system, m["kind"], model, snakemake.output.trajectory, snakemake.output.summary,
-             protocol=m["protocol"], seed=seed)
+    run_md(snakemake.config, snakemake.wildcards.system, snakemake.params.models, snakemake.output.trajectory, snakemake.output.summary)

@@ -1,8 +1,6 @@
-from qnnff.pipeline import setup_logging
-from qnnff.stages import SeedSet, shot_md_stage
+from qnnff.stages import setup_logging
+from qnnff.stages.md import run_md_shots
 
 setup_logging(snakemake.log[0])
-m = snakemake.params.models
-seed, model = SeedSet(m["kind"], m["protocol"], m["selection"], tuple(m["files"])).median()
-shot_md_stage(snakemake.config, snakemake.wildcards.system, int(snakemake.wildcards.shots), model, snakemake.input.exact,
-              snakemake.output.trajectory, snakemake.output.summary, protocol=m["protocol"], seed_index=seed)
+run_md_shots(snakemake.config, snakemake.wildcards.system, int(snakemake.wildcards.shots), snakemake.params.models,
+             snakemake.input.exact, snakemake.output.trajectory, snakemake.output.summary)

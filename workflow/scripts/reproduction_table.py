@@ -1,8 +1,6 @@
-from qnnff.pipeline import setup_logging
-from qnnff.reproduction import scorecard, write_scorecard
+from qnnff.stages import setup_logging
+from qnnff.stages.evaluate import reproduction_table
 
 setup_logging(snakemake.log[0])
-effdims = {(s, k): p for s, k, p in snakemake.params.effdims}
-period = tuple(snakemake.input.period) if snakemake.input.period else None
-write_scorecard(scorecard(snakemake.config, dict(snakemake.params.errors), effdims, list(snakemake.input.md), period),
-                snakemake.output.csv, snakemake.output.md)
+reproduction_table(snakemake.config, dict(snakemake.params.errors), snakemake.params.effdims, list(snakemake.input.md),
+                   list(snakemake.input.period), snakemake.output.csv, snakemake.output.md)

@@ -1,5 +1,5 @@
-from qnnff.pipeline import setup_logging
-from qnnff.studies import study_table
+from qnnff.stages import setup_logging
+from qnnff.stages.studies import study_table
 
 setup_logging(snakemake.log[0])
 study_table(snakemake.config, snakemake.wildcards.study, list(snakemake.input), snakemake.output.csv, snakemake.output.md,

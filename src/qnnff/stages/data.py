@@ -1,4 +1,13 @@
-"""Stage functions called by the Snakemake scripts (each takes plain paths and the config dict)."""
+"""Stage 1, reference data (``workflow/rules/data.smk``): rules ``sample_points``, ``dft_chunk`` and ``assemble_dataset``.
+
+The sampling design of a system is planned once (every train/test point, its chunk and its place on the chunk's path),
+each chunk's points are computed with PySCF along their path (energies, analytic forces, the SCF fallback chain), and
+the converged points are concatenated per split with a DFT report that fails the run above ``max_failed_fraction``.
+
+Every rule here builds the system's spec (:func:`qnnff.config.system_spec`), whose coordinate families are torch
+modules, so torch is imported by all three; ``dft_chunk`` evaluates the internal coordinates of each frame with them.
+PySCF is loaded by :mod:`qnnff.dft` when ``dft_chunk`` runs its first calculation.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +16,22 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from . import dataset as ds
-from .config import config_hash, system_spec
-from .features import EnergyScaler, Featurizer
-from .integrity import IntegrityError, rebuild_hint, stamp_arrays
-from .io import atomic_path, write_json_atomic, write_text_atomic
-from .sampling import plan_points
-from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
+from .. import dataset as ds
+from ..config import config_hash, system_spec
+from ..dft import pyscf_version, run_path, set_threads
+from ..integrity import IntegrityError, rebuild_hint
+from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..sampling import plan_points
+from ..units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
 log = logging.getLogger("qnnff")
 
 
-def setup_logging(logfile: str | Path | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if logfile:
-        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(logfile, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
-
-
-# ---------------------------------------------------------------- 1. sampling
 def sample_points(cfg: dict, system: str, out_csv: str | Path) -> pd.DataFrame:
+    """Rule ``sample_points``: the sampling design of ``system`` as a CSV (one row per point)."""
     spec = system_spec(cfg, system)
     df = plan_points(spec, cfg["seed"])
     with atomic_path(out_csv) as tmp:
@@ -40,15 +40,10 @@ def sample_points(cfg: dict, system: str, out_csv: str | Path) -> pd.DataFrame:
     return df
 
 
-# ---------------------------------------------------------------- 2. DFT
 def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xyz: str | Path, out_json: str | Path, threads: int = 1) -> dict:
-    """Energies and forces of one chunk's points along their path. Converged points -> extxyz, all -> json."""
-    from pyscf import __version__ as pyscf_version
-    from pyscf import lib
-
-    from .dft import run_path
-
-    lib.num_threads(int(threads))
+    """Rule ``dft_chunk``: energies and forces of one chunk's points along their path. Converged points -> extxyz,
+    all -> json."""
+    set_threads(int(threads))
     spec = system_spec(cfg, system)
     df = pd.read_csv(points_csv)
     rows = df[df["chunk"] == chunk]
@@ -78,7 +73,7 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
             "xc": spec.level.xc if spec.level.method == "dft" else "none",
             "basis": spec.level.basis,
             "grid_level": spec.level.grid_level if spec.level.method == "dft" else -1,
-            "pyscf_version": pyscf_version,
+            "pyscf_version": pyscf_version(),
             "config_hash": chash,
             "energy_hartree": res.energy,
         }
@@ -103,7 +98,8 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
 
 def assemble_dataset(cfg: dict, system: str, chunk_xyz: list[str], chunk_json: list[str], out_train: str | Path,
                      out_test: str | Path, report_md: str | Path, report_json: str | Path) -> dict:
-    """Concatenate chunks per split, write the per-system DFT report; fail above max_failed_fraction."""
+    """Rule ``assemble_dataset``: concatenate chunks per split, write the per-system DFT report; fail above
+    max_failed_fraction."""
     spec = system_spec(cfg, system)
     statuses = [json.loads(Path(p).read_text()) for p in chunk_json]
     failures = [dict(p, chunk=s["chunk"]) for s in statuses for p in s["points"] if not p["converged"]]
@@ -172,74 +168,3 @@ def assemble_dataset(cfg: dict, system: str, chunk_xyz: list[str], chunk_json: l
     ds.write_frames(out_train, by_split["train"])
     ds.write_frames(out_test, by_split["test"])
     return report
-
-
-# ---------------------------------------------------------------- 3. features
-def build_featurizer(cfg: dict, system: str, train_frames) -> tuple[Featurizer, EnergyScaler]:
-    spec = system_spec(cfg, system)
-    arr = ds.to_arrays(train_frames)
-    pos = torch.as_tensor(arr["positions"], dtype=torch.float64)
-    from .features import internal_coordinates
-
-    q = internal_coordinates(spec.families, pos)
-    from .features import extend_to_symmetric_point
-
-    lo, hi = extend_to_symmetric_point(spec.families, q.min(0).values.numpy(), q.max(0).values.numpy())
-    feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=lo, hi=hi,
-                      margin=float(cfg.get("features", {}).get("margin", 0.05)), symbols=list(spec.symbols))
-    return feat, EnergyScaler.fit(arr["energy"])
-
-
-def feature_arrays(feat: Featurizer, scaler: EnergyScaler, frames) -> dict[str, np.ndarray]:
-    arr = ds.to_arrays(frames)
-    pos = torch.as_tensor(arr["positions"], dtype=torch.float64)
-    bad = feat.out_of_domain(pos)
-    if bad.any():
-        ids = [frames[i].info.get("point", i) for i in torch.nonzero(bad).flatten().tolist()]
-        raise ValueError(f"{len(ids)} frame(s) lie outside the featurizer's domain (scaled coordinate beyond +-1): {ids[:10]}")
-    x, jac = feat.features_and_jacobian(pos)
-    return {
-        "positions": arr["positions"],
-        "energy": arr["energy"],
-        "forces": arr["forces"],
-        "x": x.numpy(),
-        "jac": jac.numpy(),
-        "y": (arr["energy"] - scaler.center) / scaler.scale,
-        "f": arr["forces"] / scaler.scale,
-        "point": np.array([a.info.get("point", "") for a in frames]),
-    }
-
-
-def features(cfg: dict, system: str, train_xyz: str, test_xyz: str, out_scalers: str, out_train: str, out_test: str) -> None:
-    train = ds.read_frames(train_xyz)
-    test = ds.read_frames(test_xyz)
-    feat, scaler = build_featurizer(cfg, system, train)
-    write_json_atomic(out_scalers, {"featurizer": feat.to_dict(), "energy_scaler": scaler.to_dict(),
-                                    "config_hash": config_hash(system_spec(cfg, system).subconfig(cfg)),
-                                    "units": {"energy": "eV", "forces": "eV/Angstrom", "positions": "Angstrom",
-                                              "coordinates": "Angstrom (bonds), degrees (angles, dihedrals)"}})
-    # test points whose derived coordinates leave the training range by more than the margin cannot be
-    # featurised (arcsin is undefined beyond +-1): they are listed in the scalers file and the log, never hidden
-    pos = torch.as_tensor(ds.to_arrays(test)["positions"], dtype=torch.float64)
-    outside = feat.out_of_domain(pos).tolist()
-    excluded = [a.info.get("point", str(i)) for i, (a, o) in enumerate(zip(test, outside)) if o]
-    if excluded:
-        log.warning("%s: %d of %d test points lie outside the training range (+margin) and are excluded from "
-                    "evaluation: %s", system, len(excluded), len(test), ", ".join(excluded))
-    test = [a for a, o in zip(test, outside) if not o]
-    if not test:
-        raise RuntimeError(f"{system}: every test point lies outside the training range; widen the training sampling")
-    meta = json.loads(Path(out_scalers).read_text())
-    meta["excluded_test_points"] = excluded
-    write_json_atomic(out_scalers, meta)
-    for frames, out in ((train, out_train), (test, out_test)):
-        arrays = feature_arrays(feat, scaler, frames)
-        with atomic_path(out) as tmp:
-            np.savez(tmp, **stamp_arrays(arrays, len(frames)))  # frame count + sha256, checked by integrity.load_npz
-    log.info("%s: %d features from %d coordinates; energy scaler center %.6f eV, scale %.6f eV",
-             system, feat.n_features, feat.n_coordinates, scaler.center, scaler.scale)
-
-
-def load_scalers(path: str | Path) -> tuple[Featurizer, EnergyScaler]:
-    d = json.loads(Path(path).read_text())
-    return Featurizer.from_dict(d["featurizer"]), EnergyScaler.from_dict(d["energy_scaler"])

@@ -1,0 +1,66 @@
+"""Models from the config: a fresh QNN, NN or BPNN of a system as its ``models`` section describes it.
+
+:func:`build_model` is what the ``train_*`` rules (:func:`qnnff.stages.train.train`) and the studies start from;
+:func:`qnn_circuit_config` reads a system's QNN circuit keys the way the pipeline reads them, and
+:func:`qnn_parameter_count` gives the QNN's number of trainable weights (an NN without ``hidden`` or
+``target_parameters`` is sized to match it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ConfigError
+from ..features import EnergyScaler, Featurizer
+from ..protocols import init_seed, model_config, protocols, qnn_init
+from .base import ForceField
+from .bpnn import BPNNForceField
+from .nn import NNForceField
+
+MODEL_KINDS = ("qnn", "nn", "bpnn")
+QNN_CIRCUIT_KEYS = ("n_qubits", "depth", "feature_map", "feature_map_reps", "trainable_feature_map",
+                    "trainable_feature_map_reps", "entanglement", "rotations", "final_rotations")
+
+
+def qnn_circuit_config(cfg: dict, system: str) -> dict:
+    mc = model_config(cfg, system, "qnn")
+    out = {k: mc[k] for k in QNN_CIRCUIT_KEYS if k in mc}
+    out.setdefault("entanglement", "linear")
+    out["rotations"] = list(out.get("rotations", ["ry", "rz"]))
+    out.setdefault("final_rotations", True)
+    return out
+
+
+def qnn_parameter_count(cfg: dict, system: str, n_features: int) -> int:
+    # Qiskit and the numba engine (qnnff.qnn) are loaded for a QNN only: NN and BPNN trainings run without them
+    from ..qnn.circuit import QNNCircuitConfig
+
+    return QNNCircuitConfig(n_features=n_features, **qnn_circuit_config(cfg, system)).n_weights
+
+
+def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scaler: EnergyScaler,
+                train_positions: np.ndarray, *, protocol: str | None = None, seed_index: int = 0) -> ForceField:
+    """A fresh model of ``kind`` for ``system`` as the config describes it, initialised from seed ``seed_index``
+    (:func:`qnnff.protocols.init_seed`); a QNN takes its initialisation from ``protocol`` (default: the first)."""
+    mc = model_config(cfg, system, kind)
+    seed = init_seed(cfg, system, kind, seed_index)
+    if kind == "qnn":
+        # Qiskit and the numba engine are loaded for a QNN only (see qnn_parameter_count)
+        from .qnn import QNNForceField
+
+        init = qnn_init(cfg, system, protocol or protocols(cfg, system, kind)[0])
+        return QNNForceField(featurizer=featurizer, energy_scaler=scaler, circuit=qnn_circuit_config(cfg, system), seed=seed,
+                             init_scale=float(init["rotations"]), feature_map_init=init["feature_map_weights"])
+    if kind == "nn":
+        target = mc.get("target_parameters")
+        if mc.get("hidden") is None and target is None:
+            if "qnn" not in cfg["systems"][system].get("models", {}):
+                raise ConfigError(f"systems.{system}.models.nn: give `hidden` or `target_parameters` (there is no QNN to match)")
+            target = qnn_parameter_count(cfg, system, featurizer.n_features)
+        return NNForceField(featurizer=featurizer, energy_scaler=scaler, hidden=mc.get("hidden"), target_parameters=target,
+                            activation=mc.get("activation", "tanh"), seed=seed)
+    if kind == "bpnn":
+        return BPNNForceField.from_training_data(
+            train_positions, symbols=featurizer.symbols, energy_scaler=scaler, hidden=mc.get("hidden", [20, 20]),
+            symmetry_functions=mc.get("symmetry_functions"), activation=mc.get("activation", "tanh"), seed=seed)
+    raise ConfigError(f"unknown model kind {kind!r} (use one of {MODEL_KINDS})")

@@ -1,0 +1,218 @@
+"""Stage 4, evaluation (``workflow/rules/evaluate.smk``): rules ``effective_dimension``, ``aer_evaluation``,
+``errors_table`` and ``reproduction_table``.
+
+* :func:`effective_dimension`: the normalised effective dimension d_n/d (Abbas et al. 2021) of one model kind, mean
+  +- sd over Monte-Carlo draws, and its curve over n;
+* :func:`aer_evaluation`: the median-seed QNN of one protocol with circuits, on qiskit-aer with shots (and noise) and,
+  where configured, through IBM Qiskit Runtime;
+* :func:`errors_table`: the paper's error table of one system (every seed, mean +- sd);
+* :func:`reproduction_table`: the reproduction scorecard (:mod:`qnnff.reproduction`).
+
+Qiskit is imported by :func:`aer_evaluation` alone (the other rules of this file never run a circuit; an effective
+dimension of a QNN loads it through the model registry).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..effdim import model_effective_dimension
+from ..evaluation import energy_scale, error_table, mean_sd, write_error_table
+from ..integrity import load_npz
+from ..io import write_json_atomic
+from ..models.base import FeatureForceField, load_model
+from ..reproduction import scorecard, write_scorecard
+from ..seeding import derive_seed, rng
+from . import SeedSet
+
+log = logging.getLogger("qnnff")
+
+EFFDIM_DEFAULTS = {"n_theta": 100, "n_inputs": 100, "n_draws": 5, "gamma": 1.0, "n_grid": [20, 50, 100, 200, 500, 1000, 5000, 10000, 100000],
+                   "theta_range": {"qnn": [-math.pi, math.pi], "nn": [-1.0, 1.0], "bpnn": [-1.0, 1.0]}}
+
+
+def _section(cfg: dict, key: str, defaults: dict) -> dict:
+    return {**defaults, **cfg.get(key, {})}
+
+
+# ---------------------------------------------------------------- effective dimension
+def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
+    """Rule ``effective_dimension``: d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws
+    (parameters and inputs); mean +- sd (ddof = 1) at the training-set size and along the n grid. The trained weights
+    play no role: the parameters are drawn uniformly in ``theta_range``."""
+    torch.set_num_threads(1)
+    ec = _section(cfg, "effective_dimension", EFFDIM_DEFAULTS)
+    model = load_model(model_path)
+    pos = load_npz(train_npz)["positions"]
+    n_train = len(pos)
+    effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
+    n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
+    lo, hi = ec["theta_range"][kind]
+    ns = sorted({int(n) for n in ec["n_grid"] if int(n) >= 20} | {n_train if n_train >= 20 else 20})
+    at = ns.index(n_train if n_train >= 20 else 20)
+    draws, curves = [], []
+    for k in range(int(ec["n_draws"])):
+        g = rng(cfg["seed"], "effdim", system, kind, k)
+        idx = np.sort(g.choice(len(pos), size=min(int(ec["n_inputs"]), len(pos)), replace=False))
+        theta = torch.as_tensor(g.uniform(lo, hi, size=(int(ec["n_theta"]), n_params)))
+        res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=float(ec["gamma"]))
+        draws.append(float(res.d_n_over_d[at]))
+        curves.append([float(v) for v in res.d_n_over_d])
+        log.info("%s %s: draw %d: d_n/d = %.4f at n = %d", system, kind, k, draws[-1], n_train)
+    cur = np.asarray(curves)
+    mean, sd = mean_sd(draws)
+    out = {"system": system, "model": kind, "n_params": int(n_params), "n_train": n_train,
+           "d_n_over_d": mean, "d_n_over_d_sd": sd, "d_n": mean * n_params, "draws": draws,
+           "curve": {"n": ns, "d_n_over_d": [float(v) for v in cur.mean(axis=0)],
+                     "d_n_over_d_sd": [float(v) for v in cur.std(axis=0, ddof=1)]},
+           "settings": {"n_theta": int(ec["n_theta"]), "n_inputs": int(min(int(ec["n_inputs"]), len(pos))), "n_draws": len(draws),
+                        "gamma": float(ec["gamma"]), "theta_range": [lo, hi]}}
+    write_json_atomic(out_json, out)
+    log.info("%s %s: d_n/d = %.3f +- %.3f over %d draws (d = %d)", system, kind, mean, sd, len(draws), n_params)
+    return out
+
+
+def _effdim_parameters(model: torch.nn.Module):
+    mod = model.regressor if isinstance(model, FeatureForceField) else model
+    return [p for p in mod.parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------- errors
+def errors_table(system: str, selections: Sequence[str], effdims: dict[str, str], aer_jsons: Sequence[str], scalers_json: str,
+                 out_csv: str, out_md: str) -> pd.DataFrame:
+    """Rule ``errors_table``: one CSV row per seed; Markdown mean +- sd of RMSE(E), RMSE(F) (scaled, meV, meV/A),
+    d_n/d and d, with the circuit evaluations' rows."""
+    scale = energy_scale(scalers_json)
+    df = error_table(system, selections, effdims, aer_jsons, scale)
+    excluded = json.loads(Path(scalers_json).read_text()).get("excluded_test_points", [])
+    notes = [f"Energy scale: {scale:.6g} eV. Test points outside the training range (excluded): {len(excluded)}."]
+    write_error_table(df, out_csv, out_md, title=f"{system}: errors on the held-out test set", notes=notes)
+    return df
+
+
+def reproduction_table(cfg: dict, errors: dict[str, str], effdims: Sequence[Sequence[str]], md_summaries: Sequence[str],
+                       period: Sequence[str] | None, out_csv: str, out_md: str) -> pd.DataFrame:
+    """Rule ``reproduction_table``: every number of the paper's tables beside ours (mean +- sd), ratio and verdict.
+    ``effdims`` lists (system, kind, effective_dimension.json); ``period`` the model and DFT trajectories whose
+    oscillation periods are compared (empty: none)."""
+    df = scorecard(cfg, dict(errors), {(s, k): p for s, k, p in effdims}, list(md_summaries), tuple(period) if period else None)
+    write_scorecard(df, out_csv, out_md)
+    return df
+
+
+# ---------------------------------------------------------------- QNN on qiskit-aer (shots, noise)
+AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50, "forces": True, "force_points": None}
+AER_FORCE_CIRCUIT_BUDGET = 1500  # default force points: as many geometries as fit in this many circuits (1 + 2K each)
+
+
+def _force_stats(r: dict, f_ref: np.ndarray) -> dict:
+    """Force errors (meV/Angstrom) of a circuit evaluation ``r`` (QNNForceField.circuit_energy_and_forces)."""
+    f, err, exact = np.asarray(r["forces"]), np.asarray(r["forces_stderr"]), np.asarray(r["exact_forces"])
+    z = np.abs(f - exact) / np.where(err > 0, err, np.inf)
+    return {
+        "n_force_points": int(len(f)),
+        "RMSE(F) vs DFT [meV/A]": 1000.0 * float(np.sqrt(np.mean((f - f_ref) ** 2))),
+        "RMSE(F) vs exact QNN [meV/A]": 1000.0 * float(np.sqrt(np.mean((f - exact) ** 2))),
+        "mean force standard error [meV/A]": 1000.0 * float(np.mean(err)),
+        "fraction of force components within 4 sigma of exact": float(np.mean(z <= 4.0)),
+    }
+
+
+def _json_info(info: dict) -> dict:
+    keep = (int, float, str, bool, type(None))
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, keep):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(e, keep) for e in v):
+            out[k] = list(v)
+        elif isinstance(v, dict) and k in ("cost", "options", "isa_ops"):
+            out[k] = v
+    return out
+
+
+def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], test_npz: str, out_json: str) -> dict:
+    """Rule ``aer_evaluation``: the median-seed QNN of one protocol (``models``: its :class:`~qnnff.stages.SeedSet`)
+    evaluated with circuits on test geometries: on qiskit-aer with shots (and the configured noise), energies and,
+    with ``aer.forces``, parameter-shift forces on the first ``aer.force_points`` of them; with ``hardware.backend``
+    other than ``aer``, the same through IBM Qiskit Runtime (fake backend or device)."""
+    # Qiskit (Aer and the Runtime client): this rule's alone, the other rules of evaluate.smk run without it
+    from ..qnn.runtime import HARDWARE_DEFAULTS
+
+    models = SeedSet.of(models)
+    torch.set_num_threads(1)
+    qc = cfg["systems"][system].get("models", {}).get("qnn", {})
+    ac = {**AER_DEFAULTS, **qc.get("aer", {})}
+    hw = {**HARDWARE_DEFAULTS, **qc.get("hardware", {})}
+    seed, model_path = models.median()
+    model = load_model(model_path)
+    f = load_npz(test_npz)
+    pos_all, e_all, f_all = f["positions"], f["energy"], f["forces"]
+    n = min(int(ac["n_points"]), len(pos_all))
+    pos, e_ref = pos_all[:n], e_all[:n]
+    runs = [("shots", "none")] + ([("shots+noise", ac["noise"])] if ac["noise"] != "none" else [])
+    out = {"system": system, "model": "qnn", "protocol": models.protocol, "seed": seed, "n_points": n, "shots": int(ac["shots"]),
+           "runs": {}}
+    for label, noise in runs:
+        r = model.aer_energy(pos, shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]), p2=float(ac["p2"]),
+                             seed=derive_seed(cfg["seed"], "aer", system, models.protocol, label))
+        e, err, exact = np.asarray(r["energy"]), np.asarray(r["stderr"]), np.asarray(r["exact"])
+        z = np.abs(e - exact) / np.where(err > 0, err, np.inf)
+        out["runs"][label] = {
+            "noise": noise,
+            "RMSE(E) vs DFT [meV]": 1000.0 * float(np.sqrt(np.mean((e - e_ref) ** 2))),
+            "RMSE(E) vs exact QNN [meV]": 1000.0 * float(np.sqrt(np.mean((e - exact) ** 2))),
+            "mean shot standard error [meV]": 1000.0 * float(np.mean(err)),
+            "fraction within 4 sigma of exact": float(np.mean(z <= 4.0)),
+            "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
+        }
+        if ac["forces"]:
+            per = model.shift_circuit().circuits_per_input
+            k = min(n, int(ac["force_points"]) if ac["force_points"] is not None else max(1, AER_FORCE_CIRCUIT_BUDGET // per))
+            rf = model.aer_energy_and_forces(pos_all[:k], shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]),
+                                             p2=float(ac["p2"]), seed=derive_seed(cfg["seed"], "aer-forces", system, models.protocol, label))
+            out["runs"][label].update(_force_stats(rf, f_all[:k]))
+            out["runs"][label]["force_info"] = _json_info(rf["info"])
+            log.info("%s QNN on Aer (%s): RMSE(F) vs DFT %.1f meV/A, vs exact %.1f meV/A on %d points (%d circuits)", system,
+                     label, out["runs"][label]["RMSE(F) vs DFT [meV/A]"], out["runs"][label]["RMSE(F) vs exact QNN [meV/A]"],
+                     k, rf["info"]["n_circuits"])
+        log.info("%s QNN on Aer (%s): RMSE vs DFT %.1f meV, vs exact %.1f meV", system, label,
+                 out["runs"][label]["RMSE(E) vs DFT [meV]"], out["runs"][label]["RMSE(E) vs exact QNN [meV]"])
+    if hw["backend"] != "aer":
+        out["hardware"] = hardware_evaluation(model, hw, pos_all, e_all, f_all, seed=derive_seed(cfg["seed"], "runtime", system, models.protocol))
+    write_json_atomic(out_json, out)
+    return out
+
+
+def hardware_evaluation(model, settings: dict, positions: np.ndarray, e_ref: np.ndarray, f_ref: np.ndarray, *, seed: int) -> dict:
+    """Energies and parameter-shift forces of the first ``settings["n_points"]`` geometries through Qiskit Runtime
+    (:class:`qnnff.qnn.runtime.RuntimeEvaluator`): cost printed and recorded first, the QPU-time cap enforced before
+    submission, the ISA layout recorded."""
+    # Qiskit Runtime: only with models.qnn.hardware.backend set (see aer_evaluation)
+    from ..qnn.runtime import RuntimeEvaluator
+
+    k = min(int(settings["n_points"]), len(positions))
+    ev = RuntimeEvaluator.from_settings(settings, seed=seed)
+    r = model.circuit_energy_and_forces(positions[:k], evaluate=ev)
+    e, exact = np.asarray(r["energy"]), np.asarray(r["exact_energy"])
+    res = {
+        "backend": settings["backend"], "n_points": k,
+        "RMSE(E) vs DFT [meV]": 1000.0 * float(np.sqrt(np.mean((e - e_ref[:k]) ** 2))),
+        "RMSE(E) vs exact QNN [meV]": 1000.0 * float(np.sqrt(np.mean((e - exact) ** 2))),
+        "mean energy standard error [meV]": 1000.0 * float(np.mean(r["energy_stderr"])),
+        **_force_stats(r, f_ref[:k]),
+        "info": _json_info(r["info"]),
+    }
+    log.info("%s on %s (%s): RMSE(E) vs DFT %.1f meV, RMSE(F) vs DFT %.1f meV/A; layout %s; ~%.1f QPU s", model.kind,
+             settings["backend"], r["info"]["mode"], res["RMSE(E) vs DFT [meV]"], res["RMSE(F) vs DFT [meV/A]"],
+             r["info"]["layout"], r["info"]["cost"]["qpu_seconds"])
+    return res

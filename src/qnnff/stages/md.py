@@ -1,0 +1,160 @@
+"""Stage 5, molecular dynamics (``workflow/rules/md.smk``): rules ``run_md``, ``run_md_dft``, ``md_table`` and
+``run_md_shots``.
+
+NVE velocity Verlet with ASE (:mod:`qnnff.md`): a diatomic is released from a stretched bond, a larger molecule starts
+at the configured geometry with Maxwell-Boltzmann velocities. :func:`run_md` drives the median seed of one (kind,
+protocol), :func:`run_md_dft` the PySCF reference, :func:`run_md_shots` the median-seed QNN with forces measured with
+a finite number of shots on qiskit-aer (the deviation from the exact QNN trajectory recorded); :func:`md_table` gathers
+drift, speed and completion of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from ase import Atoms
+
+from .. import dataset as ds
+from ..calculators import ModelCalculator, PySCFCalculator
+from ..config import ConfigError, system_spec
+from ..dft import set_threads
+from ..evaluation import fmt
+from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..md import ShotNoiseCalculator, distance_deviation, run_nve, run_stretched_bond
+from ..models.base import load_model
+from ..seeding import derive_seed
+from . import SeedSet
+
+log = logging.getLogger("qnnff")
+
+MD_DEFAULTS = {"timestep_fs": 0.5, "n_steps": 4000, "log_every": 10, "temperature_K": 300.0, "dft": False, "n_steps_dft": 400}
+SHOT_MD_DEFAULTS = {"shots": [], "n_steps_shots": 400, "shots_tolerance_A": 0.1}
+
+
+def md_settings(cfg: dict, system: str) -> dict:
+    return {**MD_DEFAULTS, **cfg["systems"][system].get("md", {})}
+
+
+def md_start(cfg: dict, system: str) -> np.ndarray:
+    """Start geometry: the configured Z-matrix values, else the centre of the sampled box."""
+    spec = system_spec(cfg, system)
+    mc = md_settings(cfg, system)
+    values = {v: 0.5 * (lo + hi) for v, (lo, hi) in spec.variables.items()}
+    values.update(mc.get("start", {}))
+    return spec.geometry(values)
+
+
+def run_md(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], out_traj: str, out_json: str) -> dict:
+    """Rule ``run_md``: one NVE trajectory driven by the median seed of ``models`` (the seeds of one kind and
+    protocol, a :class:`~qnnff.stages.SeedSet`)."""
+    models = SeedSet.of(models)
+    seed, model = models.median()
+    return _nve(cfg, system, models.kind, model, out_traj, out_json, protocol=models.protocol, seed=seed)
+
+
+def run_md_dft(cfg: dict, system: str, out_traj: str, out_json: str) -> dict:
+    """Rule ``run_md_dft``: the DFT (PySCF) reference trajectory, ``md.n_steps_dft`` steps."""
+    return _nve(cfg, system, "dft", None, out_traj, out_json)
+
+
+def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: str, out_json: str, *,
+         protocol: str | None = None, seed: int | None = None) -> dict:
+    torch.set_num_threads(1)
+    spec = system_spec(cfg, system)
+    mc = md_settings(cfg, system)
+    if kind == "dft":
+        set_threads(1)
+        calc = PySCFCalculator(level=spec.level, charge=spec.charge, spin=spec.spin)
+        n_steps = int(mc["n_steps_dft"])
+    else:
+        calc = ModelCalculator(model_path)
+        n_steps = int(mc["n_steps"])
+    if len(spec.symbols) == 2:
+        r0 = float(mc.get("r_start", np.mean(spec.variables[spec.variable_names[0]])))
+        res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=float(mc["timestep_fs"]),
+                                 n_steps=n_steps, log_every=int(mc["log_every"]), trajectory_path=out_traj)
+        md, extra = res.md, {"r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max())}
+    else:
+        atoms = Atoms(symbols=list(spec.symbols), positions=md_start(cfg, system))
+        md = run_nve(calculator=calc, atoms=atoms, timestep_fs=float(mc["timestep_fs"]), n_steps=n_steps,
+                     temperature_K=float(mc["temperature_K"]), seed=derive_seed(cfg["seed"], "md", system),
+                     trajectory_path=out_traj, log_every=int(mc["log_every"]))
+        extra = {"temperature_K_initial": float(mc["temperature_K"])}
+    summary = {"system": system, "model": kind, "protocol": protocol, "seed": seed, **md.summary(), **extra}
+    write_json_atomic(out_json, summary)
+    log.info("%s %s/%s MD: %d steps, %.0f steps/s, drift %.3g eV/atom/ps", system, kind, protocol, n_steps, md.steps_per_second,
+             md.drift_eV_per_atom_per_ps)
+    return summary
+
+
+def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[str, Any], exact_traj: str, out_traj: str,
+                 out_json: str) -> dict:
+    """Rule ``run_md_shots``: LiH-style MD (a diatomic released from a stretched bond) driven by the forces of the
+    median-seed QNN of ``models`` measured with ``shots`` shots per circuit on qiskit-aer
+    (:class:`qnnff.md.ShotNoiseCalculator`, seeded from the config seed), for ``md.n_steps_shots`` steps; records the
+    energy drift and the deviation of r(t) from the exact QNN trajectory ``exact_traj``."""
+    models = SeedSet.of(models)
+    seed_index, model_path = models.median()
+    protocol = models.protocol
+    torch.set_num_threads(1)
+    spec = system_spec(cfg, system)
+    mc = {**SHOT_MD_DEFAULTS, **md_settings(cfg, system)}
+    key = f"systems.{system}.md.shots"
+    if len(spec.symbols) != 2:
+        raise ConfigError(f"{key}: shot-noise MD is implemented for diatomics (released from a stretched bond); {system} has "
+                          f"{len(spec.symbols)} atoms")
+    if int(shots) not in [int(s) for s in mc["shots"]]:
+        raise ConfigError(f"{key}: {shots} shots requested but the config lists {mc['shots']}")
+    seed = derive_seed(cfg["seed"], "md-shots", system, int(shots))
+    calc = ShotNoiseCalculator(load_model(model_path), shots=int(shots), seed=seed)
+    r0 = float(mc.get("r_start", np.mean(spec.variables[spec.variable_names[0]])))
+    n_steps = int(mc["n_steps_shots"])
+    res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=float(mc["timestep_fs"]),
+                             n_steps=n_steps, log_every=int(mc["log_every"]), trajectory_path=out_traj)
+    ref = ds.read_frames(exact_traj)
+    t_ref = np.array([a.info["time_fs"] for a in ref])
+    r_ref = np.array([a.get_distance(0, 1) for a in ref])
+    dev = distance_deviation(t_ref, r_ref, res.times_fs, res.r_A)
+    tol = float(mc["shots_tolerance_A"])
+    summary = {"system": system, "model": f"qnn-shots{int(shots)}", "protocol": protocol, "seed": seed_index, "shots": int(shots),
+               "shot_seed": seed,
+               "force_evaluations": calc.n_calls, "circuits": calc.n_circuits,
+               "circuits_per_force_evaluation": calc.shift.circuits_per_input, **res.md.summary(),
+               "r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max()),
+               "deviation_from_exact_qnn": {**dev, "tolerance_A": tol, "within_tolerance": bool(dev["max_abs_deviation_A"] <= tol)}}
+    write_json_atomic(out_json, summary)
+    log.info("%s QNN MD with %d shots: %d steps, %.1f steps/s, drift %.3g eV/atom/ps, max |r - r_exact| %.4f A over %.0f fs",
+             system, shots, n_steps, res.md.steps_per_second, res.md.drift_eV_per_atom_per_ps, dev["max_abs_deviation_A"], dev["window_fs"])
+    return summary
+
+
+def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFrame:
+    """Rule ``md_table``: energy drift, speed and completion of every MD run (CSV and Markdown)."""
+    rows = []
+    for p in summaries:
+        d = json.loads(Path(p).read_text())
+        rows.append({"system": d["system"], "model": d["model"], "protocol": d.get("protocol") or "",
+                     "seed": "" if d.get("seed") is None else int(d["seed"]),
+                     "steps": d["n_steps"], "timestep [fs]": d["timestep_fs"],
+                     "drift [eV/atom/ps]": d["drift_eV_per_atom_per_ps"],
+                     "max |E_tot - E_tot(0)| [eV]": d["max_abs_energy_deviation_eV"],
+                     "steps per second": d["steps_per_second"],
+                     "completed": "yes" if d.get("completed", True) else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
+    df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    cols = list(df.columns)
+    lines = ["# Molecular dynamics (NVE, velocity Verlet)", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    lines += ["", "Each model runs its median seed (by test RMSE(E)) of each protocol.",
+              "Units: drift is the slope of a linear fit of the total energy against time, per atom, in eV/atom/ps;",
+              "the deviation is in eV; steps per second is wall-clock speed on the machine that ran the pipeline.", ""]
+    write_text_atomic(out_md, "\n".join(lines))
+    return df

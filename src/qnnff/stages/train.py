@@ -1,0 +1,94 @@
+"""Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn`` and ``select_seeds``.
+
+The three ``train_*`` rules share one script and one function, :func:`train` (the model kind arrives as a rule
+param): it builds the model from the config (:func:`qnnff.models.factory.build_model`), trains one seed under one
+protocol (:func:`qnnff.training.train`, resuming from a checkpoint) and writes the model, its test predictions,
+learning curve and summary. :func:`select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors,
+mean +- sd and the median seed that figures, MD and Aer use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .. import dataset as ds
+from .. import training
+from ..evaluation import energy_scale
+from ..evaluation import select_seeds as seed_statistics
+from ..features import load_scalers
+from ..integrity import load_npz
+from ..io import write_json_atomic
+from ..models.base import ForceField
+from ..models.factory import build_model
+from ..protocols import model_hash, train_seed, training_settings
+from ..provenance import provenance
+
+log = logging.getLogger("qnnff")
+
+
+def train(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, scalers_json: str, train_npz: str,
+          test_npz: str, out_model: str, out_predictions: str, out_curve: str, out_summary: str, checkpoint: str) -> dict:
+    """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: train seed ``seed_index`` of ``kind`` under ``protocol``;
+    write the model, its test predictions, learning curve and summary (iterations done out of configured, wall time,
+    provenance)."""
+    torch.set_num_threads(1)
+    featurizer, scaler = load_scalers(scalers_json)
+    is_feature_model = kind in ("qnn", "nn")
+    batch = training.load_batch(train_npz, with_features=is_feature_model)
+    model = build_model(cfg, system, kind, featurizer, scaler, batch.positions.numpy(), protocol=protocol, seed_index=seed_index)
+    tc = training_settings(cfg, system, kind, protocol)
+    log.info("%s %s/%s seed %d: %d trainable parameters, %s for %d iterations, chi=%g", system, kind, protocol, seed_index,
+             model.n_parameters(), tc["optimizer"], tc["iterations"], tc["chi"])
+    t0 = time.perf_counter()
+    result = training.train(model, batch, optimizer=tc["optimizer"], iterations=int(tc["iterations"]), lr=float(tc["lr"]),
+                            lr_final=None if tc["lr_final"] is None else float(tc["lr_final"]), chi=float(tc["chi"]),
+                            seed=train_seed(cfg, system, kind, protocol, seed_index), batch_size=tc["batch_size"],
+                            rhobeg=float(tc["rhobeg"]), checkpoint_path=checkpoint, checkpoint_every=int(tc["checkpoint_every"]),
+                            log=log.info, curve_path=out_curve)
+    seconds = time.perf_counter() - t0
+    prov = provenance(model_hash(cfg, system, kind, protocol), system=system, model=kind, protocol=protocol, seed_index=seed_index,
+                      training=tc, train_seconds=round(seconds, 2))
+    predictions = predict_to_frames(model, test_npz, kind)
+    ds.write_frames(out_predictions, predictions)
+    model.save(out_model, provenance=prov)
+    summary = {"system": system, "model": kind, "protocol": protocol, "seed_index": int(seed_index), "seed": model.seed,
+               "n_parameters": model.n_parameters(),
+               "n_parameters_paper": int(getattr(model, "n_circuit_parameters", model.n_parameters())),
+               "train_seconds": round(seconds, 2), "final_loss": float(result.final_loss),
+               "iterations": int(result.iterations), "iterations_done": int(result.iterations_done),
+               "iterations_configured": int(result.iterations_configured), "resumed_from": result.resumed_from,
+               "optimizer_message": result.message, "provenance": prov}
+    write_json_atomic(out_summary, summary)
+    Path(checkpoint).unlink(missing_ok=True)
+    return summary
+
+
+def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> list:
+    """Test-set predictions as extxyz frames: REF_* (DFT) next to MODEL_* (this model), eV and eV/Angstrom."""
+    f = load_npz(npz_path)
+    pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
+    e, frc = model.energy_and_forces(torch.as_tensor(pos))
+    frames = []
+    for k in range(len(pos)):
+        a = ds.make_frame(model.symbols, pos[k], float(e_ref[k]), f_ref[k], {"point": str(points[k]), "model": kind})
+        a.info["MODEL_energy"] = float(e[k])
+        a.new_array("MODEL_forces", frc[k].detach().numpy())
+        frames.append(a)
+    return frames
+
+
+def select_seeds(system: str, kind: str, protocol: str, predictions: Sequence[str], summaries: Sequence[str],
+                 scalers_json: str, out_json: str) -> dict:
+    """Rule ``select_seeds``: per-seed test errors of one (kind, protocol), their mean +- sd and the median seed
+    (:func:`qnnff.evaluation.select_seeds`)."""
+    out = seed_statistics(system, kind, protocol, predictions, summaries, energy_scale(scalers_json), out_json)
+    st = out["stats"]
+    log.info("%s %s/%s over %d seeds: RMSE(E) %.4g +- %.2g, RMSE(F) %.4g +- %.2g (scaled); median seed %d", system, kind,
+             protocol, out["n_seeds"], st["RMSE(E) [scaled]"]["mean"], st["RMSE(E) [scaled]"]["sd"],
+             st["RMSE(F) [scaled, 1/A]"]["mean"], st["RMSE(F) [scaled, 1/A]"]["sd"], out["median_seed"])
+    return out

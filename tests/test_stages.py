@@ -1,0 +1,323 @@
+"""The stage layer (qnnff.stages): one module per rule file, one function per rule, on tiny inputs without Snakemake;
+and the import contract that keeps a job's start-up cheap."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qnnff import dataset as ds
+from qnnff.integrity import IntegrityError, load_npz
+
+REPO = Path(__file__).resolve().parents[1]
+RULE_FILES = ("data", "features", "train", "evaluate", "md", "figures", "studies")
+
+
+# ------------------------------------------------------------------ the contract: rule files, scripts, imports
+def rule_scripts() -> dict[str, tuple[str, str]]:
+    """rule -> (rule file stem, script stem), `use rule A as B` inheriting A's script."""
+    out: dict[str, tuple[str, str]] = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        rule = None
+        for line in smk.read_text().splitlines():
+            if m := re.match(r"rule (\w+):", line):
+                rule = m.group(1)
+            elif m := re.match(r"use rule (\w+) as (\w+) with:", line):
+                out[m.group(2)] = (smk.stem, out[m.group(1)][1])
+                rule = None
+            elif rule and (m := re.search(r'"\.\./scripts/(\w+)\.py"', line)):
+                out[rule] = (smk.stem, m.group(1))
+    return out
+
+
+def stage_function(rule: str) -> str:
+    return "train" if rule.startswith("train_") else rule  # train_qnn, train_nn, train_bpnn share one function
+
+
+def test_every_rule_has_its_function_in_the_module_of_its_rule_file():
+    import importlib
+
+    rules = rule_scripts()
+    assert {"sample_points", "train_bpnn", "select_seeds", "errors_table", "run_md_dft", "metrics", "study_table"} <= set(rules)
+    assert {stem for stem, _ in rules.values()} == set(RULE_FILES)
+    for rule, (stem, script) in rules.items():
+        lines = [ln for ln in (REPO / "workflow" / "scripts" / f"{script}.py").read_text().splitlines() if ln.strip()]
+        imports = [ln for ln in lines if ln.startswith(("import ", "from "))]
+        assert imports[0] == "from qnnff.stages import setup_logging", script
+        assert len(imports) == 2 and imports[1].startswith(f"from qnnff.stages.{stem} import "), (script, imports)
+        names = {n.strip() for n in imports[1].split(" import ")[1].split("#")[0].split(",")}
+        assert stage_function(rule) in names, (rule, script, names)
+        module = importlib.import_module(f"qnnff.stages.{stem}")
+        assert callable(getattr(module, stage_function(rule))), rule
+        assert f"``{rule}``" in module.__doc__, f"the docstring of qnnff.stages.{stem} does not name rule {rule}"
+        assert len(lines) <= 9, f"{script}.py is not a thin adapter ({len(lines)} lines)"
+        assert ".split(" not in "".join(lines) and "os.path" not in "".join(lines), script  # nothing parsed from paths
+
+
+HEAVY = ("numpy", "torch", "pandas", "scipy", "scipy.stats", "qiskit", "qiskit_aer", "qiskit_ibm_runtime", "pyscf",
+         "matplotlib", "numba", "ase")
+
+
+def loaded_after_import(*modules: str) -> dict[str, set[str]]:
+    """For each module, the heavy packages in sys.modules after importing it in a fresh interpreter."""
+    out = {}
+    for module in modules:
+        code = f"import json, sys\nimport {module}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        out[module] = set(json.loads(proc.stdout))
+    return out
+
+
+def test_import_lightness():
+    """What each job loads before its stage function runs (measured in a fresh interpreter)."""
+    found = loaded_after_import("qnnff.stages", *(f"qnnff.stages.{m}" for m in RULE_FILES))
+    assert found["qnnff.stages"] == set()  # every job imports it, for setup_logging: the standard library only
+    loaded = {m: found[f"qnnff.stages.{m}"] for m in RULE_FILES}
+    # torch: every rule file has a rule that needs it (all of data.smk through the system spec, whose coordinate
+    # families are torch modules), so every stage module but this package's __init__ loads it
+    for m, mods in loaded.items():
+        # Qiskit is loaded by the rules that run circuits (a QNN model, aer_evaluation), PySCF by the first DFT calculation
+        # (qnnff.dft), matplotlib by the first figure (qnnff.figures)
+        assert not mods & {"qiskit", "qiskit_aer", "qiskit_ibm_runtime", "pyscf", "matplotlib", "numba"}, (m, mods)
+    for m in ("features", "train", "evaluate", "md", "figures", "studies"):
+        assert "scipy.stats" not in loaded[m], m  # scipy.stats: the sampling designs (sample_points) only
+    for m in ("features", "studies"):
+        assert "pandas" not in loaded[m], m
+
+
+# ------------------------------------------------------------------ tiny LiH data (a Morse curve, no DFT)
+D_E, A, R_E, E_0 = 2.5, 1.1, 1.6, -217.0  # eV, 1/Angstrom, Angstrom, eV
+
+
+def lih_frame(r: float, point: str, split: str):
+    x = np.exp(-A * (r - R_E))
+    e = E_0 + D_E * (1 - x) ** 2
+    de_dr = 2 * D_E * A * x * (1 - x)
+    forces = np.array([[0.0, 0.0, de_dr], [0.0, 0.0, -de_dr]])  # atom 1 on +z
+    return ds.make_frame(["Li", "H"], np.array([[0.0, 0.0, 0.0], [0.0, 0.0, r]]), e, forces,
+                         {"point": point, "split": split, "system": "LiH"})
+
+
+@pytest.fixture()
+def lih_config(test_config) -> dict:
+    cfg = test_config
+    cfg["systems"] = {"LiH": cfg["systems"]["LiH"]}
+    cfg.pop("reproduction", None)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    train = [lih_frame(r, f"train-{i:05d}", "train") for i, r in enumerate(np.linspace(1.2, 3.8, 9))]
+    test = [lih_frame(r, f"test-{i:05d}", "test") for i, r in enumerate([1.7, 2.45, 3.3, 4.6])]  # 4.6: outside the training range
+    ds.write_frames(d / "train.extxyz", train)
+    ds.write_frames(d / "test.extxyz", test)
+    return d
+
+
+# ------------------------------------------------------------------ data
+def test_sample_points_writes_the_planned_points(tmp_path, lih_config):
+    from qnnff.config import system_spec
+    from qnnff.sampling import plan_points
+    from qnnff.stages.data import sample_points
+
+    out = tmp_path / "points.csv"
+    df = sample_points(lih_config, "LiH", out)
+    saved = pd.read_csv(out)
+    want = plan_points(system_spec(lih_config, "LiH"), lih_config["seed"])
+    assert list(saved.columns) == ["split", "point", "chunk", "r"] and len(saved) == 8 + 4
+    assert saved[["split", "point", "chunk"]].equals(want[["split", "point", "chunk"]])
+    np.testing.assert_allclose(saved["r"], want["r"], rtol=1e-11)
+    assert df.equals(want) and saved["r"].between(1.0, 4.0).all()
+    assert sorted(saved["chunk"].unique()) == ["test-000", "train-000"]
+
+
+def test_dft_chunk_computes_one_chunk(tmp_path, lih_config):
+    from qnnff.stages.data import dft_chunk
+
+    pts = tmp_path / "points.csv"
+    pd.DataFrame({"split": ["test", "test"], "point": ["test-00000", "test-00001"], "chunk": ["test-000"] * 2,
+                  "r": [1.5, 1.7]}).to_csv(pts, index=False)
+    status = dft_chunk(lih_config, "LiH", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
+    assert status["n_converged"] == 2 and json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(status))
+    frames = ds.read_frames(tmp_path / "c.extxyz")
+    assert [a.info["point"] for a in frames] == ["test-00000", "test-00001"]
+    assert frames[1].info["ic_r_LiH"] == pytest.approx(1.7) and frames[1].info["basis"] == "sto-3g"
+    assert frames[0].info["REF_energy"] == pytest.approx(frames[0].info["energy_hartree"] * 27.211386, rel=1e-6)
+    with pytest.raises(ValueError, match="no points in chunk 'train-000'"):
+        dft_chunk(lih_config, "LiH", pts, "train-000", tmp_path / "d.extxyz", tmp_path / "d.json")
+
+
+def write_chunk(d: Path, chunk: str, rs: list[float], failed: list[str] = (), rescued: list[str] = ()):
+    split = chunk.split("-")[0]
+    frames = [lih_frame(r, f"{split}-{i:05d}", split) for i, r in enumerate(rs)]
+    ds.write_frames(d / f"{chunk}.extxyz", frames)
+    points = [{"point": a.info["point"], "converged": True, "seconds": 0.1,
+               "attempts": ["diis: not converged", "damped: ok"] if a.info["point"] in rescued else ["diis: ok"]} for a in frames]
+    points += [{"point": p, "converged": False, "attempts": ["diis: not converged", "damped: not converged"], "seconds": 0.2}
+               for p in failed]
+    (d / f"{chunk}.json").write_text(json.dumps({"system": "LiH", "chunk": chunk, "n_points": len(points),
+                                                  "n_converged": len(frames), "seconds": 0.5, "points": points}))
+    return str(d / f"{chunk}.extxyz"), str(d / f"{chunk}.json")
+
+
+def test_assemble_dataset_concatenates_per_split_and_fails_above_the_limit(tmp_path, lih_config):
+    from qnnff.stages.data import assemble_dataset
+
+    tr = write_chunk(tmp_path, "train-000", [2.0, 1.5, 3.0], rescued=["train-00001"])
+    te = write_chunk(tmp_path, "test-000", [2.2, 2.7])
+    outs = [tmp_path / n for n in ("train.extxyz", "test.extxyz", "report.md", "report.json")]
+    report = assemble_dataset(lih_config, "LiH", [te[0], tr[0]], [te[1], tr[1]], *outs)
+    train, test = ds.read_frames(outs[0]), ds.read_frames(outs[1])
+    assert [a.info["point"] for a in train] == ["train-00000", "train-00001", "train-00002"]
+    assert [a.info["point"] for a in test] == ["test-00000", "test-00001"]
+    assert (report["n_train"], report["n_test"], report["n_failed"], report["n_rescued_by_fallback"]) == (3, 2, 0, 1)
+    assert json.loads(outs[3].read_text()) == json.loads(json.dumps(report))
+    assert "| converged only with a fallback | 1 |" in outs[2].read_text()
+
+    # one failed point of six is above max_failed_fraction (0.02): the rule fails naming the system, no datasets
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    tr = write_chunk(bad, "train-000", [2.0, 1.5, 3.0], failed=["train-00009"])
+    te = write_chunk(bad, "test-000", [2.2, 2.7])
+    outs = [bad / n for n in ("train.extxyz", "test.extxyz", "report.md", "report.json")]
+    with pytest.raises(RuntimeError, match=r"LiH: 1 of 6 DFT points failed .*dft.max_failed_fraction"):
+        assemble_dataset(lih_config, "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
+    assert "train-00009" in outs[2].read_text() and not outs[0].exists()
+
+    # a chunk whose frames disagree with its status file
+    (bad / "train-000.json").write_text(json.dumps({**json.loads((bad / "train-000.json").read_text()), "n_converged": 4}))
+    with pytest.raises(IntegrityError, match="status file records 4 converged points"):
+        assemble_dataset(lih_config, "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
+
+
+# ------------------------------------------------------------------ features
+@pytest.fixture(scope="module")
+def featurized(datasets, tmp_path_factory):
+    import yaml
+
+    from qnnff.stages.features import featurize
+
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    d = tmp_path_factory.mktemp("features")
+    featurize(cfg, "LiH", str(datasets / "train.extxyz"), str(datasets / "test.extxyz"), str(d / "scalers.json"),
+              str(d / "train.npz"), str(d / "test.npz"))
+    return cfg, d
+
+
+def test_featurize_writes_scalers_and_verified_arrays(featurized, caplog):
+    from qnnff.features import load_scalers
+
+    cfg, d = featurized
+    scal = json.loads((d / "scalers.json").read_text())
+    assert scal["excluded_test_points"] == ["test-00003"]  # r = 4.6 Angstrom lies beyond the training range + margin
+    feat, scaler = load_scalers(d / "scalers.json")
+    assert feat.feature_map == "pi_arcsin_arccos" and feat.n_features == 3 and scaler.to_dict() == scal["energy_scaler"]
+    train, test = load_npz(d / "train.npz"), load_npz(d / "test.npz")  # integrity records hold
+    assert len(train["positions"]) == 9 and list(test["point"]) == ["test-00000", "test-00001", "test-00002"]
+    assert train["x"].shape == (9, 3) and train["jac"].shape == (9, 3, 2, 3)
+    assert train["y"].min() == pytest.approx(-1.0) and train["y"].max() == pytest.approx(1.0)
+    np.testing.assert_allclose(train["f"], train["forces"] / scaler.scale)
+
+
+# ------------------------------------------------------------------ train, evaluate (errors), md, figures (metrics)
+@pytest.fixture(scope="module")
+def trained(featurized):
+    from qnnff.stages.train import select_seeds, train
+
+    cfg, d = featurized
+    m = d / "models" / "nn" / "best"
+    for k in range(2):
+        s = m / f"seed{k}"
+        train(cfg, "LiH", "nn", "best", k, str(d / "scalers.json"), str(d / "train.npz"), str(d / "test.npz"), str(s / "model.zip"),
+              str(s / "test_predictions.extxyz"), str(s / "learning_curve.csv"), str(s / "train_summary.json"), str(s / "checkpoint.pt"))
+    sel = select_seeds("LiH", "nn", "best", [str(m / f"seed{k}" / "test_predictions.extxyz") for k in range(2)],
+                       [str(m / f"seed{k}" / "train_summary.json") for k in range(2)], str(d / "scalers.json"), str(m / "seeds.json"))
+    return cfg, d, m, sel
+
+
+def test_train_and_select_seeds(trained):
+    cfg, d, m, sel = trained
+    summaries = [json.loads((m / f"seed{k}" / "train_summary.json").read_text()) for k in range(2)]
+    assert [s["seed_index"] for s in summaries] == [0, 1] and summaries[0]["seed"] != summaries[1]["seed"]
+    assert all(s["iterations_done"] == s["iterations_configured"] == 20 and s["model"] == "nn" for s in summaries)
+    assert not (m / "seed0" / "checkpoint.pt").exists() and (m / "seed0" / "model.zip").is_file()
+    frames = ds.read_frames(m / "seed1" / "test_predictions.extxyz")
+    assert len(frames) == 3 and {"MODEL_energy", "REF_energy"} <= set(frames[0].info) and "MODEL_forces" in frames[0].arrays
+    assert json.loads((m / "seeds.json").read_text()) == json.loads(json.dumps(sel))
+    assert sel["n_seeds"] == 2 and sel["median_seed"] in (0, 1) and len(pd.read_csv(m / "seed0" / "learning_curve.csv")) == 20
+
+
+def test_errors_table(trained, tmp_path):
+    from qnnff.stages.evaluate import errors_table
+
+    cfg, d, m, sel = trained
+    df = errors_table("LiH", [str(m / "seeds.json")], {}, [], str(d / "scalers.json"), str(tmp_path / "e.csv"), str(tmp_path / "e.md"))
+    saved = pd.read_csv(tmp_path / "e.csv")
+    assert len(saved) == len(df) == 2 and set(saved["seed"]) == {0, 1} and saved["median seed"].sum() == 1
+    scale = json.loads((d / "scalers.json").read_text())["energy_scaler"]["scale"]
+    np.testing.assert_allclose(saved["RMSE(E) [scaled]"], saved["RMSE(E) [meV]"] / 1000 / scale, rtol=1e-4)
+    md = (tmp_path / "e.md").read_text()
+    assert md.startswith("# LiH: errors on the held-out test set") and "| NN | best (Adam, chi=1) | 2 |" in md
+    assert "Test points outside the training range (excluded): 1." in md
+
+
+def test_run_md_drives_the_median_seed_and_md_table(trained, tmp_path):
+    from qnnff.stages.md import md_table, run_md
+
+    cfg, d, m, sel = trained
+    cfg = {**cfg, "systems": {"LiH": {**cfg["systems"]["LiH"], "md": {**cfg["systems"]["LiH"]["md"], "n_steps": 20}}}}
+    models = {"kind": "nn", "protocol": "best", "selection": str(m / "seeds.json"),
+              "files": [str(m / f"seed{k}" / "model.zip") for k in range(2)]}  # params.models of rule run_md
+    out = run_md(cfg, "LiH", models, str(tmp_path / "md" / "trajectory.extxyz"), str(tmp_path / "md" / "summary.json"))
+    assert (out["model"], out["protocol"], out["seed"], out["n_steps"]) == ("nn", "best", sel["median_seed"], 20)
+    assert out["r_start_A"] == 2.2 and len(ds.read_frames(tmp_path / "md" / "trajectory.extxyz")) == 20 // 5 + 1
+    stopped = {**out, "model": "qnn", "protocol": "best", "seed": 3, "completed": False, "stopped_at_fs": 4.25}
+    (tmp_path / "stopped.json").write_text(json.dumps(stopped))
+    dft = {**out, "model": "dft", "protocol": None, "seed": None}
+    (tmp_path / "dft.json").write_text(json.dumps(dft))
+    df = md_table([str(tmp_path / "md" / "summary.json"), str(tmp_path / "stopped.json"), str(tmp_path / "dft.json")],
+                  str(tmp_path / "md.csv"), str(tmp_path / "md.md"))
+    saved = pd.read_csv(tmp_path / "md.csv", keep_default_na=False)
+    assert list(saved["model"]) == ["nn", "qnn", "dft"] and list(saved["protocol"]) == ["best", "best", ""]
+    assert list(saved["completed"]) == ["yes", "left the model's domain at 4.2 fs", "yes"] and len(df) == 3
+    assert "| LiH | dft |  |  | 20 |" in (tmp_path / "md.md").read_text()
+
+
+def test_metrics_records_tables_and_manifest(trained, tmp_path, lih_config):
+    from qnnff.stages.evaluate import errors_table
+    from qnnff.stages.figures import metrics, sha256
+
+    cfg, d, m, sel = trained
+    errors_table("LiH", [str(m / "seeds.json")], {}, [], str(d / "scalers.json"), str(tmp_path / "LiH_errors.csv"), str(tmp_path / "e.md"))
+    pd.DataFrame([{"system": "LiH", "model": "nn", "drift [eV/atom/ps]": 1e-4}]).to_csv(tmp_path / "md.csv", index=False)
+    artifacts = [str(tmp_path / "LiH_errors.csv"), str(tmp_path / "md.csv")]
+    metrics(lih_config, [artifacts[0]], artifacts[1], artifacts, str(tmp_path / "metrics.json"), str(tmp_path / "MANIFEST.sha256"))
+    rec = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(rec) == {"units", "errors", "provenance", "md"} and len(rec["errors"]["LiH"]) == 2
+    assert rec["md"] == [{"system": "LiH", "model": "nn", "drift [eV/atom/ps]": 1e-4}]
+    lines = (tmp_path / "MANIFEST.sha256").read_text().splitlines()
+    assert lines == [f"{sha256(p)}  {p}" for p in sorted(artifacts + [str(tmp_path / "metrics.json")])]
+    # the studies never change the pipeline's results: their config leaves the provenance hash alone
+    metrics({**lih_config, "studies": {"x": {}}}, [artifacts[0]], None, artifacts, str(tmp_path / "m2.json"), str(tmp_path / "M2"))
+    assert json.loads((tmp_path / "m2.json").read_text())["provenance"]["config_hash"] == rec["provenance"]["config_hash"]
+
+
+# ------------------------------------------------------------------ studies: wrappers of qnnff.studies
+def test_study_point_works_next_to_its_metrics(monkeypatch):
+    from qnnff import studies
+    from qnnff.stages.studies import study_point
+
+    seen = {}
+    monkeypatch.setattr(studies, "run_point", lambda *a, **kw: seen.update(args=a, **kw) or {"ok": 1})
+    assert study_point({"seed": 1}, "tiny", "lr-0.1", "2", train_xyz="tr", test_xyz="te",
+                       out_json="results/studies/tiny/lr-0.1/seed2/metrics.json", pipeline_model="m") == {"ok": 1}
+    assert seen["args"] == ({"seed": 1}, "tiny", "lr-0.1", 2) and seen["workdir"] == "results/studies/tiny/lr-0.1/seed2"
+    assert (seen["pipeline_model"], seen["pipeline_predictions"], seen["pipeline_summary"]) == ("m", None, None)
