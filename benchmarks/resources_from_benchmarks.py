@@ -1,5 +1,6 @@
 """Print each rule's measured wall time and peak memory from Snakemake's benchmark files, and the resources
-(`mem_mb`, `runtime`) the workflow profiles declare from them (profiles/default/config.yaml, `set-resources`): mem_mb = 1.5 x the largest max_rss, rounded up to
+(`mem_mb`, `runtime`) the workflow profiles declare from them (profiles/default/config.yaml, `set-resources`):
+mem_mb = 1.5 x the largest max_rss, rounded up to
 100 MB (at least 500); runtime = 3 x the longest wall time in minutes, rounded up (at least 5).
 
     python benchmarks/resources_from_benchmarks.py [results/benchmarks]

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import random_rotation
 
 from qnnff.acsf import ACSF, DEFAULT_SYMMETRY_FUNCTIONS, SymmetryFunctionSet, cutoff_function, sort_elements
-from geometry_helpers import random_rotation
 
 CUSTOM = {
     "cutoff": 2.2,

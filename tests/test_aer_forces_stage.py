@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_qnn_shift import lih_model, lih_positions
 
 from qnnff.evaluation import aer_rows
 from qnnff.stages import SeedSet
 from qnnff.stages.evaluate import aer_evaluation
-from test_qnn_shift import lih_model, lih_positions
 
 
 def test_aer_evaluation_forces_and_runtime_rows(tmp_path, repo):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import random_rotation, water_positions
 
 from qnnff.features import EnergyScaler
 from qnnff.models import TrainingBatch, load_model
 from qnnff.models.bpnn import BPNNForceField, bpnn_parameter_count
-from geometry_helpers import random_rotation, water_positions
 
 SCALER = EnergyScaler(center=-2079.6, scale=0.35)
 WATER = ["O", "H", "H"]

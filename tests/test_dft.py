@@ -7,7 +7,7 @@ import pytest
 
 from qnnff.config import system_spec
 from qnnff.dft import LevelOfTheory, single_point
-from qnnff.units import ANGSTROM_TO_BOHR, BOHR_TO_ANGSTROM
+from qnnff.units import BOHR_TO_ANGSTROM
 
 
 def test_known_energy_h2o_hf_sto3g():

@@ -134,7 +134,8 @@ def test_matches_qiskit_machine_learning(qnn_and_samples, qiskit_reference, jaco
     ref_d, ref_single = qiskit_reference
     ours = effective_dimension(model_fn=torch_qnn, theta_samples=torch.tensor(weights), x_samples=torch.tensor(inputs), n=NS,
                                jacobian=jacobian)
-    print(f"\n[{jacobian}] n={NS}\n  ours   d_n/d: {ours.d_n_over_d}\n  qiskit d_n/d: {ref_d}\n  max |diff| = {np.abs(ours.d_n_over_d - ref_d).max():.2e}")
+    print(f"\n[{jacobian}] n={NS}\n  ours   d_n/d: {ours.d_n_over_d}\n  qiskit d_n/d: {ref_d}\n"
+          f"  max |diff| = {np.abs(ours.d_n_over_d - ref_d).max():.2e}")
     assert ours.n_params == N_WEIGHTS
     np.testing.assert_allclose(ours.d_n_over_d, ref_d, rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours.d_n, ref_d * N_WEIGHTS, rtol=0, atol=1e-6 * N_WEIGHTS)

@@ -1,6 +1,5 @@
 """Interruption and resume: kill Snakemake in the middle of the DFT stage, rerun, lose nothing."""
 
-import os
 import signal
 import subprocess
 import sys

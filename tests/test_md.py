@@ -8,10 +8,10 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones
 from ase.calculators.morse import MorsePotential
 from ase.io import read
+from test_calculators import TinyWater, water_atoms
 
 from qnnff.calculators import ModelCalculator, OutOfDomainError
 from qnnff.md import energy_drift, run_nve, run_stretched_bond
-from test_calculators import TinyWater, water_atoms
 
 # stated bounds
 # tiny water model (O-H bond family symmetrised by moments, as the H2O models use), dt = 0.1 fs, 2000 steps, 300 K.
@@ -112,7 +112,8 @@ def test_smooth_model_energy_error_is_second_order(model_cls, bound):
     coarse = run_nve(calculator=ModelCalculator(model_cls()), timestep_fs=0.2, n_steps=500, **kw)
     fine = run_nve(calculator=ModelCalculator(model_cls()), timestep_fs=0.1, n_steps=1000, **kw)
     ratio = coarse.max_abs_energy_deviation_eV / fine.max_abs_energy_deviation_eV
-    print(f"smooth model: max |dE| {coarse.max_abs_energy_deviation_eV:.2e} (0.2 fs), {fine.max_abs_energy_deviation_eV:.2e} eV (0.1 fs), ratio {ratio:.2f}")
+    print(f"smooth model: max |dE| {coarse.max_abs_energy_deviation_eV:.2e} (0.2 fs), "
+          f"{fine.max_abs_energy_deviation_eV:.2e} eV (0.1 fs), ratio {ratio:.2f}")
     assert fine.max_abs_energy_deviation_eV < bound
     assert 3.0 < ratio < 6.0  # velocity Verlet on a smooth surface: O(dt^2) (a force kink gives O(dt): ratio ~2)
 

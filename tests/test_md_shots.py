@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import yaml
+from test_qnn_shift import lih_model
 
 from qnnff.calculators import ModelCalculator
 from qnnff.md import ShotNoiseCalculator, distance_deviation, run_stretched_bond
-from test_qnn_shift import lih_model
 
 STEPS = 12
 

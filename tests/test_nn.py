@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import random_rotation, water_positions
 
 from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
 from qnnff.models import TrainingBatch, load_model
 from qnnff.models.nn import ACTIVATIONS, MLP, Architecture, NNForceField, architecture_for_parameters, mlp_parameter_count
-from geometry_helpers import random_rotation, water_positions
 
 SCALER = EnergyScaler(center=-2079.6, scale=0.35)
 
@@ -37,7 +37,8 @@ def h3o_featurizer() -> Featurizer:
         CoordinateFamily("a", "angle", ((1, 0, 2), (1, 0, 3))),
         CoordinateFamily("d", "dihedral", ((2, 1, 0, 3),)),
     ]
-    return Featurizer(families=fams, feature_map="arcsin", lo=[0.9] * 3 + [100.0] * 2 + [100.0], hi=[1.1] * 3 + [120.0] * 2 + [140.0], symbols=["O", "H", "H", "H"])
+    return Featurizer(families=fams, feature_map="arcsin", lo=[0.9] * 3 + [100.0] * 2 + [100.0], hi=[1.1] * 3 + [120.0] * 2 + [140.0],
+                      symbols=["O", "H", "H", "H"])
 
 
 @pytest.mark.parametrize(

@@ -94,8 +94,8 @@ def test_truncated_or_edited_feature_file_is_an_error(tmp_path):
 
 def _water_models():
     import torch
-
     from geometry_helpers import water_positions
+
     from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
     from qnnff.models.bpnn import BPNNForceField
     from qnnff.models.nn import NNForceField

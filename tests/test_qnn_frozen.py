@@ -17,13 +17,13 @@ from qiskit.circuit import ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qnnff.calculators import ModelCalculator, OutOfDomainError
+from qnnff.errors import UnsupportedCircuitError
 from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer, extend_to_symmetric_point
 from qnnff.geometry import PRIMITIVES
 from qnnff.md import run_stretched_bond
 from qnnff.models.qnn import QNNForceField
 from qnnff.qnn.circuit import build_qnn_circuit
 from qnnff.qnn.engine import CompiledCircuit, QNNRegressor
-from qnnff.errors import UnsupportedCircuitError
 from qnnff.qnn.frozen import FrozenCircuit, FrozenQNN, NumpyFeaturizer
 
 TOL = 1e-12  # relative to the largest |E| or |F| (eV, eV/Angstrom): both paths run the same program and kernel;

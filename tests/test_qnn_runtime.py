@@ -5,10 +5,10 @@ import socket
 
 import numpy as np
 import pytest
+from test_qnn_shift import lih_model, lih_positions
 
 from qnnff.config import ConfigError, check_config
 from qnnff.qnn import runtime as rt
-from test_qnn_shift import lih_model, lih_positions
 
 
 @pytest.fixture()

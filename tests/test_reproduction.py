@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from qnnff import dataset as ds
-from qnnff.compare import compare_tables, main as compare_main
+from qnnff.compare import compare_tables
+from qnnff.compare import main as compare_main
 from qnnff.evaluation import error_table, mean_sd, select_seeds, write_error_table
-from qnnff.reproduction import error_verdict, effdim_verdict, oscillation_period, scorecard, write_scorecard
+from qnnff.reproduction import effdim_verdict, error_verdict, oscillation_period, scorecard, write_scorecard
 
 SCALE = 0.5  # eV
 

@@ -94,12 +94,13 @@ def test_same_seed_same_weights(data, optimizer):
     runs = []
     for _ in range(2):
         model = fresh(data)
-        train(model, batch, optimizer=optimizer, iterations=6 if optimizer == "adam" else 40, lr=0.02, chi=1.0, seed=5, batch_size=16 if optimizer == "adam" else None,
-              log=lambda s: None)
+        train(model, batch, optimizer=optimizer, iterations=6 if optimizer == "adam" else 40, lr=0.02, chi=1.0, seed=5,
+              batch_size=16 if optimizer == "adam" else None, log=lambda s: None)
         runs.append(weights(model))
     assert torch.equal(runs[0], runs[1])
     other = fresh(data)
-    train(other, batch, optimizer=optimizer, iterations=6 if optimizer == "adam" else 40, lr=0.02, chi=1.0, seed=6, batch_size=16 if optimizer == "adam" else None,
+    train(other, batch, optimizer=optimizer, iterations=6 if optimizer == "adam" else 40, lr=0.02, chi=1.0, seed=6,
+          batch_size=16 if optimizer == "adam" else None,
           rhobeg=0.4, log=lambda s: None)
     assert not torch.equal(runs[0], weights(other))
 

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from ase.data import atomic_numbers
@@ -82,7 +83,7 @@ class SymmetryFunctionSet:
                 raise ValueError(f"symmetry functions: angular[{k}].lambda must be +1 or -1, got {lam}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "SymmetryFunctionSet":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SymmetryFunctionSet:
         """``{"cutoff": Rc, "radial": [{"eta", "rs"}, ...], "angular": [{"eta", "zeta", "lambda"}, ...]}``;
         missing keys take the defaults of :data:`DEFAULT_SYMMETRY_FUNCTIONS`."""
         d = dict(DEFAULT_SYMMETRY_FUNCTIONS if d is None else d)

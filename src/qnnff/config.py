@@ -211,7 +211,7 @@ def _close(name: str, options: Any) -> str:
     return f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
 
 
-def check_downstream(cfg: dict, name: str, spec: "SystemSpec") -> None:
+def check_downstream(cfg: dict, name: str, spec: SystemSpec) -> None:
     """Start-up checks of the keys that are only used after the DFT and training (MD start, slice, Aer noise), so that a
     typo fails in seconds, not after an hour: every key names a Z-matrix variable or a known backend."""
     sc = cfg["systems"][name]

@@ -7,8 +7,8 @@ point id, and the provenance (level of theory, basis, grid, PySCF version, confi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms

@@ -14,8 +14,8 @@ A point that fails all three is returned with ``converged=False`` and the reason
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -3,7 +3,7 @@ simulator, the calculators and the models can all raise and catch them without i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["OutOfDomainError", "UnsupportedCircuitError", "domain_error_message"]
 

@@ -7,8 +7,8 @@ Scaled units are the training targets' units: energies and forces divided by the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

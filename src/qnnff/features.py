@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ class CoordinateFamily:
     couple_with: str | None = None
 
     @classmethod
-    def from_config(cls, spec: dict, n_atoms: int, where: str) -> "CoordinateFamily":
+    def from_config(cls, spec: dict, n_atoms: int, where: str) -> CoordinateFamily:
         typ = spec["type"]
         if typ not in PRIMITIVES:
             raise ValueError(f"{where}.type: unknown coordinate type {typ!r} (use one of {sorted(PRIMITIVES)})")
@@ -94,7 +95,7 @@ class CoordinateFamily:
         fn, _ = PRIMITIVES[self.type]
         return torch.stack([fn(pos, *t) for t in self.atoms], dim=-1)
 
-    def coupled_moments(self, pos: torch.Tensor, partner: "CoordinateFamily") -> torch.Tensor:
+    def coupled_moments(self, pos: torch.Tensor, partner: CoordinateFamily) -> torch.Tensor:
         """Mixed central moments of the pairs (tuple i of this family, tuple i of ``partner``)."""
         u, v = self.primitives(pos), partner.primitives(pos)
         du, dv = u - u.mean(dim=-1, keepdim=True), v - v.mean(dim=-1, keepdim=True)
@@ -251,7 +252,7 @@ class Featurizer(torch.nn.Module):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Featurizer":
+    def from_dict(cls, d: dict[str, Any]) -> Featurizer:
         n_atoms = len(d["symbols"]) if d.get("symbols") else 1 + max(a for f in d["families"] for t in f["atoms"] for a in t)
         fams = [CoordinateFamily.from_config(f, n_atoms, f"features.coordinates[{i}]") for i, f in enumerate(d["families"])]
         return cls(families=fams, feature_map=d["feature_map"], lo=d["lo"], hi=d["hi"], margin=d["margin"], symbols=d.get("symbols", ()))
@@ -265,7 +266,7 @@ class EnergyScaler:
     scale: float
 
     @classmethod
-    def fit(cls, energies: np.ndarray) -> "EnergyScaler":
+    def fit(cls, energies: np.ndarray) -> EnergyScaler:
         e = np.asarray(energies, dtype=float)
         lo, hi = float(e.min()), float(e.max())
         if not hi > lo:
@@ -276,7 +277,7 @@ class EnergyScaler:
         return {"center": self.center, "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, d: dict[str, float]) -> "EnergyScaler":
+    def from_dict(cls, d: dict[str, float]) -> EnergyScaler:
         return cls(center=float(d["center"]), scale=float(d["scale"]))
 
 

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ class ZRow:
     dihedral: tuple[int, str | float] | None = None
 
     @classmethod
-    def parse(cls, row: Sequence, index: int) -> "ZRow":
+    def parse(cls, row: Sequence, index: int) -> ZRow:
         """Parse ``[El]``, ``[El, a, r]``, ``[El, a, r, b, theta]`` or ``[El, a, r, b, theta, c, phi]``."""
         if not isinstance(row, (list, tuple)) or len(row) not in (1, 3, 5, 7):
             raise ValueError(
@@ -122,11 +122,11 @@ def angle(pos: torch.Tensor, i: int, j: int, k: int) -> torch.Tensor:
     return torch.rad2deg(torch.atan2(cross, dot))
 
 
-def dihedral(pos: torch.Tensor, i: int, j: int, k: int, l: int) -> torch.Tensor:
-    """Dihedral i-j-k-l in degrees, IUPAC sign, mapped into [0, 360) so that planar (180) is interior."""
+def dihedral(pos: torch.Tensor, i: int, j: int, k: int, m: int) -> torch.Tensor:
+    """Dihedral i-j-k-m in degrees, IUPAC sign, mapped into [0, 360) so that planar (180) is interior."""
     b0 = pos[..., j, :] - pos[..., i, :]
     b1 = pos[..., k, :] - pos[..., j, :]
-    b2 = pos[..., l, :] - pos[..., k, :]
+    b2 = pos[..., m, :] - pos[..., k, :]
     n1 = torch.linalg.cross(b0, b1, dim=-1)
     n2 = torch.linalg.cross(b1, b2, dim=-1)
     b1n = b1 / torch.linalg.vector_norm(b1, dim=-1, keepdim=True)

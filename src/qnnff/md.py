@@ -4,7 +4,8 @@
 
 * initial state: the given positions (plus an optional ``displacement``), and either Maxwell-Boltzmann velocities at
   ``temperature_K`` drawn with ``numpy.random.default_rng(seed)`` (passed as ``rng=`` to ASE's
-  ``thermalize_momenta``, which ASE 3.29 made the successor of the deprecated ``MaxwellBoltzmannDistribution``; same draw), or explicit ``velocities_A_per_fs``, or zero velocities. Drawn velocities then
+  ``thermalize_momenta``, which ASE 3.29 made the successor of the deprecated
+  ``MaxwellBoltzmannDistribution``; same draw), or explicit ``velocities_A_per_fs``, or zero velocities. Drawn velocities then
   have their centre-of-mass momentum and angular momentum removed (ASE ``Stationary`` and ``ZeroRotation`` with
   ``preserve_temperature=False``: the removed rigid-body motion is not put back into the internal modes, so the
   internal kinetic energy keeps its Maxwell-Boltzmann expectation ``(3N - 6) k T / 2``);
@@ -25,9 +26,10 @@ domain) stops the run with that error.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -36,7 +38,6 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.md.verlet import VelocityVerlet
 
 from .calculators import ModelCalculator, OutOfDomainError
-from .io import atomic_path
 
 __all__ = ["BondOscillation", "MDResult", "ShotNoiseCalculator", "distance_deviation", "energy_drift", "run_nve", "run_stretched_bond"]
 

@@ -37,6 +37,6 @@ def provenance(config_hash: str, **extra) -> dict:
         "config_hash": config_hash,
         "git_commit": git_commit(),
         "packages": package_versions(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **extra,
     }

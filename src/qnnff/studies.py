@@ -33,9 +33,10 @@ import itertools
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def known_grid_keys(kind: str) -> list[str]:
     return [*TRAINING_KEYS, *init, *model_keys, *SYSTEM_KEYS, "n_train"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model_schema_keys(kind: str) -> list[str]:
     from .config import schema
 
@@ -291,9 +292,8 @@ def point_hash(cfg: dict, study: Study, point: StudyPoint) -> str:
 
 def reuses_pipeline_model(cfg: dict, study: Study, point: StudyPoint) -> bool:
     """True when the point trains exactly the pipeline's base model (full data, same model hash, same seeds)."""
-    from .protocols import model_hash
-
     from .config import system_spec
+    from .protocols import model_hash
 
     if point.n_train is not None and point.n_train != system_spec(cfg, study.system).n_points("train"):
         return False
@@ -406,7 +406,7 @@ def _positions(frames):
 METRICS = ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]", "RMSE(E) [meV]", "RMSE(F) [meV/A]")
 
 
-def study_frames(metrics_jsons: Sequence[str]) -> tuple["pd.DataFrame", "pd.DataFrame"]:  # noqa: F821
+def study_frames(metrics_jsons: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:  # noqa: F821
     """Per-seed rows (one per point and seed) and shot rows (one per point, seed, noise and shots)."""
     import pandas as pd
 
@@ -437,7 +437,7 @@ def loglog_slope(n: Sequence[float], y: Sequence[float]) -> float:
     return float(np.polyfit(np.log(n[ok]), np.log(y[ok]), 1)[0])
 
 
-def summarise_study(rows: "pd.DataFrame", shot_rows: "pd.DataFrame", axes: Sequence[str]):  # noqa: F821
+def summarise_study(rows: pd.DataFrame, shot_rows: pd.DataFrame, axes: Sequence[str]):  # noqa: F821
     """Mean +- sd over seeds per point (and per noise and shots); with an ``n_train`` axis, the fitted log-log slope of
     the mean errors against the training-set size per combination of the other axes."""
     import pandas as pd

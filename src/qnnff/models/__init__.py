@@ -1,5 +1,5 @@
 """Force-field models sharing one interface (:class:`qnnff.models.base.ForceField`)."""
 
-from .base import ForceField, FeatureForceField, TrainingBatch, load_model, register_model
+from .base import FeatureForceField, ForceField, TrainingBatch, load_model, register_model
 
 __all__ = ["ForceField", "FeatureForceField", "TrainingBatch", "load_model", "register_model"]

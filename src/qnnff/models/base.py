@@ -28,10 +28,10 @@ import torch
 from ..features import EnergyScaler, Featurizer
 from . import artifact as _artifact
 
-_REGISTRY: dict[str, type["ForceField"]] = {}
+_REGISTRY: dict[str, type[ForceField]] = {}
 
 
-def register_model(cls: type["ForceField"]) -> type["ForceField"]:
+def register_model(cls: type[ForceField]) -> type[ForceField]:
     """Class decorator: make ``load_model`` able to rebuild ``cls`` from its artifact ``kind``."""
     _REGISTRY[cls.kind] = cls
     return cls
@@ -54,7 +54,7 @@ class TrainingBatch:
     def __len__(self) -> int:
         return self.positions.shape[0]
 
-    def subset(self, idx: torch.Tensor) -> "TrainingBatch":
+    def subset(self, idx: torch.Tensor) -> TrainingBatch:
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return TrainingBatch(pick(self.positions), pick(self.y), pick(self.f), pick(self.x), pick(self.jac))
 
@@ -84,7 +84,7 @@ class ForceField(torch.nn.Module, abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> "ForceField":
+    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> ForceField:
         ...
 
     # ---- shared

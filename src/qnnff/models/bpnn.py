@@ -33,17 +33,18 @@ and zero biases, element networks initialised in order of atomic number from one
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-
-DOMAIN_MARGIN = 0.05  # fraction of each element pair's training distance range added on both sides
 
 from ..acsf import ACSF, SymmetryFunctionSet, sort_elements
 from ..features import EnergyScaler
 from .base import ForceField, TrainingBatch, register_model
 from .nn import MLP, mlp_parameter_count
+
+DOMAIN_MARGIN = 0.05  # fraction of each element pair's training distance range added on both sides
 
 DEFAULT_HIDDEN = (20, 20)
 
@@ -131,7 +132,7 @@ class BPNNForceField(ForceField):
         symmetry_functions: SymmetryFunctionSet | Mapping[str, Any] | None = None,
         activation: str = "tanh",
         seed: int = 0,
-    ) -> "BPNNForceField":
+    ) -> BPNNForceField:
         """A fresh (seeded) model whose descriptor standardisation is fitted on the training positions [B, n, 3]."""
         model = cls(symbols=symbols, energy_scaler=energy_scaler, hidden=hidden, symmetry_functions=symmetry_functions,
                     activation=activation, seed=seed)
@@ -271,7 +272,7 @@ class BPNNForceField(ForceField):
         return arrays, meta, {}
 
     @classmethod
-    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> "BPNNForceField":
+    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> BPNNForceField:
         elements = meta["elements"]
         model = cls(
             symbols=meta["symbols"],

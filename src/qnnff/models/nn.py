@@ -45,14 +45,16 @@ layer by layer from ``torch.Generator().manual_seed(seed)``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..features import EnergyScaler, Featurizer
 from .base import FeatureForceField, register_model
+
 
 # smooth activations: name -> (function, derivative written in terms of the pre-activation z)
 def _tanh_d(z: torch.Tensor) -> torch.Tensor:
@@ -252,7 +254,7 @@ class NNForceField(FeatureForceField):
         return arrays, meta, {}
 
     @classmethod
-    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> "NNForceField":
+    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> NNForceField:
         model = cls(
             featurizer=Featurizer.from_dict(meta["featurizer"]),
             energy_scaler=EnergyScaler.from_dict(meta["energy_scaler"]),

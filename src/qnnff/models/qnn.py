@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +121,7 @@ class QNNForceField(FeatureForceField):
     def n_readout_parameters(self) -> int:
         return 2
 
-    def effdim_module(self) -> "QNNForceField":
+    def effdim_module(self) -> QNNForceField:
         """A copy for the effective dimension (:mod:`qnnff.effdim`): same circuit and weights, readout fixed at
         ``a = 1, b = 0`` and not trainable, so ``y = <Z_0>`` lies in [-1, 1] and ``d`` is the circuit's parameter
         count (the paper's 87 / 135)."""
@@ -244,7 +245,7 @@ class QNNForceField(FeatureForceField):
         return arrays, meta, {CIRCUIT_BLOB: buf.getvalue()}
 
     @classmethod
-    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> "QNNForceField":
+    def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> QNNForceField:
         if CIRCUIT_BLOB not in blobs:
             raise ValueError(f"qnn artifact has no {CIRCUIT_BLOB} blob")
         (qc,) = qpy.load(io.BytesIO(blobs[CIRCUIT_BLOB]))

@@ -21,8 +21,9 @@ time (``runtime_parameter_bind_enable=True``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit
@@ -31,7 +32,6 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error
-
 
 
 @dataclass

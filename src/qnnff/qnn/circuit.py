@@ -49,8 +49,9 @@ The inputs are the ParameterVector ``x`` of length ``n_f``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from qiskit.circuit import ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
@@ -173,7 +174,7 @@ def build_qnn_circuit(
         trainable_feature_map=trainable_feature_map, trainable_feature_map_reps=trainable_feature_map_reps,
         entanglement=entanglement, rotations=tuple(rotations), final_rotations=final_rotations,
     )
-    N, nf, nrot = cfg.n_qubits, cfg.n_features, len(cfg.rotations)
+    N, nf = cfg.n_qubits, cfg.n_features
     x = ParameterVector(input_name, nf)
     w = ParameterVector(weight_name, cfg.n_weights)
     T = cfg.n_feature_map_weights

@@ -35,8 +35,9 @@ project's notes; the numbers printed there are the reference.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class Angle:
     lin: dict[int, float] = field(default_factory=dict)
     bil: dict[tuple[int, int], float] = field(default_factory=dict)
 
-    def scaled(self, c: float) -> "Angle":
+    def scaled(self, c: float) -> Angle:
         return Angle(self.const * c, {k: v * c for k, v in self.lin.items()}, {k: v * c for k, v in self.bil.items()})
 
     def depends_on(self, variables: Any) -> bool:
@@ -292,7 +293,8 @@ class CompiledCircuit:
             elif _is_monomial(mat):
                 out.append(_Gate("mono", qubits, matrix=mat, diagonal=diagonal, name=name))
             else:
-                raise UnsupportedCircuitError(f"{where}: multi-qubit gate {name!r} is not a permutation with phases (supported: cx, cy, cz, swap, ccx, ...)")
+                raise UnsupportedCircuitError(
+                    f"{where}: multi-qubit gate {name!r} is not a permutation with phases (supported: cx, cy, cz, swap, ccx, ...)")
         return out
 
 

@@ -35,7 +35,8 @@ eV/Angstrom for the paper's three circuits with random weights (``tests/test_qnn
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit

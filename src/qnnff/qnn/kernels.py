@@ -469,7 +469,6 @@ def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eang
 @njit(cache=True)
 def _forward_sweep(X, Y, ops, Q, mperm, mpr, mpi, dim):
     """X <- the final state from |0> (in place; Y is scratch)."""
-    nl = X.shape[2]
     X[:] = 0.0
     X[0, 0, :] = 1.0
     for t in range(ops.shape[0]):

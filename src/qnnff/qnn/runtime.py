@@ -37,8 +37,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -117,7 +118,8 @@ def check_credentials(backend: str, *, channel: str | None = None, accounts_file
     try:  # AccountManager.list would create an empty account file: look first
         accounts = AccountManager.list(channel=channel, filename=path) if os.path.isfile(path) else {}
     except Exception as exc:  # unreadable account file: still a clear start-up error
-        raise CredentialsError(f"{where}: {backend!r} is a real IBM backend, but the saved Qiskit Runtime accounts could not be read ({exc})") from None
+        raise CredentialsError(
+            f"{where}: {backend!r} is a real IBM backend, but the saved Qiskit Runtime accounts could not be read ({exc})") from None
     if accounts:
         return "saved account"
     raise CredentialsError(
@@ -282,7 +284,7 @@ class RuntimeEvaluator:
             raise ValueError(f"hardware.max_qpu_seconds must be positive (or null for no cap), got {self.max_qpu_seconds}")
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], *, seed: int) -> "RuntimeEvaluator":
+    def from_settings(cls, settings: Mapping[str, Any], *, seed: int) -> RuntimeEvaluator:
         s = {**HARDWARE_DEFAULTS, **settings}
         return cls(backend=str(s["backend"]), shots=None if s.get("precision") is not None else int(s["shots"]),
                    precision=s.get("precision"), optimization_level=int(s["optimization_level"]),

@@ -24,8 +24,8 @@ clear :class:`ValueError` naming the instruction).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from qiskit import QuantumCircuit

@@ -12,7 +12,7 @@ above an angular frequency (Hann-windowed periodogram); :func:`line_spectrum_fra
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
