@@ -6,18 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rule_helpers import rule_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 RULE_FILES = sorted((REPO / "workflow/rules").glob("*.smk"))
 
 
 def rule_names() -> set[str]:
-    names = set()
-    for p in RULE_FILES:
-        text = p.read_text()
-        names |= set(re.findall(r"^rule (\w+):", text, re.M))
-        names |= set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
-    return names
+    return set(rule_scripts())
 
 
 def test_rules_declare_no_resources():

@@ -2,7 +2,6 @@
 and the import contract that keeps a job's start-up cheap."""
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rule_helpers import rule_scripts
 
 from qnnff import dataset as ds
 from qnnff.integrity import IntegrityError, load_npz
@@ -19,22 +19,6 @@ RULE_FILES = ("data", "features", "train", "evaluate", "md", "figures", "studies
 
 
 # ------------------------------------------------------------------ the contract: rule files, scripts, imports
-def rule_scripts() -> dict[str, tuple[str, str]]:
-    """rule -> (rule file stem, script stem), `use rule A as B` inheriting A's script."""
-    out: dict[str, tuple[str, str]] = {}
-    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        rule = None
-        for line in smk.read_text().splitlines():
-            if m := re.match(r"rule (\w+):", line):
-                rule = m.group(1)
-            elif m := re.match(r"use rule (\w+) as (\w+) with:", line):
-                out[m.group(2)] = (smk.stem, out[m.group(1)][1])
-                rule = None
-            elif rule and (m := re.search(r'"\.\./scripts/(\w+)\.py"', line)):
-                out[rule] = (smk.stem, m.group(1))
-    return out
-
-
 def stage_function(rule: str) -> str:
     return "train" if rule.startswith("train_") else rule  # train_qnn, train_nn, train_bpnn share one function
 
