@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from rule_helpers import rule_scripts
 
 from qnnff import dataset as ds
@@ -137,6 +138,35 @@ def test_dft_chunk_computes_one_chunk(tmp_path, lih_config):
     assert frames[0].info["REF_energy"] == pytest.approx(frames[0].info["energy_hartree"] * 27.211386, rel=1e-6)
     with pytest.raises(ValueError, match="no points in chunk 'train-000'"):
         dft_chunk(lih_config, "LiH", pts, "train-000", tmp_path / "d.extxyz", tmp_path / "d.json")
+
+
+def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp_path, test_config):
+    """The ``ic_<label>`` columns carry the value of their own coordinate also when a coupled family comes first (the
+    coupled moments used to be left out of the values, so every later label got its neighbour's value)."""
+    from qnnff.config import system_spec
+    from qnnff.features import internal_coordinates
+    from qnnff.stages.data import dft_chunk
+
+    cfg = test_config
+    h3o = cfg["systems"]["H3O+"]
+    h3o["coordinates"] = [
+        {"name": "a_HOH", "type": "angle", "atoms": [[2, 0, 3], [1, 0, 3], [1, 0, 2]], "couple_with": "r_OH"},
+        {"name": "r_OH", "type": "bond", "atoms": [[0, 1], [0, 2], [0, 3]]}]
+    cfg["systems"] = {"H3O+": h3o}
+    cfg.pop("reproduction", None)
+    point = {"r1": 0.95, "r2": 1.0, "r3": 1.05, "a1": 108.0, "a2": 114.0, "d": 125.0}
+    pts = tmp_path / "points.csv"
+    pd.DataFrame([{"split": "test", "point": "test-00000", "chunk": "test-000", **point}]).to_csv(pts, index=False)
+    dft_chunk(cfg, "H3O+", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
+    (frame,) = ds.read_frames(tmp_path / "c.extxyz")
+    spec = system_spec(cfg, "H3O+")
+    labels = [lab for f in spec.families for lab in f.labels()]
+    want = internal_coordinates(spec.families, torch.as_tensor(frame.get_positions()[None]))[0].tolist()
+    got = {k[3:]: v for k, v in frame.info.items() if k.startswith("ic_")}
+    assert sorted(got) == sorted(labels) and len(labels) == 9
+    for lab, val in zip(labels, want):
+        assert got[lab] == pytest.approx(val, rel=1e-5, abs=1e-9), lab  # positions are read back from 8 decimals
+    assert got["r_OH.mean"] == pytest.approx(1.0, rel=1e-9)
 
 
 def write_chunk(d: Path, chunk: str, rs: list[float], failed: list[str] = (), rescued: list[str] = ()):

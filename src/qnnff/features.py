@@ -155,6 +155,16 @@ def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.
     return torch.cat(out, dim=-1)
 
 
+def coordinate_values(families: Sequence[CoordinateFamily], positions: np.ndarray) -> dict[str, float]:
+    """``{label: value}`` of one geometry's internal coordinates ([n_atoms, 3] Angstrom), coupled moments included,
+    in the order of :func:`internal_coordinates` (the ``ic_<label>`` columns of the data sets)."""
+    labels = [lab for f in families for lab in f.labels()]
+    values = internal_coordinates(families, torch.as_tensor(np.asarray(positions, dtype=float)[None]))[0].tolist()
+    if len(values) != len(labels):
+        raise AssertionError(f"{len(values)} internal coordinates for {len(labels)} labels {labels}")
+    return dict(zip(labels, values))
+
+
 class Featurizer(torch.nn.Module):
     """positions [B, n, 3] (Angstrom, float64) -> features [B, d].
 

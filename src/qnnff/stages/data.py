@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .. import dataset as ds
 from ..config import config_hash, system_spec
 from ..dft import pyscf_version, run_path, set_threads
+from ..features import coordinate_values
 from ..integrity import IntegrityError, rebuild_hint
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..sampling import plan_points
@@ -63,7 +63,6 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
         status.append({"point": r["point"], "converged": res.converged, "attempts": res.attempts, "seconds": round(res.seconds, 4)})
         if not res.converged:
             continue
-        pos_t = torch.as_tensor(pos[None], dtype=torch.float64)
         info = {
             "point": r["point"],
             "split": r["split"],
@@ -78,9 +77,7 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
             "energy_hartree": res.energy,
         }
         info.update({f"zmat_{v}": float(r[v]) for v in spec.variable_names})
-        ic = torch.cat([f.evaluate(pos_t) for f in spec.families], dim=-1)[0].tolist()
-        labels = [lab for f in spec.families for lab in f.labels()]
-        info.update({f"ic_{lab}": val for lab, val in zip(labels, ic)})
+        info.update({f"ic_{lab}": val for lab, val in coordinate_values(spec.families, pos).items()})
         frames.append(ds.make_frame(spec.symbols, pos, res.energy * HARTREE_TO_EV, -res.gradient * HA_PER_BOHR_TO_EV_PER_ANG, info))
     summary = {
         "system": system,
