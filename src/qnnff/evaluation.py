@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import dataset as ds
 from .io import atomic_path, write_json_atomic, write_text_atomic
+from .units import MEV_PER_EV
 
 MODEL_LABELS = {"qnn": "QNN", "nn": "NN", "bpnn": "BPNN (n2p2-style)"}
 
@@ -63,9 +64,9 @@ def seed_row(predictions: str | Path, summary: str | Path, scale: float) -> dict
         "kind": s["model"], "protocol": s["protocol"], "seed": int(s["seed_index"]),
         "RMSE(E) [scaled]": rmse(err["dE"]) / scale,
         "RMSE(F) [scaled, 1/A]": rmse(err["dF"]) / scale,
-        "RMSE(E) [meV]": 1000.0 * rmse(err["dE"]),
-        "RMSE(F) [meV/A]": 1000.0 * rmse(err["dF"]),
-        "MAE(E) [meV]": 1000.0 * float(np.mean(np.abs(err["dE"]))),
+        "RMSE(E) [meV]": MEV_PER_EV * rmse(err["dE"]),
+        "RMSE(F) [meV/A]": MEV_PER_EV * rmse(err["dF"]),
+        "MAE(E) [meV]": MEV_PER_EV * float(np.mean(np.abs(err["dE"]))),
         "n_test": len(err["dE"]),
         "parameters": int(s["n_parameters"]),
         "optimizer": prov.get("optimizer", ""), "chi": float(prov.get("chi", float("nan"))),
@@ -107,7 +108,7 @@ def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
         f = r.get("RMSE(F) vs DFT [meV/A]", nan)
         return {"model": model, "kind": "qnn", "protocol": d.get("protocol", ""), "seed": int(d.get("seed", -1)),
                 "evaluation": evaluation,
-                "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / 1000.0 / scale, "RMSE(F) [scaled, 1/A]": f / 1000.0 / scale,
+                "RMSE(E) [scaled]": r["RMSE(E) vs DFT [meV]"] / MEV_PER_EV / scale, "RMSE(F) [scaled, 1/A]": f / MEV_PER_EV / scale,
                 "RMSE(E) [meV]": r["RMSE(E) vs DFT [meV]"], "RMSE(F) [meV/A]": f, "MAE(E) [meV]": nan, "n_test": n}
 
     rows = []

@@ -38,6 +38,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.md.verlet import VelocityVerlet
 
 from .calculators import ModelCalculator, OutOfDomainError
+from .units import FS_PER_PS
 
 __all__ = ["BondOscillation", "MDResult", "ShotNoiseCalculator", "distance_deviation", "energy_drift", "run_nve", "run_stretched_bond"]
 
@@ -71,7 +72,7 @@ class MDResult:
             "timestep_fs": self.timestep_fs,
             "n_steps": self.n_steps,
             "log_every": self.log_every,
-            "duration_ps": self.n_steps * self.timestep_fs / 1000.0,
+            "duration_ps": self.n_steps * self.timestep_fs / FS_PER_PS,
             "drift_eV_per_atom_per_ps": self.drift_eV_per_atom_per_ps,
             "max_abs_energy_deviation_eV": self.max_abs_energy_deviation_eV,
             "initial_total_energy_eV": float(self.total_energy[0]),
@@ -85,7 +86,7 @@ class MDResult:
 
 def energy_drift(times_fs: np.ndarray, total_energy: np.ndarray, n_atoms: int) -> tuple[float, float]:
     """(slope of the least-squares line E_tot(t) in eV/atom/ps, max |E_tot - E_tot(0)| in eV)."""
-    t_ps = np.asarray(times_fs, dtype=float) / 1000.0
+    t_ps = np.asarray(times_fs, dtype=float) / FS_PER_PS
     e = np.asarray(total_energy, dtype=float)
     max_dev = float(np.max(np.abs(e - e[0]))) if e.size else float("nan")
     if e.size < 2:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, config_hash
+from .units import MEV_PER_EV
 
 log = logging.getLogger("qnnff")
 
@@ -364,7 +365,7 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
         "excluded_test_points": excluded,
         "reused_pipeline_model": bool(reused), "point_hash": point_hash(cfg, study, point),
         "RMSE(E) [scaled]": rmse(err["dE"]) / scale, "RMSE(F) [scaled, 1/A]": rmse(err["dF"]) / scale,
-        "RMSE(E) [meV]": 1000.0 * rmse(err["dE"]), "RMSE(F) [meV/A]": 1000.0 * rmse(err["dF"]),
+        "RMSE(E) [meV]": MEV_PER_EV * rmse(err["dE"]), "RMSE(F) [meV/A]": MEV_PER_EV * rmse(err["dF"]),
         "parameters": int(summary["n_parameters"]), "iterations": int(summary["iterations"]),
         "train time [s]": float(summary["train_seconds"]), "energy scale [eV]": scale, "shots": [],
     }
@@ -383,8 +384,8 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
                 e, exact = np.asarray(r["energy"]), np.asarray(r["exact"])
                 out["shots"].append({
                     "shots": int(shots), "noise": noise, "n_points": n,
-                    "RMSE(E) vs DFT [meV]": 1000.0 * rmse(e - e_ref),
-                    "RMSE(E) vs exact QNN [meV]": 1000.0 * rmse(e - exact),
+                    "RMSE(E) vs DFT [meV]": MEV_PER_EV * rmse(e - e_ref),
+                    "RMSE(E) vs exact QNN [meV]": MEV_PER_EV * rmse(e - exact),
                     "RMSE(E) vs DFT [scaled]": rmse(e - e_ref) / scale,
                 })
                 log.info("%s %s seed %d: %d shots, noise %s: RMSE(E) vs DFT %.2f meV, vs exact %.2f meV", study.name,
@@ -504,7 +505,7 @@ def study_table(cfg: dict, study_name: str, metrics_jsons: Sequence[str], out_cs
           *([what, ""] if what else []),
           f"Grid over {', '.join(f'`{a}`' for a in axes) or 'nothing (the base protocol)'}; {study.seeds} seeds per point; "
           f"test set errors, mean ± sd over seeds. Scaled units: divided by the energy scale "
-          f"({float(rows['RMSE(E) [meV]'].iloc[0] / 1000 / rows['RMSE(E) [scaled]'].iloc[0]):.4g} eV, half the training "
+          f"({float(rows['RMSE(E) [meV]'].iloc[0] / MEV_PER_EV / rows['RMSE(E) [scaled]'].iloc[0]):.4g} eV, half the training "
           "energy range); forces then in 1/A. One row per seed in table.csv.", ""]
     cols = ["point", *[a for a in axes if a != "n_train"], "n_train", "seeds", "RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]",
             "RMSE(E) [meV]", "RMSE(F) [meV/A]", "train time [s]"]

@@ -7,3 +7,7 @@ BOHR_TO_ANGSTROM: float = _u.Bohr  # Angstrom per Bohr
 ANGSTROM_TO_BOHR: float = 1.0 / _u.Bohr
 #: Ha/Bohr -> eV/Angstrom
 HA_PER_BOHR_TO_EV_PER_ANG: float = _u.Hartree / _u.Bohr
+#: eV -> meV (errors in tables are meV and meV/Angstrom)
+MEV_PER_EV: float = 1000.0
+#: ps -> fs (MD times)
+FS_PER_PS: float = 1000.0

@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 
 from ..effdim import model_effective_dimension
-from ..evaluation import energy_scale, error_table, mean_sd, write_error_table
+from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_table
 from ..integrity import load_npz
 from ..io import write_json_atomic
 from ..models.base import FeatureForceField, load_model
 from ..reproduction import scorecard, write_scorecard
 from ..seeding import derive_seed, rng
+from ..units import MEV_PER_EV
 from . import SeedSet
 
 log = logging.getLogger("qnnff")
@@ -120,9 +121,9 @@ def _force_stats(r: dict, f_ref: np.ndarray) -> dict:
     z = np.abs(f - exact) / np.where(err > 0, err, np.inf)
     return {
         "n_force_points": int(len(f)),
-        "RMSE(F) vs DFT [meV/A]": 1000.0 * float(np.sqrt(np.mean((f - f_ref) ** 2))),
-        "RMSE(F) vs exact QNN [meV/A]": 1000.0 * float(np.sqrt(np.mean((f - exact) ** 2))),
-        "mean force standard error [meV/A]": 1000.0 * float(np.mean(err)),
+        "RMSE(F) vs DFT [meV/A]": MEV_PER_EV * rmse(f - f_ref),
+        "RMSE(F) vs exact QNN [meV/A]": MEV_PER_EV * rmse(f - exact),
+        "mean force standard error [meV/A]": MEV_PER_EV * float(np.mean(err)),
         "fraction of force components within 4 sigma of exact": float(np.mean(z <= 4.0)),
     }
 
@@ -169,9 +170,9 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
         z = np.abs(e - exact) / np.where(err > 0, err, np.inf)
         out["runs"][label] = {
             "noise": noise,
-            "RMSE(E) vs DFT [meV]": 1000.0 * float(np.sqrt(np.mean((e - e_ref) ** 2))),
-            "RMSE(E) vs exact QNN [meV]": 1000.0 * float(np.sqrt(np.mean((e - exact) ** 2))),
-            "mean shot standard error [meV]": 1000.0 * float(np.mean(err)),
+            "RMSE(E) vs DFT [meV]": MEV_PER_EV * rmse(e - e_ref),
+            "RMSE(E) vs exact QNN [meV]": MEV_PER_EV * rmse(e - exact),
+            "mean shot standard error [meV]": MEV_PER_EV * float(np.mean(err)),
             "fraction within 4 sigma of exact": float(np.mean(z <= 4.0)),
             "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
         }
@@ -206,9 +207,9 @@ def hardware_evaluation(model, settings: dict, positions: np.ndarray, e_ref: np.
     e, exact = np.asarray(r["energy"]), np.asarray(r["exact_energy"])
     res = {
         "backend": settings["backend"], "n_points": k,
-        "RMSE(E) vs DFT [meV]": 1000.0 * float(np.sqrt(np.mean((e - e_ref[:k]) ** 2))),
-        "RMSE(E) vs exact QNN [meV]": 1000.0 * float(np.sqrt(np.mean((e - exact) ** 2))),
-        "mean energy standard error [meV]": 1000.0 * float(np.mean(r["energy_stderr"])),
+        "RMSE(E) vs DFT [meV]": MEV_PER_EV * rmse(e - e_ref[:k]),
+        "RMSE(E) vs exact QNN [meV]": MEV_PER_EV * rmse(e - exact),
+        "mean energy standard error [meV]": MEV_PER_EV * float(np.mean(r["energy_stderr"])),
         **_force_stats(r, f_ref[:k]),
         "info": _json_info(r["info"]),
     }
