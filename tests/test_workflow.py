@@ -1,6 +1,8 @@
 """Smoke runs of the Snakemake workflow from a tiny config in a temporary directory."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +31,10 @@ def smoke(tmp_path_factory, repo, pytestconfig):
     say = terminal_writer(pytestconfig)
     say("smoke fixture: the whole workflow on config/test.yaml (about 90 s on 2 cores)")
     run_snakemake(repo, work, repo / "config" / "test.yaml", say=say)
+    keep = os.environ.get("QNNFF_KEEP_SMOKE_RUN")
+    if keep:  # .ci/run: the SLURM proof compares its SLURM run with this local run instead of making another one
+        shutil.copytree(work, keep, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
+        say(f"smoke fixture: the finished run copied to {keep} (QNNFF_KEEP_SMOKE_RUN)")
     return work
 
 
@@ -156,8 +162,6 @@ def test_smoke_seeds_protocols_and_scorecard(smoke, test_config):
 
 
 def test_smoke_comparison_with_itself_and_a_perturbed_copy(smoke, tmp_path):
-    import shutil
-
     import pandas as pd
 
     from qnnff.compare import main as compare_main

@@ -31,6 +31,9 @@
 #   PROFILE        workflow profile of the SLURM run            [profiles/slurm]
 #   STATE_DIR      scratch for the cluster and the run copies   [$TMPDIR/qnnff-slurm-test, TMPDIR defaulting to /tmp]
 #   LOCAL_DIR, CLUSTER_DIR  where the two copies of the repository run [$STATE_DIR/run-local, run-slurm]
+#   LOCAL_RUN_DIR  a finished local run of the same SNAKEFILE, CONFIGFILE and TARGETS (its --directory), made
+#                  elsewhere: step 4 makes no local run and the SLURM run is compared with this one
+#                  (.ci/run passes the pytest smoke run, QNNFF_KEEP_SMOKE_RUN)  [unset: run locally]
 #   COPY_EXCLUDE   regex of repository paths not copied (previous outputs) [^results/]
 #   COMPARE_CMD    shell command comparing the runs, run in the repository; it sees $LOCAL_DIR and
 #                  $CLUSTER_DIR; exit 0 = same results  [slurm_checks.py compare: every file the
@@ -74,6 +77,7 @@ CLUSTER_ARGS="${CLUSTER_ARGS:---slurm-init-seconds-before-status-checks 2}"
 PROFILE="${PROFILE:-profiles/slurm}"
 STATE_DIR="${STATE_DIR:-${TMPDIR:-/tmp}/qnnff-slurm-test}"
 LOCAL_DIR="${LOCAL_DIR:-$STATE_DIR/run-local}"
+LOCAL_RUN_DIR="${LOCAL_RUN_DIR:-}"
 CLUSTER_DIR="${CLUSTER_DIR:-$STATE_DIR/run-slurm}"
 COPY_EXCLUDE="${COPY_EXCLUDE-^results/}"
 COMPARE_CMD="${COMPARE_CMD:-}"
@@ -102,6 +106,13 @@ now() { date +%s.%N; }
 elapsed() { "$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
 [[ $(id -u) == 0 ]] || die "run as root (it installs packages and starts daemons)"
+if [[ -n $LOCAL_RUN_DIR ]]; then
+  [[ $RUN_LOCAL == 1 ]] || die "LOCAL_RUN_DIR and --skip-local contradict each other"
+  [[ -d $LOCAL_RUN_DIR/results ]] || die "LOCAL_RUN_DIR=$LOCAL_RUN_DIR holds no finished run (no results/ in it)"
+  LOCAL_DIR="$(cd "$LOCAL_RUN_DIR" && pwd)"
+  [[ $LOCAL_DIR/ != "$(mkdir -p "$STATE_DIR" && cd "$STATE_DIR" && pwd)"/* ]] \
+    || die "LOCAL_RUN_DIR=$LOCAL_RUN_DIR lies inside STATE_DIR=$STATE_DIR, which this script wipes"
+fi
 T0=$(now)
 
 # ---------------------------------------------------------------- daemon bookkeeping (by PID)
@@ -380,7 +391,7 @@ copy_repo() {  # tracked + untracked-not-ignored files of the work tree, minus C
   fi
 }
 t=$(now)
-if [[ $RUN_LOCAL == 1 ]]; then prepare_dir "$LOCAL_DIR"; copy_repo "$LOCAL_DIR"; fi
+if [[ $RUN_LOCAL == 1 && -z $LOCAL_RUN_DIR ]]; then prepare_dir "$LOCAL_DIR"; copy_repo "$LOCAL_DIR"; fi
 prepare_dir "$CLUSTER_DIR"; copy_repo "$CLUSTER_DIR"
 BEFORE="$STATE_DIR/files-before.txt"
 (cd "$CLUSTER_DIR" && find . -type f -printf '%P\n' | sort) >"$BEFORE"
@@ -405,7 +416,10 @@ CONFIG_ARGS=()
 COMMON=($TARGETS -s "$SNAKEFILE" "${CONFIG_ARGS[@]}" $SMK_ARGS)   # targets first: --configfile takes several values
 
 # ---------------------------------------------------------------- 4. local run
-if [[ $RUN_LOCAL == 1 ]]; then
+if [[ -n $LOCAL_RUN_DIR ]]; then
+  log "4. local run: made elsewhere, $LOCAL_DIR (LOCAL_RUN_DIR)"
+  T[local_run]="reused"
+elif [[ $RUN_LOCAL == 1 ]]; then
   log "4. local run: (cd $LOCAL_DIR && $SNAKEMAKE $LOCAL_ARGS ${COMMON[*]})"
   t=$(now)
   # shellcheck disable=SC2086
