@@ -370,7 +370,7 @@ echo "  $NODELINE" >&2
 T[cluster]=$(elapsed "$t")
 
 # ---------------------------------------------------------------- 3. two copies of the repository
-log "3. copies of the repository: $LOCAL_DIR (local run), $CLUSTER_DIR (SLURM run)"
+log "3. copies of the repository: $([[ -n $LOCAL_RUN_DIR ]] && echo "none for the local run (made elsewhere: $LOCAL_DIR)" || echo "$LOCAL_DIR (local run)"), $CLUSTER_DIR (SLURM run)"
 prepare_dir() {  # wipe only directories this script made (marker file) or empty ones
   local d=$1
   if [[ -e $d ]]; then
@@ -394,7 +394,8 @@ t=$(now)
 if [[ $RUN_LOCAL == 1 && -z $LOCAL_RUN_DIR ]]; then prepare_dir "$LOCAL_DIR"; copy_repo "$LOCAL_DIR"; fi
 prepare_dir "$CLUSTER_DIR"; copy_repo "$CLUSTER_DIR"
 BEFORE="$STATE_DIR/files-before.txt"
-(cd "$CLUSTER_DIR" && find . -type f -printf '%P\n' | sort) >"$BEFORE"
+# the files copied, symlinks included (src/qnnff/schema.yaml): everything else in a run directory was made by the run
+(cd "$CLUSTER_DIR" && find . \( -type f -o -type l \) -printf '%P\n' | sort) >"$BEFORE"
 echo "  $(wc -l <"$BEFORE") files copied" >&2
 
 # A snakemake run in the background + wait: a signal to this script is handled at once (the trap
