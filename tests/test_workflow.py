@@ -29,7 +29,7 @@ def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeo
 def smoke(tmp_path_factory, repo, pytestconfig):
     work = tmp_path_factory.mktemp("smoke")
     say = terminal_writer(pytestconfig)
-    say("smoke fixture: the whole workflow on config/test.yaml (about 90 s on 2 cores)")
+    say("smoke fixture: the whole workflow on config/test.yaml (about 3 min on 2 cores)")
     run_snakemake(repo, work, repo / "config" / "test.yaml", say=say)
     keep = os.environ.get("QNNFF_KEEP_SMOKE_RUN")
     if keep:  # .ci/run: the SLURM proof compares its SLURM run with this local run instead of making another one

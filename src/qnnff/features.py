@@ -161,7 +161,7 @@ def coordinate_values(families: Sequence[CoordinateFamily], positions: np.ndarra
     labels = [lab for f in families for lab in f.labels()]
     values = internal_coordinates(families, torch.as_tensor(np.asarray(positions, dtype=float)[None]))[0].tolist()
     if len(values) != len(labels):
-        raise AssertionError(f"{len(values)} internal coordinates for {len(labels)} labels {labels}")
+        raise RuntimeError(f"{len(values)} internal coordinates for {len(labels)} labels {labels}")
     return dict(zip(labels, values))
 
 
