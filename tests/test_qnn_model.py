@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import water_batch
 from qiskit import qpy
 
 from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
@@ -19,14 +20,8 @@ CIRCUIT = dict(n_qubits=3, depth=3, feature_map="full", feature_map_reps=2, trai
 
 
 def water_positions(n, seed=0):
-    """Water-like frames: O at the origin, O-H 0.9..1.2 A, H-O-H 95..120 degrees, randomly oriented."""
-    rng = np.random.default_rng(seed)
-    r1, r2, th = rng.uniform(0.9, 1.2, n), rng.uniform(0.9, 1.2, n), np.radians(rng.uniform(95, 120, n))
-    pos = np.zeros((n, 3, 3))
-    pos[:, 1, 2] = r1
-    pos[:, 2, 0], pos[:, 2, 2] = r2 * np.sin(th), r2 * np.cos(th)
-    q, _ = np.linalg.qr(rng.normal(size=(n, 3, 3)))
-    return torch.tensor(pos @ q + rng.normal(size=(n, 1, 3)))
+    """Water-like frames, randomly oriented (:func:`geometry_helpers.water_batch`)."""
+    return water_batch(n, seed)
 
 
 def water_featurizer(pos):

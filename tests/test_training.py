@@ -2,9 +2,9 @@
 
 import csv
 
-import numpy as np
 import pytest
 import torch
+from geometry_helpers import water_batch
 
 from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
 from qnnff.models.base import TrainingBatch
@@ -16,12 +16,7 @@ CIRCUIT = dict(n_qubits=3, depth=2, feature_map="full", feature_map_reps=2, trai
 
 
 def water_positions(n, seed=0):
-    rng = np.random.default_rng(seed)
-    r1, r2, th = rng.uniform(0.9, 1.2, n), rng.uniform(0.9, 1.2, n), np.radians(rng.uniform(95, 120, n))
-    pos = np.zeros((n, 3, 3))
-    pos[:, 1, 2] = r1
-    pos[:, 2, 0], pos[:, 2, 2] = r2 * np.sin(th), r2 * np.cos(th)
-    return torch.tensor(pos)
+    return water_batch(n, seed, oriented=False)
 
 
 def toy_energy(pos):
