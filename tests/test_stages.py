@@ -144,7 +144,7 @@ def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp
     """The ``ic_<label>`` columns carry the value of their own coordinate also when a coupled family comes first (the
     coupled moments used to be left out of the values, so every later label got its neighbour's value)."""
     from qnnff.config import system_spec
-    from qnnff.features import internal_coordinates
+    from qnnff.features import coordinate_labels, internal_coordinates
     from qnnff.stages.data import dft_chunk
 
     cfg = test_config
@@ -160,7 +160,7 @@ def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp
     dft_chunk(cfg, "H3O+", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
     (frame,) = ds.read_frames(tmp_path / "c.extxyz")
     spec = system_spec(cfg, "H3O+")
-    labels = [lab for f in spec.families for lab in f.labels()]
+    labels = coordinate_labels(spec.families)
     want = internal_coordinates(spec.families, torch.as_tensor(frame.get_positions()[None]))[0].tolist()
     got = {k[3:]: v for k, v in frame.info.items() if k.startswith("ic_")}
     assert sorted(got) == sorted(labels) and len(labels) == 9

@@ -155,10 +155,15 @@ def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.
     return torch.cat(out, dim=-1)
 
 
+def coordinate_labels(families: Sequence[CoordinateFamily]) -> list[str]:
+    """Labels of the internal coordinates, in the order of :func:`internal_coordinates`."""
+    return [lab for f in families for lab in f.labels()]
+
+
 def coordinate_values(families: Sequence[CoordinateFamily], positions: np.ndarray) -> dict[str, float]:
     """``{label: value}`` of one geometry's internal coordinates ([n_atoms, 3] Angstrom), coupled moments included,
     in the order of :func:`internal_coordinates` (the ``ic_<label>`` columns of the data sets)."""
-    labels = [lab for f in families for lab in f.labels()]
+    labels = coordinate_labels(families)
     values = internal_coordinates(families, torch.as_tensor(np.asarray(positions, dtype=float)[None]))[0].tolist()
     if len(values) != len(labels):
         raise RuntimeError(f"{len(values)} internal coordinates for {len(labels)} labels {labels}")
@@ -204,7 +209,7 @@ class Featurizer(torch.nn.Module):
 
     # ---- description
     def coordinate_labels(self) -> list[str]:
-        return [lab for f in self.families for lab in f.labels()]
+        return coordinate_labels(self.families)
 
     @property
     def n_coordinates(self) -> int:

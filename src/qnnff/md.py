@@ -38,6 +38,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.md.verlet import VelocityVerlet
 
 from .calculators import ModelCalculator, OutOfDomainError
+from .evaluation import rmse
 from .units import FS_PER_PS
 
 __all__ = ["BondOscillation", "MDResult", "ShotNoiseCalculator", "distance_deviation", "energy_drift", "run_nve", "run_stretched_bond"]
@@ -324,4 +325,4 @@ def distance_deviation(times_ref: np.ndarray, r_ref: np.ndarray, times: np.ndarr
     keep = t <= tmax + 1e-9
     d = rv[keep] - np.interp(t[keep], t_ref, rr)
     return {"window_fs": float(tmax), "max_abs_deviation_A": float(np.max(np.abs(d))),
-            "rms_deviation_A": float(np.sqrt(np.mean(d**2))), "final_deviation_A": float(d[-1])}
+            "rms_deviation_A": rmse(d), "final_deviation_A": float(d[-1])}
