@@ -25,17 +25,6 @@ from .dft import LevelOfTheory
 from .features import CoordinateFamily
 from .geometry import ZRow
 
-DFT_DEFAULTS: dict[str, Any] = {
-    "method": "dft",
-    "xc": "b3lyp",
-    "basis": "def2-svp",
-    "grid_level": 2,
-    "conv_tol": 1e-10,
-    "max_cycle": 100,
-    "continuity_tol": 0.02,
-    "chunk_size": 50,
-    "max_failed_fraction": 0.02,
-}
 DOWNSTREAM_KEYS = ("models", "md", "slice")  # system keys that do not affect the reference data
 
 
@@ -50,6 +39,29 @@ def _schema_text() -> str:
 
 def schema() -> dict:
     return yaml.load(_schema_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
+def _schema_defaults(block: str) -> tuple:
+    node = schema()
+    parts = [p for p in block.split(".") if p]
+    if block.startswith("#"):
+        node = node["$defs"][parts.pop(0)[1:]]
+    for part in parts:
+        while "$ref" in node:
+            node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+    while "$ref" in node:
+        node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return tuple((k, v["default"]) for k, v in node.get("properties", {}).items() if "default" in v)
+
+
+def schema_defaults(block: str) -> dict[str, Any]:
+    """The defaults the schema declares for the keys of one block: ``"#dft"`` (a ``$defs`` entry), ``"#system.md"``
+    (a property below it), ``"effective_dimension"`` (from the root), ``"studies.*.evaluate"`` (``*``: the
+    ``additionalProperties`` of a map). The schema is the only home of default values; code merges these under the
+    user's keys (``{**schema_defaults(block), **section}``) and never spells a default itself. A fresh copy per call."""
+    return copy.deepcopy(dict(_schema_defaults(block)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,7 +274,7 @@ def model_subconfig(cfg: dict, system: str, kind: str) -> Any:
 
 
 def dft_settings(cfg: dict, system: str) -> dict[str, Any]:
-    return {**DFT_DEFAULTS, **cfg.get("dft", {}), **cfg["systems"][system].get("dft", {})}
+    return {**schema_defaults("#dft"), **cfg.get("dft", {}), **cfg["systems"][system].get("dft", {})}
 
 
 def config_hash(cfg: dict) -> str:

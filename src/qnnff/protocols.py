@@ -20,16 +20,12 @@ Every function here takes the config dict and raises :class:`~qnnff.config.Confi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
-from .config import ConfigError, config_hash, system_spec
+from .config import ConfigError, config_hash, schema_defaults, system_spec
 from .seeding import derive_seed
 
 KINDS = ("qnn", "nn", "bpnn")
-TRAINING_DEFAULTS: dict[str, Any] = {"lr": 0.01, "lr_final": None, "rhobeg": 0.5, "checkpoint_every": 100, "batch_size": None}
-QNN_INIT_DEFAULTS: dict[str, Any] = {"feature_map_weights": "auto", "rotations": math.pi}
 DEFAULT_SEEDS = 5
 FIGURE_PROTOCOL = "best"  # the protocol shown in figures when a kind has it (else its first protocol)
 MODEL_HASH_EXCLUDE = ("protocols", "aer", "hardware")  # per-protocol settings are hashed separately; evaluation never retrains
@@ -89,13 +85,14 @@ def protocol_config(cfg: dict, system: str, kind: str, protocol: str) -> dict:
 def training_settings(cfg: dict, system: str, kind: str, protocol: str) -> dict:
     """The protocol's optimiser settings with the defaults filled in (no ``init``)."""
     pc = protocol_config(cfg, system, kind, protocol)
-    return {**TRAINING_DEFAULTS, **{k: v for k, v in pc.items() if k != "init"}}
+    # lr_final and batch_size absent: a constant rate, the full batch (the schema has no value for "absent")
+    return {"lr_final": None, "batch_size": None, **schema_defaults("#training"), **{k: v for k, v in pc.items() if k != "init"}}
 
 
 def qnn_init(cfg: dict, system: str, protocol: str) -> dict:
     """QNN initialisation: the model's ``init`` block, then the protocol's, over the defaults."""
     mc = model_config(cfg, system, "qnn")
-    return {**QNN_INIT_DEFAULTS, **mc.get("init", {}), **protocol_config(cfg, system, "qnn", protocol).get("init", {})}
+    return {**schema_defaults("#qnn_init"), **mc.get("init", {}), **protocol_config(cfg, system, "qnn", protocol).get("init", {})}
 
 
 def init_seed(cfg: dict, system: str, kind: str, seed_index: int) -> int:

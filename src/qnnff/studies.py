@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, config_hash
+from .config import ConfigError, config_hash, schema_defaults
 from .units import MEV_PER_EV
 
 log = logging.getLogger("qnnff")
@@ -49,7 +49,6 @@ TRAINING_KEYS = ("optimizer", "iterations", "lr", "lr_final", "chi", "rhobeg", "
 INIT_KEYS = ("init.feature_map_weights", "init.rotations")
 SYSTEM_KEYS = ("system.feature_map", "system.coordinates")
 MODEL_EXCLUDED = ("protocols", "aer", "hardware", "init")  # evaluation settings and the protocols themselves are not model axes
-STUDY_EVALUATE_DEFAULTS: dict[str, Any] = {"shots": [], "noise": ["none"], "n_points": 50, "p1": 1e-3, "p2": 1e-2}
 MIN_TRAIN = 2
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*$")
 
@@ -228,7 +227,7 @@ def parse_study(cfg: dict, name: str) -> Study:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ConfigError(f"{key}.grid: repeated grid points {dup} (a value is listed twice)")
-    ev = {**STUDY_EVALUATE_DEFAULTS, **(sd.get("evaluate") or {})}
+    ev = {**schema_defaults("studies.*.evaluate"), **(sd.get("evaluate") or {})}
     if ev["shots"] and kind != "qnn":
         raise ConfigError(f"{key}.evaluate.shots: only a qnn study is evaluated with shots (kind is {kind!r})")
     for s in ev["shots"]:

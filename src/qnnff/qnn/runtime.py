@@ -47,6 +47,7 @@ from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 
+from ..config import schema_defaults
 from .aer import AerResult, isa_layout
 
 log = logging.getLogger("qnnff")
@@ -56,23 +57,6 @@ log = logging.getLogger("qnnff")
 DEFAULT_REP_DELAY_S = 250e-6
 DEFAULT_CIRCUIT_S = 5e-6
 DEFAULT_JOB_OVERHEAD_S = 2.0
-
-HARDWARE_DEFAULTS: dict[str, Any] = {
-    "backend": "aer",
-    "shots": 4096,
-    "precision": None,
-    "optimization_level": 1,
-    "resilience_level": None,
-    "measure_mitigation": None,
-    "zne_mitigation": None,
-    "twirling": None,
-    "dynamical_decoupling": None,
-    "max_qpu_seconds": 600.0,
-    "job_overhead_s": DEFAULT_JOB_OVERHEAD_S,
-    "n_points": 10,
-    "channel": None,
-    "instance": None,
-}
 
 ENV_TOKEN = "QISKIT_IBM_TOKEN"
 
@@ -137,7 +121,7 @@ def check_hardware_config(cfg: Mapping[str, Any]) -> None:
         if not hw:
             continue
         where = f"systems.{system}.models.qnn.hardware"
-        settings = {**HARDWARE_DEFAULTS, **hw}
+        settings = {**schema_defaults("#qnn.hardware"), **hw}
         kind = backend_kind(str(settings["backend"]))
         if settings.get("precision") is not None and hw.get("shots") is not None:
             raise ValueError(f"{where}: give shots or precision, not both (precision {settings['precision']}, shots {hw['shots']})")
@@ -285,7 +269,7 @@ class RuntimeEvaluator:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], *, seed: int) -> RuntimeEvaluator:
-        s = {**HARDWARE_DEFAULTS, **settings}
+        s = {**schema_defaults("#qnn.hardware"), **settings}
         return cls(backend=str(s["backend"]), shots=None if s.get("precision") is not None else int(s["shots"]),
                    precision=s.get("precision"), optimization_level=int(s["optimization_level"]),
                    resilience_level=s.get("resilience_level"), measure_mitigation=s.get("measure_mitigation"),

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import schema_defaults
 from ..effdim import model_effective_dimension
 from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_table
 from ..integrity import load_npz
@@ -37,28 +38,26 @@ from . import SeedSet
 
 log = logging.getLogger("qnnff")
 
-EFFDIM_DEFAULTS = {"n_theta": 100, "n_inputs": 100, "n_draws": 5, "gamma": 1.0, "n_grid": [20, 50, 100, 200, 500, 1000, 5000, 10000, 100000],
-                   "theta_range": {"qnn": [-math.pi, math.pi], "nn": [-1.0, 1.0], "bpnn": [-1.0, 1.0]}}
-
-
-def _section(cfg: dict, key: str, defaults: dict) -> dict:
-    return {**defaults, **cfg.get(key, {})}
+# not configuration: the n grid of the d_n/d curve and the box the parameters are drawn from (QNN angles are
+# periodic in 2 pi; the classical networks' weights are drawn like their initialisation)
+EFFDIM_N_GRID = (20, 50, 100, 200, 500, 1000, 5000, 10000, 100000)
+EFFDIM_THETA_RANGE = {"qnn": (-math.pi, math.pi), "nn": (-1.0, 1.0), "bpnn": (-1.0, 1.0)}
 
 
 # ---------------------------------------------------------------- effective dimension
 def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
     """Rule ``effective_dimension``: d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws
     (parameters and inputs); mean +- sd (ddof = 1) at the training-set size and along the n grid. The trained weights
-    play no role: the parameters are drawn uniformly in ``theta_range``."""
+    play no role: the parameters are drawn uniformly in ``EFFDIM_THETA_RANGE``."""
     torch.set_num_threads(1)
-    ec = _section(cfg, "effective_dimension", EFFDIM_DEFAULTS)
+    ec = {**schema_defaults("effective_dimension"), **cfg.get("effective_dimension", {})}
     model = load_model(model_path)
     pos = load_npz(train_npz)["positions"]
     n_train = len(pos)
     effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
     n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
-    lo, hi = ec["theta_range"][kind]
-    ns = sorted({int(n) for n in ec["n_grid"] if int(n) >= 20} | {n_train if n_train >= 20 else 20})
+    lo, hi = EFFDIM_THETA_RANGE[kind]
+    ns = sorted({int(n) for n in EFFDIM_N_GRID if int(n) >= 20} | {n_train if n_train >= 20 else 20})
     at = ns.index(n_train if n_train >= 20 else 20)
     draws, curves = [], []
     for k in range(int(ec["n_draws"])):
@@ -111,7 +110,6 @@ def reproduction_table(cfg: dict, errors: dict[str, str], effdims: Sequence[Sequ
 
 
 # ---------------------------------------------------------------- QNN on qiskit-aer (shots, noise)
-AER_DEFAULTS = {"shots": 4096, "noise": "none", "p1": 0.001, "p2": 0.01, "n_points": 50, "forces": True, "force_points": None}
 AER_FORCE_CIRCUIT_BUDGET = 1500  # default force points: as many geometries as fit in this many circuits (1 + 2K each)
 
 
@@ -147,13 +145,11 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
     with ``aer.forces``, parameter-shift forces on the first ``aer.force_points`` of them; with ``hardware.backend``
     other than ``aer``, the same through IBM Qiskit Runtime (fake backend or device)."""
     # Qiskit (Aer and the Runtime client): this rule's alone, the other rules of evaluate.smk run without it
-    from ..qnn.runtime import HARDWARE_DEFAULTS
-
     models = SeedSet.of(models)
     torch.set_num_threads(1)
     qc = cfg["systems"][system].get("models", {}).get("qnn", {})
-    ac = {**AER_DEFAULTS, **qc.get("aer", {})}
-    hw = {**HARDWARE_DEFAULTS, **qc.get("hardware", {})}
+    ac = {"force_points": None, **schema_defaults("#qnn.aer"), **qc.get("aer", {})}  # absent force_points: by budget
+    hw = {**schema_defaults("#qnn.hardware"), **qc.get("hardware", {})}
     seed, model_path = models.median()
     model = load_model(model_path)
     f = load_npz(test_npz)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import dataset as ds
-from ..config import config_hash, system_spec
+from ..config import config_hash, schema_defaults, system_spec
 from ..features import EnergyScaler, Featurizer, extend_to_symmetric_point, internal_coordinates
 from ..integrity import stamp_arrays
 from ..io import atomic_path, write_json_atomic
@@ -31,7 +31,7 @@ def build_featurizer(cfg: dict, system: str, train_frames) -> tuple[Featurizer, 
     q = internal_coordinates(spec.families, pos)
     lo, hi = extend_to_symmetric_point(spec.families, q.min(0).values.numpy(), q.max(0).values.numpy())
     feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=lo, hi=hi,
-                      margin=float(cfg.get("features", {}).get("margin", 0.05)), symbols=list(spec.symbols))
+                      margin=float({**schema_defaults("features"), **cfg.get("features", {})}["margin"]), symbols=list(spec.symbols))
     return feat, EnergyScaler.fit(arr["energy"])
 
 

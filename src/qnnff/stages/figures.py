@@ -28,7 +28,7 @@ import torch
 
 from .. import dataset as ds
 from .. import figures as fig
-from ..config import ConfigError, config_hash, system_spec
+from ..config import ConfigError, config_hash, schema_defaults, system_spec
 from ..dft import run_path, set_threads
 from ..evaluation import prediction_errors
 from ..io import write_json_atomic, write_text_atomic
@@ -47,7 +47,7 @@ def slice_settings(cfg: dict, system: str) -> dict:
     var = sc.get("variable", spec.variable_names[-1])
     if var not in spec.variables:
         raise ConfigError(f"systems.{system}.slice.variable: {var!r} is not a sampled variable ({spec.variable_names})")
-    return {"variable": var, "n": int(sc.get("n", 25)), "values": dict(sc.get("values", {}))}
+    return {"variable": var, "n": int({**schema_defaults("#system.slice"), **sc}["n"]), "values": dict(sc.get("values", {}))}
 
 
 def slice_geometries(cfg: dict, system: str) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from ase import Atoms
 
 from .. import dataset as ds
 from ..calculators import ModelCalculator, PySCFCalculator
-from ..config import ConfigError, system_spec
+from ..config import ConfigError, schema_defaults, system_spec
 from ..dft import set_threads
 from ..evaluation import fmt
 from ..io import atomic_path, write_json_atomic, write_text_atomic
@@ -34,12 +34,10 @@ from . import SeedSet
 
 log = logging.getLogger("qnnff")
 
-MD_DEFAULTS = {"timestep_fs": 0.5, "n_steps": 4000, "log_every": 10, "temperature_K": 300.0, "dft": False, "n_steps_dft": 400}
-SHOT_MD_DEFAULTS = {"shots": [], "n_steps_shots": 400, "shots_tolerance_A": 0.1}
 
 
 def md_settings(cfg: dict, system: str) -> dict:
-    return {**MD_DEFAULTS, **cfg["systems"][system].get("md", {})}
+    return {**schema_defaults("#system.md"), **cfg["systems"][system].get("md", {})}
 
 
 def md_start(cfg: dict, system: str) -> np.ndarray:
@@ -105,7 +103,7 @@ def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[s
     protocol = models.protocol
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
-    mc = {**SHOT_MD_DEFAULTS, **md_settings(cfg, system)}
+    mc = md_settings(cfg, system)
     key = f"systems.{system}.md.shots"
     if len(spec.symbols) != 2:
         raise ConfigError(f"{key}: shot-noise MD is implemented for diatomics (released from a stretched bond); {system} has "

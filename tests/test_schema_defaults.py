@@ -1,0 +1,68 @@
+"""The schema is the only home of default values (issue 12): code merges ``schema_defaults(block)`` under the user's
+keys and never spells a default itself."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from qnnff import config as qconfig
+from qnnff.protocols import qnn_init, training_settings
+from qnnff.stages.md import md_settings
+
+SRC = Path(qconfig.__file__).resolve().parent
+
+
+@pytest.fixture
+def paper_cfg():
+    return qconfig.load_config(Path(__file__).resolve().parents[1] / "config/config.yaml")
+
+
+def test_blocks_resolve_to_the_schema_defaults():
+    assert qconfig.schema_defaults("#dft")["xc"] == "b3lyp"
+    assert qconfig.schema_defaults("#system.md")["temperature_K"] == 300.0
+    assert qconfig.schema_defaults("#system.slice") == {"n": 25}
+    assert qconfig.schema_defaults("studies.*.evaluate")["noise"] == ["none"]
+    assert qconfig.schema_defaults("features") == {"margin": 0.05}
+    d = qconfig.schema_defaults("#qnn.aer")
+    d["shots"] = -1  # a copy: the caller may change it
+    assert qconfig.schema_defaults("#qnn.aer")["shots"] == 4096
+
+
+def test_no_module_spells_a_defaults_table():
+    """No ``*_DEFAULTS`` table in the package: such a table is a second home of the schema's defaults."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            found += [f"{path.relative_to(SRC)}:{t.id}" for t in targets if isinstance(t, ast.Name) and t.id.endswith("_DEFAULTS")]
+    assert not found, found
+
+
+def test_a_changed_schema_default_reaches_the_settings(monkeypatch, paper_cfg):
+    """Edit the schema's defaults (in memory) and the merged settings follow: nothing else holds the values."""
+    text = qconfig._schema_text()
+    edits = {"timestep_fs: {type: number, exclusiveMinimum: 0, default: 0.5": "timestep_fs: {type: number, exclusiveMinimum: 0, default: 0.25",
+             "maximum: 9\n        default: 2\n      conv_tol:": "maximum: 9\n        default: 3\n      conv_tol:"}
+    for old in edits:
+        assert old in text, f"the schema line changed; update this test: {old}"
+    for old, new in edits.items():
+        text = text.replace(old, new)
+    del paper_cfg["systems"]["LiH"]["md"]["timestep_fs"], paper_cfg["dft"]["grid_level"]  # the paper config sets both
+    monkeypatch.setattr(qconfig, "_schema_text", lambda: text)
+    qconfig._schema_defaults.cache_clear()
+    try:
+        assert md_settings(paper_cfg, "LiH")["timestep_fs"] == 0.25
+        assert qconfig.dft_settings(paper_cfg, "LiH")["grid_level"] == 3
+    finally:
+        monkeypatch.undo()
+        qconfig._schema_defaults.cache_clear()
+    assert md_settings(paper_cfg, "LiH")["timestep_fs"] == 0.5
+
+
+def test_user_keys_win_over_the_defaults(paper_cfg):
+    paper_cfg["systems"]["LiH"].setdefault("md", {})["timestep_fs"] = 0.1
+    assert md_settings(paper_cfg, "LiH")["timestep_fs"] == 0.1
+    ts = training_settings(paper_cfg, "H2O", "qnn", "best")
+    assert ts["lr"] == paper_cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"].get("lr", 0.01)
+    assert qnn_init(paper_cfg, "H2O", "best")["rotations"] == pytest.approx(3.141592653589793)
