@@ -282,6 +282,13 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def data_hash(cfg: dict, system: str) -> str:
+    """The provenance and rerun hash of one system's reference data and features (:meth:`SystemSpec.subconfig`): the
+    one formula, used by the rules' ``params`` and written into the artifacts (models hash it in, see
+    :func:`qnnff.protocols.model_hash`)."""
+    return config_hash(system_spec(cfg, system).subconfig(cfg))
+
+
 @dataclass(frozen=True)
 class SystemSpec:
     name: str

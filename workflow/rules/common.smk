@@ -2,7 +2,8 @@
 import re
 from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
-from qnnff.config import check_config, config_hash, replace_with_cli_configfiles, system_spec
+from qnnff.config import check_config, replace_with_cli_configfiles, system_spec
+from qnnff.config import data_hash as config_data_hash
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
 from qnnff.protocols import model_hash as protocol_model_hash
 from qnnff.sampling import chunk_ids
@@ -112,7 +113,7 @@ def set_inputs(sets):
 # Config hashes passed as `params`: Snakemake reruns a job when the part of the config it depends on changes
 # (rerun trigger "params"), and the hash lands in every artifact's provenance.
 def data_hash(wildcards):
-    return config_hash(SPECS[wildcards.system].subconfig(config))
+    return config_data_hash(config, wildcards.system)
 
 
 def variant_hash(wildcards, kind=None):

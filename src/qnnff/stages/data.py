@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import dataset as ds
-from ..config import config_hash, system_spec
+from ..config import data_hash, system_spec
 from ..dft import pyscf_version, run_path, set_threads
 from ..features import coordinate_values
 from ..integrity import IntegrityError, rebuild_hint
@@ -50,7 +50,7 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
     if rows.empty:
         raise ValueError(f"{points_csv}: no points in chunk {chunk!r}")
     geoms = [spec.geometry({v: float(r[v]) for v in spec.variable_names}) for _, r in rows.iterrows()]
-    chash = config_hash(spec.subconfig(cfg))
+    chash = data_hash(cfg, system)
     t0 = time.perf_counter()
 
     def progress(k, res):

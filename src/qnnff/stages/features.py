@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import dataset as ds
-from ..config import config_hash, schema_defaults, system_spec
+from ..config import data_hash, schema_defaults, system_spec
 from ..features import EnergyScaler, Featurizer, extend_to_symmetric_point, internal_coordinates
 from ..integrity import stamp_arrays
 from ..io import atomic_path, write_json_atomic
@@ -62,7 +62,7 @@ def featurize(cfg: dict, system: str, train_xyz: str, test_xyz: str, out_scalers
     test = ds.read_frames(test_xyz)
     feat, scaler = build_featurizer(cfg, system, train)
     write_json_atomic(out_scalers, {"featurizer": feat.to_dict(), "energy_scaler": scaler.to_dict(),
-                                    "config_hash": config_hash(system_spec(cfg, system).subconfig(cfg)),
+                                    "config_hash": data_hash(cfg, system),
                                     "units": {"energy": "eV", "forces": "eV/Angstrom", "positions": "Angstrom",
                                               "coordinates": "Angstrom (bonds), degrees (angles, dihedrals)"}})
     # test points whose derived coordinates leave the training range by more than the margin cannot be
