@@ -20,13 +20,13 @@ amplitude loops vectorise and a tile's states stay in cache):
 
 Nothing is approximated: these are the same sums the plain torch reference (``mode="autograd"``) computes, regrouped.
 
-Memory traffic, not arithmetic, bounds these loops. :func:`value_grad`'s backward step over a block is one pass
-(:func:`_back`: un-compute, transition, adjoint step) instead of three; the monomial ops swap buffers instead of
-copying; :func:`_transition_tangent` runs its two accumulator sets in two loops (in one, LLVM did not vectorise it:
-no packed multiplies in its assembly, 44 after the split). Each change keeps every operation and its order, so the
-results are bit-identical to the kernels before it (checked on three circuits, batches 1, 7, 130 and 500). Measured
-on this machine (H3O+ batch 500, min of 60 interleaved calls, a noisy shared VM): value_grad 7.5-9 -> 6.4 ms, hvp
-36-43 -> 29-30 ms. Fusing the Hessian-vector step into one pass was slower (not vectorised either).
+Memory traffic and vectorisation, more than arithmetic, bound these loops. :func:`value_grad`'s backward step over a
+block is one pass (:func:`_back`: un-compute, transition, adjoint step) instead of three; the monomial ops swap
+buffers instead of copying; :func:`_transition_tangent` runs its two accumulator sets in two loops (in one, LLVM did
+not vectorise it: no packed multiplies in its assembly, 44 after the split). Each change keeps every operation and its
+order, so the results are bit-identical to the kernels before it (checked on three circuits, batches 1, 7, 130 and
+500). Measured on this machine (H3O+ batch 500, min of 60 interleaved calls, a noisy shared VM): value_grad 7.5-9 ->
+6.4 ms, hvp 36-43 -> 29-30 ms. Fusing the Hessian-vector step into one pass was slower (not vectorised either).
 
 No kernel uses ``fastmath``: with it, LLVM may reassociate sums and fuse multiply-adds differently in each compilation,
 and a kernel numba compiled in one process gave other last bits than the same kernel loaded from its cache in the
