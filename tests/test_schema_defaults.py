@@ -66,3 +66,15 @@ def test_user_keys_win_over_the_defaults(paper_cfg):
     ts = training_settings(paper_cfg, "H2O", "qnn", "best")
     assert ts["lr"] == paper_cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"].get("lr", 0.01)
     assert qnn_init(paper_cfg, "H2O", "best")["rotations"] == pytest.approx(3.141592653589793)
+
+
+def test_effective_dimension_keys_are_settings(paper_cfg):
+    """``n_grid`` and ``theta_range`` are config keys (config/README.md): their defaults come from the schema, a user's
+    value wins, and a ``theta_range`` that names one kind keeps the others' defaults."""
+    from qnnff.stages.evaluate import effdim_settings
+
+    ec = effdim_settings({})
+    assert ec["n_grid"][-1] == 100000 and ec["theta_range"]["qnn"] == pytest.approx([-3.141592653589793, 3.141592653589793])
+    ec = effdim_settings({"effective_dimension": {"n_grid": [30, 40], "theta_range": {"nn": [-2.0, 2.0]}}})
+    assert ec["n_grid"] == [30, 40]
+    assert ec["theta_range"]["nn"] == [-2.0, 2.0] and ec["theta_range"]["bpnn"] == [-1.0, 1.0]

@@ -43,16 +43,15 @@ def schema() -> dict:
 
 @functools.cache
 def _schema_defaults(block: str) -> tuple:
-    node = schema()
+    root = node = schema()
     parts = [p for p in block.split(".") if p]
     if block.startswith("#"):
-        node = node["$defs"][parts.pop(0)[1:]]
-    for part in parts:
+        node = root["$defs"][parts.pop(0)[1:]]
+    for part in [*parts, None]:
         while "$ref" in node:
-            node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
-        node = node["additionalProperties"] if part == "*" else node["properties"][part]
-    while "$ref" in node:
-        node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        if part is not None:
+            node = node["additionalProperties"] if part == "*" else node["properties"][part]
     return tuple((k, v["default"]) for k, v in node.get("properties", {}).items() if "default" in v)
 
 

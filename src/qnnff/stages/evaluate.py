@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,26 +37,27 @@ from . import SeedSet
 
 log = logging.getLogger("qnnff")
 
-# not configuration: the n grid of the d_n/d curve and the box the parameters are drawn from (QNN angles are
-# periodic in 2 pi; the classical networks' weights are drawn like their initialisation)
-EFFDIM_N_GRID = (20, 50, 100, 200, 500, 1000, 5000, 10000, 100000)
-EFFDIM_THETA_RANGE = {"qnn": (-math.pi, math.pi), "nn": (-1.0, 1.0), "bpnn": (-1.0, 1.0)}
+def effdim_settings(cfg: dict) -> dict:
+    """``effective_dimension`` over the schema's defaults; ``theta_range`` merged per model kind."""
+    ec = {**schema_defaults("effective_dimension"), **cfg.get("effective_dimension", {})}
+    ec["theta_range"] = {**schema_defaults("effective_dimension.theta_range"), **ec.get("theta_range", {})}
+    return ec
 
 
 # ---------------------------------------------------------------- effective dimension
 def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
     """Rule ``effective_dimension``: d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws
     (parameters and inputs); mean +- sd (ddof = 1) at the training-set size and along the n grid. The trained weights
-    play no role: the parameters are drawn uniformly in ``EFFDIM_THETA_RANGE``."""
+    play no role: the parameters are drawn uniformly in ``theta_range``."""
     torch.set_num_threads(1)
-    ec = {**schema_defaults("effective_dimension"), **cfg.get("effective_dimension", {})}
+    ec = effdim_settings(cfg)
     model = load_model(model_path)
     pos = load_npz(train_npz)["positions"]
     n_train = len(pos)
     effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
     n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
-    lo, hi = EFFDIM_THETA_RANGE[kind]
-    ns = sorted({int(n) for n in EFFDIM_N_GRID if int(n) >= 20} | {n_train if n_train >= 20 else 20})
+    lo, hi = ec["theta_range"][kind]
+    ns = sorted({int(n) for n in ec["n_grid"] if int(n) >= 20} | {n_train if n_train >= 20 else 20})
     at = ns.index(n_train if n_train >= 20 else 20)
     draws, curves = [], []
     for k in range(int(ec["n_draws"])):
