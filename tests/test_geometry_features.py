@@ -6,8 +6,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from qnnff.config import system_spec
-from qnnff.features import Featurizer, internal_coordinates
-from qnnff.geometry import angle, bond, dihedral
+from qnnff.features import Featurizer, angle, bond, dihedral, internal_coordinates
 from qnnff.sampling import sample_values
 
 

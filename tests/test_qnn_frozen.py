@@ -18,8 +18,7 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qnnff.calculators import ModelCalculator, OutOfDomainError
 from qnnff.errors import UnsupportedCircuitError
-from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer, extend_to_symmetric_point
-from qnnff.geometry import PRIMITIVES
+from qnnff.features import PRIMITIVES, CoordinateFamily, EnergyScaler, Featurizer, extend_to_symmetric_point
 from qnnff.md import run_stretched_bond
 from qnnff.models.qnn import QNNForceField
 from qnnff.qnn.circuit import build_qnn_circuit

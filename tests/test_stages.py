@@ -64,16 +64,29 @@ def test_import_lightness():
     found = loaded_after_import("qnnff.stages", *(f"qnnff.stages.{m}" for m in RULE_FILES))
     assert found["qnnff.stages"] == set()  # every job imports it, for setup_logging: the standard library only
     loaded = {m: found[f"qnnff.stages.{m}"] for m in RULE_FILES}
-    # torch: every rule file has a rule that needs it (all of data.smk through the system spec, whose coordinate
-    # families are torch modules), so every stage module but this package's __init__ loads it
+    # torch, the models, PySCF, Qiskit and matplotlib are imported by the functions of the rules that use them; at
+    # import, only features.smk's one rule (featurize, all torch) loads torch
     for m, mods in loaded.items():
-        # Qiskit is loaded by the rules that run circuits (a QNN model, aer_evaluation), PySCF by the first DFT calculation
-        # (qnnff.dft), matplotlib by the first figure (qnnff.figures)
         assert not mods & {"qiskit", "qiskit_aer", "qiskit_ibm_runtime", "pyscf", "matplotlib", "numba"}, (m, mods)
+        assert ("torch" in mods) == (m == "features"), (m, mods)
     for m in ("features", "train", "evaluate", "md", "figures", "studies"):
         assert "scipy.stats" not in loaded[m], m  # scipy.stats: the sampling designs (sample_points) only
     for m in ("features", "studies"):
         assert "pandas" not in loaded[m], m
+
+
+def test_parsing_the_workflow_loads_no_torch():
+    """Snakemake imports what the rule files import every time it parses them: in the main process, and once more
+    in every cluster job (the executor's job step runs Snakemake again). None of it may pull in torch, PySCF or
+    Qiskit (3-5 s each time); the list of modules is read from the rule files, so a new import is covered."""
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    modules = sorted({ln.split()[1] for f in files for ln in f.read_text().splitlines()
+                      if ln.startswith("from qnnff") or ln.startswith("import qnnff")})
+    assert {"qnnff.config", "qnnff.protocols", "qnnff.integrity", "qnnff.studies"} <= set(modules)
+    # the start-up check of model files (common.smk) opens artifacts through qnnff.models.artifact
+    found = loaded_after_import(*modules, "qnnff.models.artifact")
+    for module, mods in found.items():
+        assert not mods & {"torch", "pyscf", "qiskit", "matplotlib", "numba", "scipy.stats"}, (module, mods)
 
 
 # ------------------------------------------------------------------ tiny LiH data (a Morse curve, no DFT)
@@ -322,6 +335,37 @@ def test_metrics_records_tables_and_manifest(trained, tmp_path, lih_config):
     # the studies never change the pipeline's results: their config leaves the provenance hash alone
     metrics({**lih_config, "studies": {"x": {}}}, [artifacts[0]], None, artifacts, str(tmp_path / "m2.json"), str(tmp_path / "M2"))
     assert json.loads((tmp_path / "m2.json").read_text())["provenance"]["config_hash"] == rec["provenance"]["config_hash"]
+
+
+def test_rules_that_read_files_only_run_without_torch(trained, tmp_path):
+    """select_seeds, errors_table, md_table and metrics run in a fresh interpreter without loading torch (a job of
+    theirs starts in about a second rather than four) and give what they give in this process."""
+    cfg, d, m, sel = trained
+    args = {"sel": [str(m / f"seed{k}" / "test_predictions.extxyz") for k in range(2)],
+            "sum": [str(m / f"seed{k}" / "train_summary.json") for k in range(2)], "scalers": str(d / "scalers.json"),
+            "seeds": str(m / "seeds.json"), "out": str(tmp_path), "cfg": cfg}
+    (tmp_path / "md.json").write_text(json.dumps({"system": "LiH", "model": "nn", "protocol": "best", "seed": 0, "n_steps": 20,
+                                                   "timestep_fs": 0.5, "drift_eV_per_atom_per_ps": 1e-4,
+                                                   "max_abs_energy_deviation_eV": 2e-4, "steps_per_second": 900.0}))
+    code = f"""import json, sys
+a = json.loads({json.dumps(json.dumps(args))})
+from qnnff.stages.train import select_seeds
+from qnnff.stages.evaluate import errors_table
+from qnnff.stages.md import md_table
+from qnnff.stages.figures import metrics
+o = a["out"]
+select_seeds("LiH", "nn", "best", a["sel"], a["sum"], a["scalers"], o + "/seeds.json")
+errors_table("LiH", [a["seeds"]], {{}}, [], a["scalers"], o + "/e.csv", o + "/e.md")
+md_table([o + "/md.json"], o + "/md.csv", o + "/md.md")
+metrics(a["cfg"], [o + "/e.csv"], o + "/md.csv", [o + "/e.csv", o + "/md.csv"], o + "/metrics.json", o + "/MANIFEST")
+print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = set(json.loads(proc.stdout.splitlines()[-1]))
+    assert not loaded & {"torch", "pyscf", "qiskit", "matplotlib", "numba"}, loaded
+    assert json.loads((tmp_path / "seeds.json").read_text()) == json.loads((m / "seeds.json").read_text())
+    assert len(pd.read_csv(tmp_path / "e.csv")) == 2 and json.loads((tmp_path / "metrics.json").read_text())["md"][0]["model"] == "nn"
 
 
 # ------------------------------------------------------------------ studies: wrappers of qnnff.studies

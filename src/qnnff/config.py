@@ -22,9 +22,9 @@ import numpy as np
 import yaml
 
 from .dft import LevelOfTheory
-from .features import CoordinateFamily
-from .geometry import ZRow
+from .geometry import CoordinateFamily, ZRow
 
+SPLITS = ("train", "test")  # the reference data sets, in this order
 DOWNSTREAM_KEYS = ("models", "md", "slice")  # system keys that do not affect the reference data
 
 
@@ -311,6 +311,10 @@ class SystemSpec:
 
     def n_chunks(self, split: str) -> int:
         return math.ceil(self.n_points(split) / int(self.dft["chunk_size"]))
+
+    def chunk_ids(self) -> list[str]:
+        """The ids of the DFT chunks (one ``dft_chunk`` job each): ``train-000``, ..., ``test-000``, ..."""
+        return [f"{split}-{k:03d}" for split in SPLITS for k in range(self.n_chunks(split))]
 
     def geometry(self, values: dict[str, float]) -> np.ndarray:
         from .geometry import zmatrix_to_cartesian

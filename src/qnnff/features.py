@@ -34,82 +34,69 @@ from typing import Any
 import numpy as np
 import torch
 
-from .geometry import PRIMITIVES
+from .geometry import ARITY, COUPLED_MOMENTS, CoordinateFamily
 
 FEATURE_MAPS = ("arcsin", "pi_arcsin_arccos", "identity")
-SYMMETRIZE = ("moments", "sort")
-COUPLED_MOMENTS = ((1, 1), (2, 1), (1, 2))  # (power of this family's deviation, power of the partner's)
 
 
-@dataclass(frozen=True)
-class CoordinateFamily:
-    """A named family of primitive internal coordinates of one type (bond, angle or dihedral)."""
+# --------------------------------------------------------------------------------------------------
+# primitive internal coordinates on torch batches (positions: [..., n_atoms, 3])
 
-    name: str
-    type: str
-    atoms: tuple[tuple[int, ...], ...]
-    symmetrize: str = "moments"
-    couple_with: str | None = None
+def bond(pos: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    """Distance |r_i - r_j| (Angstrom)."""
+    return torch.linalg.vector_norm(pos[..., i, :] - pos[..., j, :], dim=-1)
 
-    @classmethod
-    def from_config(cls, spec: dict, n_atoms: int, where: str) -> CoordinateFamily:
-        typ = spec["type"]
-        if typ not in PRIMITIVES:
-            raise ValueError(f"{where}.type: unknown coordinate type {typ!r} (use one of {sorted(PRIMITIVES)})")
-        _, arity = PRIMITIVES[typ]
-        tuples = spec["atoms"]
-        if tuples and isinstance(tuples[0], int):
-            tuples = [tuples]
-        out = []
-        for t in tuples:
-            t = tuple(t)
-            if len(t) != arity:
-                raise ValueError(f"{where}.atoms: a {typ} needs {arity} atom indices, got {list(t)}")
-            for a in t:
-                if not 0 <= a < n_atoms:
-                    raise ValueError(f"{where}.atoms: atom index {a} out of range for {n_atoms} atoms")
-            if len(set(t)) != arity:
-                raise ValueError(f"{where}.atoms: repeated atom index in {list(t)}")
-            out.append(t)
-        sym = spec.get("symmetrize", "moments")
-        if sym not in SYMMETRIZE:
-            raise ValueError(f"{where}.symmetrize: unknown method {sym!r} (use one of {SYMMETRIZE})")
-        couple = spec.get("couple_with")
-        if couple is not None and (sym != "moments" or len(out) < 2):
-            raise ValueError(f"{where}.couple_with: only a moments family of two or more tuples can be coupled")
-        return cls(spec["name"], typ, tuple(out), sym, couple)
 
-    def __len__(self) -> int:
-        """Number of coordinates the family contributes."""
-        return len(self.atoms) + (len(COUPLED_MOMENTS) if self.couple_with else 0)
+def angle(pos: torch.Tensor, i: int, j: int, k: int) -> torch.Tensor:
+    """Angle i-j-k in degrees (vertex j), via atan2 so the derivative stays finite near 0 and 180."""
+    u = pos[..., i, :] - pos[..., j, :]
+    v = pos[..., k, :] - pos[..., j, :]
+    cross = torch.linalg.vector_norm(torch.linalg.cross(u, v, dim=-1), dim=-1)
+    dot = (u * v).sum(-1)
+    return torch.rad2deg(torch.atan2(cross, dot))
 
-    def labels(self) -> list[str]:
-        if len(self.atoms) == 1:
-            return [self.name]
-        if self.symmetrize == "sort":
-            return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
-        own = [f"{self.name}.mean"] + [f"{self.name}.m{j}" for j in range(2, len(self.atoms) + 1)]
-        return own + [f"{self.name}~{self.couple_with}.m{a}{b}" for a, b in COUPLED_MOMENTS] if self.couple_with else own
 
-    def primitives(self, pos: torch.Tensor) -> torch.Tensor:
-        fn, _ = PRIMITIVES[self.type]
-        return torch.stack([fn(pos, *t) for t in self.atoms], dim=-1)
+def dihedral(pos: torch.Tensor, i: int, j: int, k: int, m: int) -> torch.Tensor:
+    """Dihedral i-j-k-m in degrees, IUPAC sign, mapped into [0, 360) so that planar (180) is interior."""
+    b0 = pos[..., j, :] - pos[..., i, :]
+    b1 = pos[..., k, :] - pos[..., j, :]
+    b2 = pos[..., m, :] - pos[..., k, :]
+    n1 = torch.linalg.cross(b0, b1, dim=-1)
+    n2 = torch.linalg.cross(b1, b2, dim=-1)
+    b1n = b1 / torch.linalg.vector_norm(b1, dim=-1, keepdim=True)
+    m1 = torch.linalg.cross(n1, b1n, dim=-1)
+    x = (n1 * n2).sum(-1)
+    y = (m1 * n2).sum(-1)
+    phi = torch.rad2deg(torch.atan2(y, x))
+    return torch.remainder(-phi, 360.0)
 
-    def coupled_moments(self, pos: torch.Tensor, partner: CoordinateFamily) -> torch.Tensor:
-        """Mixed central moments of the pairs (tuple i of this family, tuple i of ``partner``)."""
-        u, v = self.primitives(pos), partner.primitives(pos)
-        du, dv = u - u.mean(dim=-1, keepdim=True), v - v.mean(dim=-1, keepdim=True)
-        return torch.stack([(du**a * dv**b).mean(dim=-1) for a, b in COUPLED_MOMENTS], dim=-1)
 
-    def evaluate(self, pos: torch.Tensor) -> torch.Tensor:
-        vals = self.primitives(pos)
-        if len(self.atoms) > 1:
-            if self.symmetrize == "sort":
-                return torch.sort(vals, dim=-1).values
-            mean = vals.mean(dim=-1, keepdim=True)
-            dev = vals - mean
-            vals = torch.cat([mean] + [(dev**j).mean(dim=-1, keepdim=True) for j in range(2, len(self.atoms) + 1)], dim=-1)
-        return vals
+PRIMITIVES = {"bond": (bond, ARITY["bond"]), "angle": (angle, ARITY["angle"]), "dihedral": (dihedral, ARITY["dihedral"])}
+
+
+def family_primitives(family: CoordinateFamily, pos: torch.Tensor) -> torch.Tensor:
+    """[..., n_atoms, 3] -> [..., k]: the family's k primitive values, in the order of its atom tuples."""
+    fn, _ = PRIMITIVES[family.type]
+    return torch.stack([fn(pos, *t) for t in family.atoms], dim=-1)
+
+
+def coupled_moments(family: CoordinateFamily, partner: CoordinateFamily, pos: torch.Tensor) -> torch.Tensor:
+    """Mixed central moments of the pairs (tuple i of ``family``, tuple i of ``partner``)."""
+    u, v = family_primitives(family, pos), family_primitives(partner, pos)
+    du, dv = u - u.mean(dim=-1, keepdim=True), v - v.mean(dim=-1, keepdim=True)
+    return torch.stack([(du**a * dv**b).mean(dim=-1) for a, b in COUPLED_MOMENTS], dim=-1)
+
+
+def family_values(family: CoordinateFamily, pos: torch.Tensor) -> torch.Tensor:
+    """The family's own coordinates: its one primitive, its sorted values or its mean and central moments."""
+    vals = family_primitives(family, pos)
+    if len(family.atoms) > 1:
+        if family.symmetrize == "sort":
+            return torch.sort(vals, dim=-1).values
+        mean = vals.mean(dim=-1, keepdim=True)
+        dev = vals - mean
+        vals = torch.cat([mean] + [(dev**j).mean(dim=-1, keepdim=True) for j in range(2, len(family.atoms) + 1)], dim=-1)
+    return vals
 
 
 def extend_to_symmetric_point(families: Sequence[CoordinateFamily], lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +130,7 @@ def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.
     by_name = {f.name: f for f in families}
     out = []
     for f in families:
-        out.append(f.evaluate(positions))
+        out.append(family_values(f, positions))
         if f.couple_with:
             if f.couple_with not in by_name:
                 raise ValueError(f"coordinate family {f.name!r}: couple_with names no family ({sorted(by_name)})")
@@ -151,7 +138,7 @@ def internal_coordinates(families: Sequence[CoordinateFamily], positions: torch.
             if len(partner.atoms) != len(f.atoms):
                 raise ValueError(f"coordinate family {f.name!r}: couple_with {partner.name!r} has {len(partner.atoms)} tuples, "
                                  f"not {len(f.atoms)}")
-            out.append(f.coupled_moments(positions, partner))
+            out.append(coupled_moments(f, partner, positions))
     return torch.cat(out, dim=-1)
 
 

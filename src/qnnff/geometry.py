@@ -2,8 +2,12 @@
 
 * :func:`zmatrix_to_cartesian` builds Cartesian positions (Angstrom) from a Z-matrix whose entries are
   numbers or names of sampled variables (bond lengths in Angstrom, angles and dihedrals in degrees).
-* :func:`bond`, :func:`angle`, :func:`dihedral` evaluate primitive internal coordinates on batches
-  of Cartesian positions in torch, so their Jacobians come from autograd.
+* :class:`CoordinateFamily` names which atoms form which primitive internal coordinates (bonds, angles,
+  dihedrals) and how a family of equivalent ones is made permutation-invariant; :mod:`qnnff.features` evaluates
+  them on torch batches, so their Jacobians come from autograd.
+
+This module imports numpy only (no torch): the config layer (:func:`qnnff.config.system_spec`) builds its
+specs from it, and the workflow's rule files import the config layer every time Snakemake parses them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -104,37 +107,57 @@ def zmatrix_to_cartesian(rows: Sequence[ZRow], values: Mapping[str, float]) -> n
     return pos
 
 
-# --------------------------------------------------------------------------------------------------
-# primitive internal coordinates on torch batches (positions: [..., n_atoms, 3])
+ARITY = {"bond": 2, "angle": 3, "dihedral": 4}  # atoms per primitive internal coordinate
+SYMMETRIZE = ("moments", "sort")
+COUPLED_MOMENTS = ((1, 1), (2, 1), (1, 2))  # (power of this family's deviation, power of the partner's)
 
 
-def bond(pos: torch.Tensor, i: int, j: int) -> torch.Tensor:
-    """Distance |r_i - r_j| (Angstrom)."""
-    return torch.linalg.vector_norm(pos[..., i, :] - pos[..., j, :], dim=-1)
+@dataclass(frozen=True)
+class CoordinateFamily:
+    """A named family of primitive internal coordinates of one type (bond, angle or dihedral)."""
 
+    name: str
+    type: str
+    atoms: tuple[tuple[int, ...], ...]
+    symmetrize: str = "moments"
+    couple_with: str | None = None
 
-def angle(pos: torch.Tensor, i: int, j: int, k: int) -> torch.Tensor:
-    """Angle i-j-k in degrees (vertex j), via atan2 so the derivative stays finite near 0 and 180."""
-    u = pos[..., i, :] - pos[..., j, :]
-    v = pos[..., k, :] - pos[..., j, :]
-    cross = torch.linalg.vector_norm(torch.linalg.cross(u, v, dim=-1), dim=-1)
-    dot = (u * v).sum(-1)
-    return torch.rad2deg(torch.atan2(cross, dot))
+    @classmethod
+    def from_config(cls, spec: dict, n_atoms: int, where: str) -> CoordinateFamily:
+        typ = spec["type"]
+        if typ not in ARITY:
+            raise ValueError(f"{where}.type: unknown coordinate type {typ!r} (use one of {sorted(ARITY)})")
+        arity = ARITY[typ]
+        tuples = spec["atoms"]
+        if tuples and isinstance(tuples[0], int):
+            tuples = [tuples]
+        out = []
+        for t in tuples:
+            t = tuple(t)
+            if len(t) != arity:
+                raise ValueError(f"{where}.atoms: a {typ} needs {arity} atom indices, got {list(t)}")
+            for a in t:
+                if not 0 <= a < n_atoms:
+                    raise ValueError(f"{where}.atoms: atom index {a} out of range for {n_atoms} atoms")
+            if len(set(t)) != arity:
+                raise ValueError(f"{where}.atoms: repeated atom index in {list(t)}")
+            out.append(t)
+        sym = spec.get("symmetrize", "moments")
+        if sym not in SYMMETRIZE:
+            raise ValueError(f"{where}.symmetrize: unknown method {sym!r} (use one of {SYMMETRIZE})")
+        couple = spec.get("couple_with")
+        if couple is not None and (sym != "moments" or len(out) < 2):
+            raise ValueError(f"{where}.couple_with: only a moments family of two or more tuples can be coupled")
+        return cls(spec["name"], typ, tuple(out), sym, couple)
 
+    def __len__(self) -> int:
+        """Number of coordinates the family contributes."""
+        return len(self.atoms) + (len(COUPLED_MOMENTS) if self.couple_with else 0)
 
-def dihedral(pos: torch.Tensor, i: int, j: int, k: int, m: int) -> torch.Tensor:
-    """Dihedral i-j-k-m in degrees, IUPAC sign, mapped into [0, 360) so that planar (180) is interior."""
-    b0 = pos[..., j, :] - pos[..., i, :]
-    b1 = pos[..., k, :] - pos[..., j, :]
-    b2 = pos[..., m, :] - pos[..., k, :]
-    n1 = torch.linalg.cross(b0, b1, dim=-1)
-    n2 = torch.linalg.cross(b1, b2, dim=-1)
-    b1n = b1 / torch.linalg.vector_norm(b1, dim=-1, keepdim=True)
-    m1 = torch.linalg.cross(n1, b1n, dim=-1)
-    x = (n1 * n2).sum(-1)
-    y = (m1 * n2).sum(-1)
-    phi = torch.rad2deg(torch.atan2(y, x))
-    return torch.remainder(-phi, 360.0)
-
-
-PRIMITIVES = {"bond": (bond, 2), "angle": (angle, 3), "dihedral": (dihedral, 4)}
+    def labels(self) -> list[str]:
+        if len(self.atoms) == 1:
+            return [self.name]
+        if self.symmetrize == "sort":
+            return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
+        own = [f"{self.name}.mean"] + [f"{self.name}.m{j}" for j in range(2, len(self.atoms) + 1)]
+        return own + [f"{self.name}~{self.couple_with}.m{a}{b}" for a, b in COUPLED_MOMENTS] if self.couple_with else own

@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
-from .config import SystemSpec
+from .config import SPLITS, SystemSpec
 from .seeding import derive_seed
-
-SPLITS = ("train", "test")
 
 
 def sample_unit(design: str, n: int, k: int, seed: int) -> np.ndarray:
@@ -60,10 +58,6 @@ def path_order(u: np.ndarray) -> np.ndarray:
         order.append(cur)
         left[cur] = False
     return np.asarray(order)
-
-
-def chunk_ids(spec: SystemSpec) -> list[str]:
-    return [f"{split}-{k:03d}" for split in SPLITS for k in range(spec.n_chunks(split))]
 
 
 def plan_points(spec: SystemSpec, seed: int) -> pd.DataFrame:

@@ -6,7 +6,6 @@ from qnnff.config import check_config, replace_with_cli_configfiles, system_spec
 from qnnff.config import data_hash as config_data_hash
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
 from qnnff.protocols import model_hash as protocol_model_hash
-from qnnff.sampling import chunk_ids
 
 # 0. `--configfile my.yaml` replaces config/config.yaml instead of being merged on top of it (config/README.md)
 _user_files = replace_with_cli_configfiles(config, workflow.config_settings.configfiles, workflow.config_settings.config)
@@ -43,7 +42,7 @@ wildcard_constraints:
 
 
 def chunks(system):
-    return chunk_ids(SPECS[system])
+    return SPECS[system].chunk_ids()
 
 
 def log_path(rule, *parts):

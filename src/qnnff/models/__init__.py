@@ -1,5 +1,20 @@
-"""Force-field models sharing one interface (:class:`qnnff.models.base.ForceField`)."""
+"""Force-field models sharing one interface (:class:`qnnff.models.base.ForceField`).
 
-from .base import FeatureForceField, ForceField, TrainingBatch, load_model, register_model
+The names below are loaded from :mod:`qnnff.models.base` on first use (PEP 562), so that importing a torch-free
+submodule such as :mod:`qnnff.models.artifact` (which the workflow's start-up check of model files uses every time
+Snakemake parses the rules) does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["ForceField", "FeatureForceField", "TrainingBatch", "load_model", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

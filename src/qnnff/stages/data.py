@@ -4,9 +4,9 @@ The sampling design of a system is planned once (every train/test point, its chu
 each chunk's points are computed with PySCF along their path (energies, analytic forces, the SCF fallback chain), and
 the converged points are concatenated per split with a DFT report that fails the run above ``max_failed_fraction``.
 
-Every rule here builds the system's spec (:func:`qnnff.config.system_spec`), whose coordinate families are torch
-modules, so torch is imported by all three; ``dft_chunk`` evaluates the internal coordinates of each frame with them.
-PySCF is loaded by :mod:`qnnff.dft` when ``dft_chunk`` runs its first calculation.
+Only ``dft_chunk`` loads torch (it evaluates the internal coordinates of each frame, :mod:`qnnff.features`, imported
+in the function) and PySCF (loaded by :mod:`qnnff.dft` at the first calculation); ``sample_points`` and
+``assemble_dataset`` need neither.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pandas as pd
 from .. import dataset as ds
 from ..config import data_hash, system_spec
 from ..dft import pyscf_version, run_path, set_threads
-from ..features import coordinate_values
 from ..integrity import IntegrityError, rebuild_hint
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..sampling import plan_points
@@ -43,6 +42,8 @@ def sample_points(cfg: dict, system: str, out_csv: str | Path) -> pd.DataFrame:
 def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xyz: str | Path, out_json: str | Path, threads: int = 1) -> dict:
     """Rule ``dft_chunk``: energies and forces of one chunk's points along their path. Converged points -> extxyz,
     all -> json."""
+    from ..features import coordinate_values  # torch: this rule only (see the module docstring)
+
     set_threads(int(threads))
     spec = system_spec(cfg, system)
     df = pd.read_csv(points_csv)

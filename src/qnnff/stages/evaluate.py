@@ -8,8 +8,9 @@
 * :func:`errors_table`: the paper's error table of one system (every seed, mean +- sd);
 * :func:`reproduction_table`: the reproduction scorecard (:mod:`qnnff.reproduction`).
 
-Qiskit is imported by :func:`aer_evaluation` alone (the other rules of this file never run a circuit; an effective
-dimension of a QNN loads it through the model registry).
+torch and the models are imported by the two rules that load a model (:func:`effective_dimension`,
+:func:`aer_evaluation`), Qiskit by :func:`aer_evaluation` alone (an effective dimension of a QNN loads it through the
+model registry): the two table rules read files only and start without them.
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..config import schema_defaults
-from ..effdim import model_effective_dimension
 from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_table
 from ..integrity import load_npz
 from ..io import write_json_atomic
-from ..models.base import FeatureForceField, load_model
 from ..reproduction import scorecard, write_scorecard
 from ..seeding import derive_seed, rng
 from ..units import MEV_PER_EV
 from . import SeedSet
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("qnnff")
 
@@ -49,6 +50,11 @@ def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, trai
     """Rule ``effective_dimension``: d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws
     (parameters and inputs); mean +- sd (ddof = 1) at the training-set size and along the n grid. The trained weights
     play no role: the parameters are drawn uniformly in ``theta_range``."""
+    import torch  # torch and the models: the rules that load a model only (see the module docstring)
+
+    from ..effdim import model_effective_dimension
+    from ..models.base import load_model
+
     torch.set_num_threads(1)
     ec = effdim_settings(cfg)
     model = load_model(model_path)
@@ -82,6 +88,8 @@ def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, trai
 
 
 def _effdim_parameters(model: torch.nn.Module):
+    from ..models.base import FeatureForceField
+
     mod = model.regressor if isinstance(model, FeatureForceField) else model
     return [p for p in mod.parameters() if p.requires_grad]
 
@@ -145,6 +153,10 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
     with ``aer.forces``, parameter-shift forces on the first ``aer.force_points`` of them; with ``hardware.backend``
     other than ``aer``, the same through IBM Qiskit Runtime (fake backend or device)."""
     # Qiskit (Aer and the Runtime client): this rule's alone, the other rules of evaluate.smk run without it
+    import torch
+
+    from ..models.base import load_model
+
     models = SeedSet.of(models)
     torch.set_num_threads(1)
     qc = cfg["systems"][system].get("models", {}).get("qnn", {})

@@ -10,7 +10,8 @@
 * :func:`metrics`: ``metrics.json`` (every error and MD number, with provenance) and ``MANIFEST.sha256`` of every
   committed artifact.
 
-Plotting is :mod:`qnnff.figures` (matplotlib, loaded when the first figure is drawn).
+Plotting is :mod:`qnnff.figures` (matplotlib, loaded when the first figure is drawn). torch and the models are
+imported by :func:`figures_system` alone, the one rule here that evaluates models; PySCF by :func:`dft_slice`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import dataset as ds
 from .. import figures as fig
@@ -32,7 +32,6 @@ from ..config import ConfigError, config_hash, schema_defaults, system_spec
 from ..dft import run_path, set_threads
 from ..evaluation import prediction_errors
 from ..io import write_json_atomic, write_text_atomic
-from ..models.base import load_model
 from ..provenance import provenance
 from ..units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 from . import SeedSet
@@ -96,6 +95,10 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
     the band over all seeds (``models``, ``predictions``: per kind, the seeds of the protocol the figures show)."""
     models = [SeedSet.of(m) for m in models]
     predictions = [SeedSet.of(m) for m in predictions]
+    import torch  # torch and the models: this rule only (see the module docstring)
+
+    from ..models.base import load_model
+
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
     data = {}

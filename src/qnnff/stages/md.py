@@ -6,6 +6,9 @@ at the configured geometry with Maxwell-Boltzmann velocities. :func:`run_md` dri
 protocol), :func:`run_md_dft` the PySCF reference, :func:`run_md_shots` the median-seed QNN with forces measured with
 a finite number of shots on qiskit-aer (the deviation from the exact QNN trajectory recorded); :func:`md_table` gathers
 drift, speed and completion of every run.
+
+torch, the models and the calculators are imported by the three rules that run dynamics; :func:`md_table` reads
+their summaries only and starts without them.
 """
 
 from __future__ import annotations
@@ -18,17 +21,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from ase import Atoms
 
 from .. import dataset as ds
-from ..calculators import ModelCalculator, PySCFCalculator
 from ..config import ConfigError, schema_defaults, system_spec
 from ..dft import set_threads
 from ..evaluation import fmt
 from ..io import atomic_path, write_json_atomic, write_text_atomic
-from ..md import ShotNoiseCalculator, distance_deviation, run_nve, run_stretched_bond
-from ..models.base import load_model
 from ..seeding import derive_seed
 from . import SeedSet
 
@@ -64,6 +63,11 @@ def run_md_dft(cfg: dict, system: str, out_traj: str, out_json: str) -> dict:
 
 def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: str, out_json: str, *,
          protocol: str | None = None, seed: int | None = None) -> dict:
+    import torch  # torch, the models and the calculators: the rules that run dynamics only (see the module docstring)
+
+    from ..calculators import ModelCalculator, PySCFCalculator
+    from ..md import run_nve, run_stretched_bond
+
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
     mc = md_settings(cfg, system)
@@ -101,6 +105,11 @@ def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[s
     models = SeedSet.of(models)
     seed_index, model_path = models.median()
     protocol = models.protocol
+    import torch
+
+    from ..md import ShotNoiseCalculator, distance_deviation, run_stretched_bond
+    from ..models.base import load_model
+
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
     mc = md_settings(cfg, system)

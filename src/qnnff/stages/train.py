@@ -5,6 +5,9 @@ param): it builds the model from the config (:func:`qnnff.models.factory.build_m
 protocol (:func:`qnnff.training.train`, resuming from a checkpoint) and writes the model, its test predictions,
 learning curve and summary. :func:`select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors,
 mean +- sd and the median seed that figures, MD and Aer use.
+
+torch and the models are imported by :func:`train` (and :func:`predict_to_frames`) only: :func:`select_seeds` reads
+the seeds' predictions and summaries and starts without them.
 """
 
 from __future__ import annotations
@@ -13,20 +16,18 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .. import dataset as ds
-from .. import training
 from ..evaluation import energy_scale
 from ..evaluation import select_seeds as seed_statistics
-from ..features import load_scalers
 from ..integrity import load_npz
 from ..io import write_json_atomic
-from ..models.base import ForceField
-from ..models.factory import build_model
 from ..protocols import model_hash, train_seed, training_settings
 from ..provenance import provenance
+
+if TYPE_CHECKING:
+    from ..models.base import ForceField
 
 log = logging.getLogger("qnnff")
 
@@ -36,6 +37,12 @@ def train(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, sca
     """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: train seed ``seed_index`` of ``kind`` under ``protocol``;
     write the model, its test predictions, learning curve and summary (iterations done out of configured, wall time,
     provenance)."""
+    import torch  # torch and the models: this function only (see the module docstring)
+
+    from .. import training
+    from ..features import load_scalers
+    from ..models.factory import build_model
+
     torch.set_num_threads(1)
     featurizer, scaler = load_scalers(scalers_json)
     is_feature_model = kind in ("qnn", "nn")
@@ -70,6 +77,8 @@ def train(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, sca
 
 def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> list:
     """Test-set predictions as extxyz frames: REF_* (DFT) next to MODEL_* (this model), eV and eV/Angstrom."""
+    import torch
+
     f = load_npz(npz_path)
     pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
     e, frc = model.energy_and_forces(torch.as_tensor(pos))
