@@ -16,7 +16,7 @@ from progress_helpers import run_streaming, terminal_writer
 def _config(test_config: dict, path: Path) -> Path:
     cfg = dict(test_config)
     h2o = cfg["systems"]["H2O"]
-    h2o["sampling"] = {"train": {"design": "lhs", "n": 24}, "test": {"design": "random", "n": 6}}
+    h2o["sampling"] = {"train": {"design": "lhs", "n": 12}, "test": {"design": "random", "n": 3}}  # 4 + 1 chunks of 3
     h2o.pop("models", None)
     cfg["systems"] = {"H2O": h2o}
     cfg.pop("reproduction", None)  # the scorecard block names models this config drops
@@ -43,12 +43,13 @@ def _arrays(work: Path) -> dict[str, np.ndarray]:
 @pytest.mark.slow
 def test_interrupt_and_resume(tmp_path, repo, test_config, pytestconfig):
     say = terminal_writer(pytestconfig)  # live progress: this test takes minutes
-    say("interrupt test: DFT stage of H2O (10 chunks), interrupted after 3 chunks")
+    say("interrupt test: DFT stage of H2O (5 chunks), interrupted after 3 chunks")
     cf = _config(test_config, tmp_path / "cfg.yaml")
     work = tmp_path / "interrupted"
     chunks = work / "results/H2O/data/chunks"
     proc = subprocess.Popen(_cmd(repo, work, cf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # wait until some, but not all, of the 10 chunks are done (Snakemake has registered the first ones)
+    # wait until some, but not all, of the 5 chunks are done: with 2 cores the first two finish together and are
+    # registered by Snakemake by the time a third has finished; the fifth has not, so 3 or 4 are done when it stops
     t0 = time.time()
     while len(list(chunks.glob("*.json"))) < 3:
         assert proc.poll() is None, "snakemake finished before it could be interrupted:\n" + proc.stdout.read()
@@ -65,7 +66,7 @@ def test_interrupt_and_resume(tmp_path, repo, test_config, pytestconfig):
     proc.communicate(timeout=120)
     say("interrupt test: interrupted; checking what is kept")
     done_before = {p.name: p.stat().st_mtime_ns for p in chunks.glob("*.json")}
-    n_total = 10
+    n_total = 5
     assert 0 < len(done_before) < n_total, f"interrupt came too late or too early: {sorted(done_before)}"
     # no half-written file looks complete: every finished json has its extxyz, no temp file survives as final
     for name in done_before:
@@ -79,7 +80,7 @@ def test_interrupt_and_resume(tmp_path, repo, test_config, pytestconfig):
     import re
 
     redo = set(re.findall(r"chunk=((?:train|test)-\d{3})", dry.stdout + dry.stderr))
-    missing = {f"{s}-{k:03d}" for s, n in (("train", 8), ("test", 2)) for k in range(n)} - {n[:-5] for n in done_before}
+    missing = {f"{s}-{k:03d}" for s, n in (("train", 4), ("test", 1)) for k in range(n)} - {n[:-5] for n in done_before}
     assert missing <= redo
     assert len(redo - missing) <= 2, f"finished chunks would be redone: {sorted(redo - missing)}"
     assert len(redo) < n_total, "nothing was kept"

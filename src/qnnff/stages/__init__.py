@@ -37,6 +37,7 @@ def setup_logging(logfile: str | Path | None) -> None:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(logfile, mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # not one INFO line per transpiler pass and circuit
 
 
 @dataclass(frozen=True)
