@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import water_positions
 
 from qnnff.effdim import (
     effective_dimension,
@@ -231,16 +232,6 @@ def _water_featurizer():
     return Featurizer(families=fams, feature_map="arcsin", lo=[0.85, 0.0, 95.0], hi=[1.15, 0.1, 115.0], symbols=["O", "H", "H"])
 
 
-def _water_positions(n: int, seed: int) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        r1, r2 = rng.uniform(0.9, 1.1, size=2)
-        a = math.radians(rng.uniform(98, 112))
-        out.append([[0, 0, 0], [r1, 0, 0], [r2 * math.cos(a), r2 * math.sin(a), 0]])
-    return torch.tensor(out, dtype=torch.float64)
-
-
 def test_feature_model_function_matches_regressor():
     from qnnff.features import EnergyScaler
     from qnnff.models.base import FeatureForceField
@@ -264,7 +255,7 @@ def test_feature_model_function_matches_regressor():
     model = Tiny()
     mf = module_function(model, output_map="auto")
     assert mf.output_map == "tanh" and mf.input_kind == "features" and mf.n_params == model.n_parameters() == 21
-    pos = _water_positions(7, 0)
+    pos = torch.as_tensor(water_positions(np.random.default_rng(0), 7))
     x = mf.inputs(pos)
     with torch.no_grad():
         np.testing.assert_allclose(mf.model_fn(x, mf.theta0).numpy(), torch.tanh(model.scaled_energy(pos)).numpy(), atol=1e-14)
@@ -308,7 +299,7 @@ def test_bpnn_at_n2p2_size():
     from qnnff.features import EnergyScaler
     from qnnff.models import bpnn as bpnn_mod
 
-    pos = _water_positions(100, 1)
+    pos = torch.as_tensor(water_positions(np.random.default_rng(1), 100))
     model = bpnn_mod.BPNNForceField.from_training_data(pos, symbols=["O", "H", "H"], energy_scaler=EnergyScaler(0.0, 1.0))
     P = model.n_parameters()
     assert P == 1642
