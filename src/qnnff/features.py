@@ -42,6 +42,7 @@ FEATURE_MAPS = ("arcsin", "pi_arcsin_arccos", "identity")
 # --------------------------------------------------------------------------------------------------
 # primitive internal coordinates on torch batches (positions: [..., n_atoms, 3])
 
+
 def bond(pos: torch.Tensor, i: int, j: int) -> torch.Tensor:
     """Distance |r_i - r_j| (Angstrom)."""
     return torch.linalg.vector_norm(pos[..., i, :] - pos[..., j, :], dim=-1)

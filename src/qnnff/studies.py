@@ -40,7 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, config_hash, schema_defaults
+from .config import ConfigError, _validate_schema, config_hash, fake_backend_names, schema, schema_defaults, system_spec
+from .integrity import stamp_arrays
+from .io import atomic_path, write_json_atomic
+from .protocols import check_models, model_hash, model_kinds, n_seeds, protocols
+from .seeding import derive_seed
 from .units import MEV_PER_EV
 
 log = logging.getLogger("qnnff")
@@ -132,8 +136,6 @@ def known_grid_keys(kind: str) -> list[str]:
 
 @functools.cache
 def _model_schema_keys(kind: str) -> list[str]:
-    from .config import schema
-
     return list(schema()["$defs"][kind].get("properties", {}))
 
 
@@ -164,8 +166,6 @@ def apply_point(cfg: dict, study: Study | dict, settings: dict[str, Any]) -> dic
 def parse_study(cfg: dict, name: str) -> Study:
     """The study ``studies.{name}``, checked: every grid key known, every point a valid configuration of the pipeline
     (the schema of the changed system block and the semantic checks run on each point), sizes and shots possible."""
-    from .config import system_spec
-    from .protocols import check_models, model_kinds, n_seeds, protocols
 
     sd = cfg["studies"][name]
     key = f"studies.{name}"
@@ -237,8 +237,6 @@ def parse_study(cfg: dict, name: str) -> Study:
         raise ConfigError(f"{key}.evaluate.noise: give evaluate.shots too (noise is evaluated with shots)")
     for nz in ev["noise"]:
         if nz not in ("none", "depolarizing"):
-            from .config import fake_backend_names
-
             if nz not in fake_backend_names():
                 raise ConfigError(f"{key}.evaluate.noise: {nz!r} is neither 'none', 'depolarizing' nor a fake backend of "
                                   "qiskit_ibm_runtime.fake_provider")
@@ -251,16 +249,12 @@ def parse_study(cfg: dict, name: str) -> Study:
 def _system_validator():
     import jsonschema
 
-    from .config import schema
-
     s = schema()
     return jsonschema.Draft202012Validator({"$defs": s["$defs"], "$ref": "#/$defs/system"})
 
 
 def _validate_system(sc: dict, source: str) -> None:
     """Schema check of one (derived) system block; the rest of a point's configuration is the checked base config."""
-    from .config import _validate_schema
-
     _validate_schema(sc, source, _system_validator())
 
 
@@ -283,7 +277,6 @@ def check_studies(cfg: dict) -> None:
 # ------------------------------------------------------------------ per-point settings
 def point_hash(cfg: dict, study: Study, point: StudyPoint) -> str:
     """The rerun/provenance hash of one point: the derived model hash, the training-set size and the evaluation."""
-    from .protocols import model_hash
 
     derived = apply_point(cfg, study, point.settings)
     return config_hash({"model": model_hash(derived, study.system, study.kind, study.protocol), "n_train": point.n_train,
@@ -292,8 +285,6 @@ def point_hash(cfg: dict, study: Study, point: StudyPoint) -> str:
 
 def reuses_pipeline_model(cfg: dict, study: Study, point: StudyPoint) -> bool:
     """True when the point trains exactly the pipeline's base model (full data, same model hash, same seeds)."""
-    from .config import system_spec
-    from .protocols import model_hash
 
     if point.n_train is not None and point.n_train != system_spec(cfg, study.system).n_points("train"):
         return False
@@ -316,9 +307,6 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
     ``workdir`` keeps the trained model, learning curve and a training checkpoint (a killed job resumes from it)."""
     from . import dataset as ds
     from .evaluation import prediction_errors, rmse
-    from .integrity import stamp_arrays
-    from .io import atomic_path, write_json_atomic
-    from .seeding import derive_seed
     from .stages.features import build_featurizer, feature_arrays
     from .stages.train import train
 
@@ -478,7 +466,6 @@ def study_table(cfg: dict, study_name: str, metrics_jsons: Sequence[str], out_cs
     import pandas as pd
 
     from .evaluation import pm
-    from .io import atomic_path
 
     study = parse_study(cfg, study_name)
     rows, shot_rows = study_frames(metrics_jsons)
@@ -553,7 +540,6 @@ def study_figure(study: Study, summary, shots, axes: Sequence[str], out_png: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
 
     other = [a for a in axes if a != "n_train"]
     if len(shots):
