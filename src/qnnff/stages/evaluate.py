@@ -152,7 +152,7 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
     evaluated with circuits on test geometries: on qiskit-aer with shots (and the configured noise), energies and,
     with ``aer.forces``, parameter-shift forces on the first ``aer.force_points`` of them; with ``hardware.backend``
     other than ``aer``, the same through IBM Qiskit Runtime (fake backend or device)."""
-    # Qiskit (Aer and the Runtime client): this rule's alone, the other rules of evaluate.smk run without it
+    # torch and the model (whose Aer and Runtime paths load Qiskit): this rule's and effective_dimension's alone
     import torch
 
     from ..models.base import load_model

@@ -93,12 +93,12 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
                    out: dict[str, str]) -> None:
     """Rule ``figures_system``: parity plot of each kind's median seed; energy/force curves of the median seed with
     the band over all seeds (``models``, ``predictions``: per kind, the seeds of the protocol the figures show)."""
-    models = [SeedSet.of(m) for m in models]
-    predictions = [SeedSet.of(m) for m in predictions]
     import torch  # torch and the models: this rule only (see the module docstring)
 
     from ..models.base import load_model
 
+    models = [SeedSet.of(m) for m in models]
+    predictions = [SeedSet.of(m) for m in predictions]
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
     data = {}

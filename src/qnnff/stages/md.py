@@ -102,14 +102,14 @@ def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[s
     median-seed QNN of ``models`` measured with ``shots`` shots per circuit on qiskit-aer
     (:class:`qnnff.md.ShotNoiseCalculator`, seeded from the config seed), for ``md.n_steps_shots`` steps; records the
     energy drift and the deviation of r(t) from the exact QNN trajectory ``exact_traj``."""
-    models = SeedSet.of(models)
-    seed_index, model_path = models.median()
-    protocol = models.protocol
-    import torch
+    import torch  # see _nve
 
     from ..md import ShotNoiseCalculator, distance_deviation, run_stretched_bond
     from ..models.base import load_model
 
+    models = SeedSet.of(models)
+    seed_index, model_path = models.median()
+    protocol = models.protocol
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
     mc = md_settings(cfg, system)
