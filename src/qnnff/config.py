@@ -8,11 +8,15 @@ offending key.
 
 from __future__ import annotations
 
+import ast
 import copy
+import difflib
 import functools
 import hashlib
+import importlib.metadata as md
 import json
 import math
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -199,9 +203,6 @@ def check_reproduction(cfg: dict) -> None:
 def fake_backend_names() -> set[str]:
     """Class names of qiskit_ibm_runtime.fake_provider's fake backends, read from its source (importing the package
     costs seconds at every workflow start-up); falls back to importing it."""
-    import ast
-    import importlib.metadata as md
-
     try:
         init = md.distribution("qiskit-ibm-runtime").locate_file("qiskit_ibm_runtime/fake_provider/backends/__init__.py")
         tree = ast.parse(Path(str(init)).read_text())
@@ -216,8 +217,6 @@ def fake_backend_names() -> set[str]:
 
 
 def _close(name: str, options: Any) -> str:
-    import difflib
-
     near = difflib.get_close_matches(str(name), sorted(options), n=3)
     return f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
 
@@ -422,8 +421,6 @@ def deepcopy(cfg: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m qnnff.config FILE...``: check config files (YAML syntax with line and column, schema, semantics)."""
-    import sys
-
     files = sys.argv[1:] if argv is None else argv
     if not files:
         print("usage: python -m qnnff.config CONFIG.yaml [...]", file=sys.stderr)

@@ -7,6 +7,7 @@ point id, and the provenance (level of theory, basis, grid, PySCF version, confi
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,8 +35,6 @@ def make_frame(
 def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
     """Atomically write frames as extxyz with an integrity record (frame count and sha256, see
     :mod:`qnnff.integrity`); an empty list writes an empty file."""
-    import io
-
     from ase.io import write
 
     text = ""
@@ -50,8 +49,6 @@ def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
 def read_frames(path: str | Path) -> list[Atoms]:
     """Frames of an extxyz written by :func:`write_frames`, verified against its integrity record: a truncated or
     edited file raises :class:`~qnnff.integrity.IntegrityError` naming the file, expected and found."""
-    import io
-
     from ase.io import read
 
     path = Path(path)

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,6 @@ def stamp_arrays(arrays: Mapping[str, np.ndarray], n_frames: int) -> dict[str, n
 
 def load_npz(path: str | os.PathLike, *, frames_key: str = "positions") -> dict[str, np.ndarray]:
     """All arrays of an npz written with :func:`stamp_arrays`, verified (frame count and sha256)."""
-    import zipfile
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feature file {path} does not exist")

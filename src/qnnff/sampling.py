@@ -6,6 +6,8 @@ so that each SCF starts from its neighbour's density matrix.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.stats import qmc
@@ -21,8 +23,6 @@ def sample_unit(design: str, n: int, k: int, seed: int) -> np.ndarray:
         axes = [np.linspace(0.0, 1.0, side)] * k
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, k)
     if design == "sobol":
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "balance properties ... not a power of 2"
             return qmc.Sobol(k, scramble=True, seed=seed).random(n)

@@ -27,6 +27,7 @@ adds jobs and leaves the finished points alone.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import hashlib
 import itertools
@@ -192,8 +193,6 @@ def parse_study(cfg: dict, name: str) -> Study:
         axes, labels = [], {}
         for gk, values in grid.items():
             if gk not in known:
-                import difflib
-
                 near = difflib.get_close_matches(gk, known, n=3)
                 hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
                 raise ConfigError(f"{gkey}.{gk}: unknown grid key{hint}; known keys: {', '.join(known)}")
