@@ -73,6 +73,8 @@ def test_import_lightness():
         assert "scipy.stats" not in loaded[m], m  # scipy.stats: the sampling designs (sample_points) only
     for m in ("features", "studies"):
         assert "pandas" not in loaded[m], m
+    # an NN sized to the QNN reads the circuit's spec only: no Qiskit, no numba engine
+    assert not loaded_after_import("qnnff.qnn.spec")["qnnff.qnn.spec"] & {"qiskit", "numba", "torch"}
 
 
 def test_parsing_the_workflow_loads_no_torch():

@@ -33,7 +33,7 @@ def qnn_circuit_config(cfg: dict, system: str) -> dict:
 
 def qnn_parameter_count(cfg: dict, system: str, n_features: int) -> int:
     # Qiskit and the numba engine (qnnff.qnn) are loaded for a QNN only: NN and BPNN trainings run without them
-    from ..qnn.circuit import QNNCircuitConfig
+    from ..qnn.spec import QNNCircuitConfig
 
     return QNNCircuitConfig(n_features=n_features, **qnn_circuit_config(cfg, system)).n_weights
 

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "QNNCircuitConfig": "circuit", "build_qnn_circuit": "circuit", "qnn_parameter_count": "circuit", "z_observable": "circuit",
+    "QNNCircuitConfig": "spec", "build_qnn_circuit": "circuit", "qnn_parameter_count": "circuit", "z_observable": "circuit",
     "CompiledCircuit": "engine", "QNNRegressor": "engine", "UnsupportedCircuitError": "engine", "parse_angle": "engine",
 }
 __all__ = list(_WHERE)
