@@ -308,14 +308,20 @@ def test_yaml_errors_name_file_line_and_column(tmp_path):
 
 
 def test_changing_only_aer_settings_does_not_change_the_model_hash(paper_config):
-    """Issue 11.5: the QNN's training hash (Snakemake params trigger, provenance) excludes the aer block."""
-    from qnnff.config import config_hash, model_subconfig
+    """Issue 11.5: the QNN's training (its settings slice, the Snakemake params trigger, and its provenance hash)
+    excludes the aer block."""
+    from qnnff.protocols import model_hash
+    from qnnff.settings import rule_settings
 
-    before = config_hash(model_subconfig(paper_config, "H2O", "qnn"))
+    def state():
+        return model_hash(paper_config, "H2O", "qnn", "best"), rule_settings(paper_config, "train", system="H2O", kind="qnn", protocol="best")
+
+    before = state()
     paper_config["systems"]["H2O"]["models"]["qnn"]["aer"]["shots"] = 99
-    assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) == before
+    assert state() == before
     paper_config["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"]["iterations"] += 1
-    assert config_hash(model_subconfig(paper_config, "H2O", "qnn")) != before
+    after = state()
+    assert after[0] != before[0] and after[1] != before[1]
 
 
 def test_a_second_run_is_told_another_run_holds_the_directory(tmp_path, repo):

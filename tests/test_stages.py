@@ -14,6 +14,7 @@ from rule_helpers import rule_scripts
 
 from qnnff import dataset as ds
 from qnnff.integrity import IntegrityError, load_npz
+from qnnff.settings import rule_settings
 
 REPO = Path(__file__).resolve().parents[1]
 RULE_FILES = ("data", "features", "train", "evaluate", "md", "figures", "studies")
@@ -129,7 +130,7 @@ def test_sample_points_writes_the_planned_points(tmp_path, lih_config):
     from qnnff.stages.data import sample_points
 
     out = tmp_path / "points.csv"
-    df = sample_points(lih_config, "LiH", out)
+    df = sample_points(rule_settings(lih_config, "sample_points", system="LiH"), "LiH", out)
     saved = pd.read_csv(out)
     want = plan_points(system_spec(lih_config, "LiH"), lih_config["seed"])
     assert list(saved.columns) == ["split", "point", "chunk", "r"] and len(saved) == 8 + 4
@@ -145,14 +146,14 @@ def test_dft_chunk_computes_one_chunk(tmp_path, lih_config):
     pts = tmp_path / "points.csv"
     pd.DataFrame({"split": ["test", "test"], "point": ["test-00000", "test-00001"], "chunk": ["test-000"] * 2,
                   "r": [1.5, 1.7]}).to_csv(pts, index=False)
-    status = dft_chunk(lih_config, "LiH", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
+    status = dft_chunk(rule_settings(lih_config, "dft_chunk", system="LiH"), "LiH", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
     assert status["n_converged"] == 2 and json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(status))
     frames = ds.read_frames(tmp_path / "c.extxyz")
     assert [a.info["point"] for a in frames] == ["test-00000", "test-00001"]
     assert frames[1].info["ic_r_LiH"] == pytest.approx(1.7) and frames[1].info["basis"] == "sto-3g"
     assert frames[0].info["REF_energy"] == pytest.approx(frames[0].info["energy_hartree"] * 27.211386, rel=1e-6)
     with pytest.raises(ValueError, match="no points in chunk 'train-000'"):
-        dft_chunk(lih_config, "LiH", pts, "train-000", tmp_path / "d.extxyz", tmp_path / "d.json")
+        dft_chunk(rule_settings(lih_config, "dft_chunk", system="LiH"), "LiH", pts, "train-000", tmp_path / "d.extxyz", tmp_path / "d.json")
 
 
 def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp_path, test_config):
@@ -172,7 +173,7 @@ def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp
     point = {"r1": 0.95, "r2": 1.0, "r3": 1.05, "a1": 108.0, "a2": 114.0, "d": 125.0}
     pts = tmp_path / "points.csv"
     pd.DataFrame([{"split": "test", "point": "test-00000", "chunk": "test-000", **point}]).to_csv(pts, index=False)
-    dft_chunk(cfg, "H3O+", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
+    dft_chunk(rule_settings(cfg, "dft_chunk", system="H3O+"), "H3O+", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
     (frame,) = ds.read_frames(tmp_path / "c.extxyz")
     spec = system_spec(cfg, "H3O+")
     labels = coordinate_labels(spec.families)
@@ -203,7 +204,7 @@ def test_assemble_dataset_concatenates_per_split_and_fails_above_the_limit(tmp_p
     tr = write_chunk(tmp_path, "train-000", [2.0, 1.5, 3.0], rescued=["train-00001"])
     te = write_chunk(tmp_path, "test-000", [2.2, 2.7])
     outs = [tmp_path / n for n in ("train.extxyz", "test.extxyz", "report.md", "report.json")]
-    report = assemble_dataset(lih_config, "LiH", [te[0], tr[0]], [te[1], tr[1]], *outs)
+    report = assemble_dataset(rule_settings(lih_config, "assemble_dataset", system="LiH"), "LiH", [te[0], tr[0]], [te[1], tr[1]], *outs)
     train, test = ds.read_frames(outs[0]), ds.read_frames(outs[1])
     assert [a.info["point"] for a in train] == ["train-00000", "train-00001", "train-00002"]
     assert [a.info["point"] for a in test] == ["test-00000", "test-00001"]
@@ -218,13 +219,13 @@ def test_assemble_dataset_concatenates_per_split_and_fails_above_the_limit(tmp_p
     te = write_chunk(bad, "test-000", [2.2, 2.7])
     outs = [bad / n for n in ("train.extxyz", "test.extxyz", "report.md", "report.json")]
     with pytest.raises(RuntimeError, match=r"LiH: 1 of 6 DFT points failed .*dft.max_failed_fraction"):
-        assemble_dataset(lih_config, "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
+        assemble_dataset(rule_settings(lih_config, "assemble_dataset", system="LiH"), "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
     assert "train-00009" in outs[2].read_text() and not outs[0].exists()
 
     # a chunk whose frames disagree with its status file
     (bad / "train-000.json").write_text(json.dumps({**json.loads((bad / "train-000.json").read_text()), "n_converged": 4}))
     with pytest.raises(IntegrityError, match="status file records 4 converged points"):
-        assemble_dataset(lih_config, "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
+        assemble_dataset(rule_settings(lih_config, "assemble_dataset", system="LiH"), "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
 
 
 # ------------------------------------------------------------------ features
@@ -236,7 +237,8 @@ def featurized(datasets, tmp_path_factory):
 
     cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     d = tmp_path_factory.mktemp("features")
-    featurize(cfg, "LiH", str(datasets / "train.extxyz"), str(datasets / "test.extxyz"), str(d / "scalers.json"),
+    featurize(rule_settings(cfg, "featurize", system="LiH"), "LiH", str(datasets / "train.extxyz"), str(datasets / "test.extxyz"),
+              str(d / "scalers.json"),
               str(d / "train.npz"), str(d / "test.npz"))
     return cfg, d
 
@@ -265,7 +267,8 @@ def trained(featurized):
     m = d / "models" / "nn" / "best"
     for k in range(2):
         s = m / f"seed{k}"
-        train(cfg, "LiH", "nn", "best", k, str(d / "scalers.json"), str(d / "train.npz"), str(d / "test.npz"), str(s / "model.zip"),
+        train(rule_settings(cfg, "train", system="LiH", kind="nn", protocol="best"), "LiH", "nn", "best", k, str(d / "scalers.json"),
+              str(d / "train.npz"), str(d / "test.npz"), str(s / "model.zip"),
               str(s / "test_predictions.extxyz"), str(s / "learning_curve.csv"), str(s / "train_summary.json"), str(s / "checkpoint.pt"))
     sel = select_seeds("LiH", "nn", "best", [str(m / f"seed{k}" / "test_predictions.extxyz") for k in range(2)],
                        [str(m / f"seed{k}" / "train_summary.json") for k in range(2)], str(d / "scalers.json"), str(m / "seeds.json"))
@@ -305,7 +308,8 @@ def test_run_md_drives_the_median_seed_and_md_table(trained, tmp_path):
     cfg = {**cfg, "systems": {"LiH": {**cfg["systems"]["LiH"], "md": {**cfg["systems"]["LiH"]["md"], "n_steps": 20}}}}
     models = {"kind": "nn", "protocol": "best", "selection": str(m / "seeds.json"),
               "files": [str(m / f"seed{k}" / "model.zip") for k in range(2)]}  # params.models of rule run_md
-    out = run_md(cfg, "LiH", models, str(tmp_path / "md" / "trajectory.extxyz"), str(tmp_path / "md" / "summary.json"))
+    out = run_md(rule_settings(cfg, "run_md", system="LiH"), "LiH", models, str(tmp_path / "md" / "trajectory.extxyz"),
+                 str(tmp_path / "md" / "summary.json"))
     assert (out["model"], out["protocol"], out["seed"], out["n_steps"]) == ("nn", "best", sel["median_seed"], 20)
     assert out["r_start_A"] == 2.2 and len(ds.read_frames(tmp_path / "md" / "trajectory.extxyz")) == 20 // 5 + 1
     stopped = {**out, "model": "qnn", "protocol": "best", "seed": 3, "completed": False, "stopped_at_fs": 4.25}
@@ -328,14 +332,16 @@ def test_metrics_records_tables_and_manifest(trained, tmp_path, lih_config):
     errors_table("LiH", [str(m / "seeds.json")], {}, [], str(d / "scalers.json"), str(tmp_path / "LiH_errors.csv"), str(tmp_path / "e.md"))
     pd.DataFrame([{"system": "LiH", "model": "nn", "drift [eV/atom/ps]": 1e-4}]).to_csv(tmp_path / "md.csv", index=False)
     artifacts = [str(tmp_path / "LiH_errors.csv"), str(tmp_path / "md.csv")]
-    metrics(lih_config, [artifacts[0]], artifacts[1], artifacts, str(tmp_path / "metrics.json"), str(tmp_path / "MANIFEST.sha256"))
+    metrics(rule_settings(lih_config, "metrics"), [artifacts[0]], artifacts[1], artifacts, str(tmp_path / "metrics.json"),
+            str(tmp_path / "MANIFEST.sha256"))
     rec = json.loads((tmp_path / "metrics.json").read_text())
     assert set(rec) == {"units", "errors", "provenance", "md"} and len(rec["errors"]["LiH"]) == 2
     assert rec["md"] == [{"system": "LiH", "model": "nn", "drift [eV/atom/ps]": 1e-4}]
     lines = (tmp_path / "MANIFEST.sha256").read_text().splitlines()
     assert lines == [f"{sha256(p)}  {p}" for p in sorted(artifacts + [str(tmp_path / "metrics.json")])]
     # the studies never change the pipeline's results: their config leaves the provenance hash alone
-    metrics({**lih_config, "studies": {"x": {}}}, [artifacts[0]], None, artifacts, str(tmp_path / "m2.json"), str(tmp_path / "M2"))
+    metrics(rule_settings({**lih_config, "studies": {"x": {}}}, "metrics"), [artifacts[0]], None, artifacts, str(tmp_path / "m2.json"),
+            str(tmp_path / "M2"))
     assert json.loads((tmp_path / "m2.json").read_text())["provenance"]["config_hash"] == rec["provenance"]["config_hash"]
 
 

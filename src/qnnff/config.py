@@ -264,13 +264,6 @@ def check_downstream(cfg: dict, name: str, spec: SystemSpec) -> None:
 MODEL_EVALUATION_KEYS = ("aer", "hardware")  # model keys that only affect evaluation, never the trained weights
 
 
-def model_subconfig(cfg: dict, system: str, kind: str) -> Any:
-    """The part of a model's config that determines its training (its provenance hash): without the evaluation-only
-    keys (``aer``), so changing the Aer shots or noise re-runs the Aer evaluation, never the training."""
-    mc = (cfg["systems"][system].get("models") or {}).get(kind)
-    return {k: v for k, v in mc.items() if k not in MODEL_EVALUATION_KEYS} if isinstance(mc, dict) else mc
-
-
 def dft_settings(cfg: dict, system: str) -> dict[str, Any]:
     return {**schema_defaults("#dft"), **cfg.get("dft", {}), **cfg["systems"][system].get("dft", {})}
 
@@ -300,6 +293,12 @@ class SystemSpec:
     level: LevelOfTheory
     dft: dict[str, Any]
     sampling: dict[str, dict[str, Any]]
+
+    @property
+    def n_features(self) -> int:
+        """Features per geometry (:attr:`qnnff.features.Featurizer.n_features`): one per internal coordinate, three
+        with the ``pi_arcsin_arccos`` map."""
+        return sum(len(f) for f in self.families) * (3 if self.feature_map == "pi_arcsin_arccos" else 1)
 
     @property
     def variable_names(self) -> list[str]:

@@ -20,6 +20,7 @@ Every function here takes the config dict and raises :class:`~qnnff.config.Confi
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from .config import ConfigError, config_hash, schema_defaults, system_spec
@@ -95,6 +96,28 @@ def qnn_init(cfg: dict, system: str, protocol: str) -> dict:
     return {**schema_defaults("#qnn_init"), **mc.get("init", {}), **protocol_config(cfg, system, "qnn", protocol).get("init", {})}
 
 
+QNN_CIRCUIT_KEYS = ("n_qubits", "depth", "feature_map", "feature_map_reps", "trainable_feature_map",
+                    "trainable_feature_map_reps", "entanglement", "rotations", "final_rotations")
+
+
+def qnn_circuit_config(cfg: dict, system: str) -> dict:
+    """A system's QNN circuit keys over the schema's defaults (the arguments of :class:`qnnff.qnn.spec.QNNCircuitConfig`
+    but ``n_features``)."""
+    mc = model_config(cfg, system, "qnn")
+    out = {**schema_defaults("#qnn"), **{k: mc[k] for k in QNN_CIRCUIT_KEYS if k in mc}}
+    out = {k: out[k] for k in QNN_CIRCUIT_KEYS if k in out}
+    out["rotations"] = list(out["rotations"])
+    return out
+
+
+def qnn_parameter_count(cfg: dict, system: str, n_features: int) -> int:
+    """The QNN's number of trainable circuit weights (an NN without ``hidden`` or ``target_parameters`` is sized to it);
+    loads neither Qiskit nor torch."""
+    from .qnn.spec import QNNCircuitConfig
+
+    return QNNCircuitConfig(n_features=n_features, **qnn_circuit_config(cfg, system)).n_weights
+
+
 def init_seed(cfg: dict, system: str, kind: str, seed_index: int) -> int:
     return derive_seed(cfg["seed"], "init", system, kind, int(seed_index))
 
@@ -111,10 +134,24 @@ def figure_protocol(cfg: dict, system: str, kind: str) -> str:
     return wanted if wanted in names else names[0]
 
 
+def resolved_model_config(cfg: dict, system: str, kind: str) -> dict:
+    """A model's block with what it takes from other blocks resolved: an NN with neither ``hidden`` nor
+    ``target_parameters`` gets the QNN's weight count as ``target_parameters`` (:func:`qnnff.models.factory.build_model`
+    sizes it so). Without the protocols and the evaluation-only keys (``MODEL_HASH_EXCLUDE``)."""
+    mc = {k: copy.deepcopy(v) for k, v in model_config(cfg, system, kind).items() if k not in MODEL_HASH_EXCLUDE}
+    if kind == "nn" and mc.get("hidden") is None and mc.get("target_parameters") is None:
+        if "qnn" not in (cfg["systems"][system].get("models") or {}):
+            raise ConfigError(f"systems.{system}.models.nn: give `hidden` or `target_parameters` (there is no QNN to match)")
+        mc["target_parameters"] = qnn_parameter_count(cfg, system, system_spec(cfg, system).n_features)
+    return mc
+
+
 def model_hash(cfg: dict, system: str, kind: str, protocol: str) -> str:
-    """The provenance/rerun hash of one (kind, protocol): data settings, the model's architecture and this protocol.
-    Other protocols, the seed count and the Aer evaluation settings are excluded, so changing them retrains nothing."""
-    mc = {k: v for k, v in model_config(cfg, system, kind).items() if k not in MODEL_HASH_EXCLUDE}
+    """The provenance hash of one (kind, protocol): data settings, the model's resolved architecture
+    (:func:`resolved_model_config`: an NN sized to the QNN hashes the QNN's weight count) and this protocol. Other
+    protocols, the seed count and the Aer evaluation settings are excluded. The same from a training job's settings
+    slice (:func:`qnnff.settings.model_settings`, its rerun trigger) as from the whole config."""
+    mc = resolved_model_config(cfg, system, kind)
     return config_hash({"data": system_spec(cfg, system).subconfig(cfg), "model": mc,
                         "protocol": protocol_config(cfg, system, kind, protocol)})
 

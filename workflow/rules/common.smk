@@ -3,9 +3,8 @@ import re
 from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 from qnnff.config import check_config, replace_with_cli_configfiles, system_spec
-from qnnff.config import data_hash as config_data_hash
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
-from qnnff.protocols import model_hash as protocol_model_hash
+from qnnff.settings import rule_settings
 
 # 0. `--configfile my.yaml` replaces config/config.yaml instead of being merged on top of it (config/README.md)
 _user_files = replace_with_cli_configfiles(config, workflow.config_settings.configfiles, workflow.config_settings.config)
@@ -109,14 +108,11 @@ def set_inputs(sets):
     return [p for st in sets for p in [st["selection"], *st["files"]]]
 
 
-# Config hashes passed as `params`: Snakemake reruns a job when the part of the config it depends on changes
-# (rerun trigger "params"), and the hash lands in every artifact's provenance.
-def data_hash(wildcards):
-    return config_data_hash(config, wildcards.system)
-
-
-def variant_hash(wildcards, kind=None):
-    return protocol_model_hash(config, wildcards.system, kind or wildcards.kind, wildcards.protocol)
+# Every rule that reads settings gets its slice of the config as `params.settings` (qnnff.settings.rule_settings, the
+# one place that says which keys a rule reads): its job reads nothing else, and Snakemake reruns the job when, and only
+# when, its slice changes (rerun trigger "params"). The provenance hashes are computed from the slice in the job.
+def settings(rule, **fixed):
+    return lambda wc: rule_settings(config, rule, **dict(wc.items()), **fixed)
 
 
 def md_variants(name):

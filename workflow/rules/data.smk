@@ -14,7 +14,7 @@ rule sample_points:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        config_hash=data_hash,
+        settings=settings("sample_points"),
     script:
         "../scripts/sample_points.py"
 
@@ -34,7 +34,7 @@ rule dft_chunk:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        config_hash=data_hash,
+        settings=settings("dft_chunk"),
     script:
         "../scripts/dft_chunk.py"
 
@@ -62,6 +62,6 @@ rule assemble_dataset:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        config_hash=data_hash,
+        settings=settings("assemble_dataset"),
     script:
         "../scripts/assemble_dataset.py"

@@ -23,7 +23,7 @@ rule effective_dimension:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        settings=lambda wc: config.get("effective_dimension", {}),
+        settings=settings("effective_dimension"),
     script:
         "../scripts/effective_dimension.py"
 
@@ -46,8 +46,7 @@ rule aer_evaluation:
     threads: 1
     params:
         models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
-        settings=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("aer", {}),
-        hardware=lambda wc: config["systems"][wc.system]["models"]["qnn"].get("hardware", {}),
+        settings=settings("aer_evaluation"),
     script:
         "../scripts/aer_evaluation.py"
 
@@ -110,5 +109,6 @@ rule reproduction_table:
             for s in config["reproduction"]["paper"]
             for k in MODELS[s]
         ],
+        settings=settings("reproduction_table"),
     script:
         "../scripts/reproduction_table.py"

@@ -18,6 +18,6 @@ rule featurize:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        config_hash=data_hash,
+        settings=settings("featurize"),
     script:
         "../scripts/featurize.py"

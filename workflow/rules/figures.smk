@@ -13,8 +13,7 @@ rule dft_slice:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        data_hash=data_hash,
-        slice=lambda wc: config["systems"][wc.system].get("slice", {}),
+        settings=settings("dft_slice"),
     script:
         "../scripts/dft_slice.py"
 
@@ -46,6 +45,7 @@ rule figures_system:
     params:
         models=lambda wc: figure_sets(wc.system, "model.zip"),
         predictions=lambda wc: figure_sets(wc.system, "test_predictions.extxyz"),
+        settings=settings("figures_system"),
     script:
         "../scripts/figures_system.py"
 
@@ -130,5 +130,7 @@ rule metrics:
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
+    params:
+        settings=settings("metrics"),
     script:
         "../scripts/metrics.py"

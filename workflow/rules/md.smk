@@ -1,8 +1,6 @@
 # Stage 5: molecular dynamics with ASE (velocity Verlet, NVE), driven by the median-seed model of every
 # (kind, protocol) and, where configured, by DFT.
 
-SHOT_MD_KEYS = ("shots", "n_steps_shots", "shots_tolerance_A")
-
 
 rule run_md:
     """One NVE trajectory of {system} driven by the median seed of {kind} trained under {protocol}."""
@@ -21,8 +19,7 @@ rule run_md:
     params:
         models=lambda wc: seed_set(wc.system, wc.kind, wc.protocol, "model.zip"),
         # without the shot-noise MD keys (rule run_md_shots), so adding those never reruns these trajectories
-        settings=lambda wc: {k: v for k, v in config["systems"][wc.system].get("md", {}).items() if k not in SHOT_MD_KEYS},
-        data_hash=data_hash,
+        settings=settings("run_md"),
     script:
         "../scripts/md.py"
 
@@ -41,8 +38,7 @@ rule run_md_dft:
     threads: 1
     params:
         models=None,
-        settings=lambda wc: config["systems"][wc.system].get("md", {}),
-        data_hash=data_hash,
+        settings=settings("run_md_dft"),
     script:
         "../scripts/md.py"
 
@@ -85,7 +81,6 @@ rule run_md_shots:
     threads: 1
     params:
         models=lambda wc: seed_set(wc.system, "qnn", wc.protocol, "model.zip"),
-        settings=lambda wc: config["systems"][wc.system].get("md", {}),
-        data_hash=data_hash,
+        settings=settings("run_md_shots"),
     script:
         "../scripts/md_shots.py"

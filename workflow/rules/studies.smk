@@ -2,7 +2,7 @@
 # The reference data are the pipeline's; a point equal to the base protocol on the full data reuses the pipeline's
 # trained model of the same seed. Every point is named by a slug of its settings, so adding a grid value adds jobs
 # and leaves the finished points alone.
-from qnnff.studies import parse_studies, point_hash as study_point_hash, reuses_pipeline_model
+from qnnff.studies import parse_studies, reuses_pipeline_model
 
 STUDIES = parse_studies(config)
 
@@ -43,7 +43,7 @@ rule study_point:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        point_hash=lambda wc: study_point_hash(config, STUDIES[wc.study], STUDIES[wc.study].point(wc.point)),
+        settings=settings("study_point"),
     script:
         "../scripts/study_point.py"
 
@@ -64,5 +64,7 @@ rule study_table:
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
+    params:
+        settings=settings("study_table"),
     script:
         "../scripts/study_table.py"

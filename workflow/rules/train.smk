@@ -34,7 +34,7 @@ rule train_qnn:
         kind="qnn",
         protocol=lambda wc: wc.protocol,
         seed=lambda wc: int(wc.seed),
-        config_hash=lambda wc: variant_hash(wc, "qnn"),
+        settings=settings("train", kind="qnn"),
         checkpoint="results/{system}/models/qnn/{protocol}/seed{seed}/checkpoint.pt",
     script:
         "../scripts/train.py"
@@ -52,7 +52,7 @@ use rule train_qnn as train_nn with:
         kind="nn",
         protocol=lambda wc: wc.protocol,
         seed=lambda wc: int(wc.seed),
-        config_hash=lambda wc: variant_hash(wc, "nn"),
+        settings=settings("train", kind="nn"),
         checkpoint="results/{system}/models/nn/{protocol}/seed{seed}/checkpoint.pt",
 
 
@@ -68,7 +68,7 @@ use rule train_qnn as train_bpnn with:
         kind="bpnn",
         protocol=lambda wc: wc.protocol,
         seed=lambda wc: int(wc.seed),
-        config_hash=lambda wc: variant_hash(wc, "bpnn"),
+        settings=settings("train", kind="bpnn"),
         checkpoint="results/{system}/models/bpnn/{protocol}/seed{seed}/checkpoint.pt",
 
 

@@ -2,5 +2,5 @@ from qnnff.stages import setup_logging
 from qnnff.stages.data import assemble_dataset
 
 setup_logging(snakemake.log[0])
-assemble_dataset(snakemake.config, snakemake.wildcards.system, list(snakemake.input.xyz), list(snakemake.input.status),
+assemble_dataset(snakemake.params.settings, snakemake.wildcards.system, list(snakemake.input.xyz), list(snakemake.input.status),
                  snakemake.output.train, snakemake.output.test, snakemake.output.report, snakemake.output.report_json)

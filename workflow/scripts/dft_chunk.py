@@ -2,5 +2,5 @@ from qnnff.stages import setup_logging
 from qnnff.stages.data import dft_chunk
 
 setup_logging(snakemake.log[0])
-dft_chunk(snakemake.config, snakemake.wildcards.system, snakemake.input.points, snakemake.wildcards.chunk, snakemake.output.xyz,
+dft_chunk(snakemake.params.settings, snakemake.wildcards.system, snakemake.input.points, snakemake.wildcards.chunk, snakemake.output.xyz,
           snakemake.output.status, threads=snakemake.threads)

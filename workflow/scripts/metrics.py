@@ -2,5 +2,5 @@ from qnnff.stages import setup_logging
 from qnnff.stages.figures import metrics
 
 setup_logging(snakemake.log[0])
-metrics(snakemake.config, snakemake.input.errors, snakemake.input.md, snakemake.input.artifacts, snakemake.output.metrics,
+metrics(snakemake.params.settings, snakemake.input.errors, snakemake.input.md, snakemake.input.artifacts, snakemake.output.metrics,
         snakemake.output.manifest, snakemake.input.reproduction[0] if snakemake.input.reproduction else None)

@@ -2,5 +2,5 @@ from qnnff.stages import setup_logging
 from qnnff.stages.evaluate import reproduction_table
 
 setup_logging(snakemake.log[0])
-reproduction_table(snakemake.config, dict(snakemake.params.errors), snakemake.params.effdims, list(snakemake.input.md),
+reproduction_table(snakemake.params.settings, dict(snakemake.params.errors), snakemake.params.effdims, list(snakemake.input.md),
                    list(snakemake.input.period), snakemake.output.csv, snakemake.output.md)

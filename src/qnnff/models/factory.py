@@ -1,9 +1,9 @@
 """Models from the config: a fresh QNN, NN or BPNN of a system as its ``models`` section describes it.
 
-:func:`build_model` is what the ``train_*`` rules (:func:`qnnff.stages.train.train`) and the studies start from;
-:func:`qnn_circuit_config` reads a system's QNN circuit keys the way the pipeline reads them, and
-:func:`qnn_parameter_count` gives the QNN's number of trainable weights (an NN without ``hidden`` or
-``target_parameters`` is sized to match it).
+:func:`build_model` is what the ``train_*`` rules (:func:`qnnff.stages.train.train`) and the studies start from.
+:func:`qnn_circuit_config` (a system's QNN circuit keys as the pipeline reads them) and :func:`qnn_parameter_count`
+(the QNN's number of trainable weights: an NN without ``hidden`` or ``target_parameters`` is sized to match it) live
+in the torch-free :mod:`qnnff.protocols` (the settings layer sizes the NN at workflow start-up) and are re-exported.
 """
 
 from __future__ import annotations
@@ -12,30 +12,13 @@ import numpy as np
 
 from ..config import ConfigError
 from ..features import EnergyScaler, Featurizer
-from ..protocols import init_seed, model_config, protocols, qnn_init
+from ..protocols import QNN_CIRCUIT_KEYS, init_seed, model_config, protocols, qnn_circuit_config, qnn_init, qnn_parameter_count
 from .base import ForceField
 from .bpnn import BPNNForceField
 from .nn import NNForceField
 
 MODEL_KINDS = ("qnn", "nn", "bpnn")
-QNN_CIRCUIT_KEYS = ("n_qubits", "depth", "feature_map", "feature_map_reps", "trainable_feature_map",
-                    "trainable_feature_map_reps", "entanglement", "rotations", "final_rotations")
-
-
-def qnn_circuit_config(cfg: dict, system: str) -> dict:
-    mc = model_config(cfg, system, "qnn")
-    out = {k: mc[k] for k in QNN_CIRCUIT_KEYS if k in mc}
-    out.setdefault("entanglement", "linear")
-    out["rotations"] = list(out.get("rotations", ["ry", "rz"]))
-    out.setdefault("final_rotations", True)
-    return out
-
-
-def qnn_parameter_count(cfg: dict, system: str, n_features: int) -> int:
-    # Qiskit and the numba engine (qnnff.qnn) are loaded for a QNN only: NN and BPNN trainings run without them
-    from ..qnn.spec import QNNCircuitConfig
-
-    return QNNCircuitConfig(n_features=n_features, **qnn_circuit_config(cfg, system)).n_weights
+__all__ = ["MODEL_KINDS", "QNN_CIRCUIT_KEYS", "build_model", "qnn_circuit_config", "qnn_parameter_count"]
 
 
 def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scaler: EnergyScaler,
@@ -45,7 +28,7 @@ def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scale
     mc = model_config(cfg, system, kind)
     seed = init_seed(cfg, system, kind, seed_index)
     if kind == "qnn":
-        # Qiskit and the numba engine are loaded for a QNN only (see qnn_parameter_count)
+        # Qiskit and the numba engine are loaded for a QNN only (qnn_parameter_count needs neither)
         from .qnn import QNNForceField
 
         init = qnn_init(cfg, system, protocol or protocols(cfg, system, kind)[0])

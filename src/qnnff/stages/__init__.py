@@ -15,8 +15,12 @@ module                     rule file                    rule -> function
 :mod:`.studies`            ``studies.smk``              study_point, study_table (wrappers of :mod:`qnnff.studies`)
 =========================  ===========================  =====================================================
 
-Every stage function takes plain paths, the config dict and the wildcard values (system, kind, protocol, seed, ...)
-as arguments; the scripts in ``workflow/scripts/`` only pass ``snakemake.*`` on. A job imports this package (for
+Every stage function takes plain paths, its rule's settings and the wildcard values (system, kind, protocol, seed,
+...) as arguments; the scripts in ``workflow/scripts/`` only pass ``snakemake.*`` on. The settings (the ``cfg``
+argument) are the slice of the configuration the rule receives as ``params.settings``
+(:func:`qnnff.settings.rule_settings`): a dict of the config's shape with only the keys the rule reads, parsed by the
+same typed readers as a whole config (:func:`qnnff.config.system_spec`, :func:`qnnff.protocols.training_settings`).
+No script reads ``snakemake.config``. A job imports this package (for
 :func:`setup_logging`) and the one stage module of its rule: this package imports the standard library only, and a
 stage module imports at its top what all rules of its rule file need. torch and the models, PySCF, Qiskit and
 matplotlib are imported inside the functions of the rules that use them, because every job is a fresh process and

@@ -1,0 +1,143 @@
+"""The settings each rule's job receives: one function, :func:`rule_settings`, cuts the slice of the configuration a
+rule needs (the way pypsa-eur's ``config_provider`` does), and the rule passes it to its job as ``params.settings``.
+
+A slice has the shape of a configuration (``{"seed": ..., "systems": {system: {...}}, ...}``) reduced to the keys its
+rule reads, so the stage functions parse it with the same typed readers as a whole config
+(:func:`qnnff.config.system_spec`, :func:`qnnff.protocols.training_settings`, ...), and the hashes written into the
+artifacts' provenance (:func:`qnnff.config.data_hash`, :func:`qnnff.protocols.model_hash`) come out the same from a
+slice as from the whole config (``tests/test_settings.py``). Because ``params`` are one of Snakemake's rerun triggers,
+the slice is also what reruns a job: a job reruns when, and only when, a key in its slice changes. So the slices are
+as narrow as the rules allow:
+
+* the reference data and features (``sample_points``, ``dft_chunk``, ``assemble_dataset``, ``featurize``): the seed,
+  ``dft``, ``features`` and the system without its ``models``, ``md`` and ``slice`` keys;
+* a training job (``train_qnn`` / ``train_nn`` / ``train_bpnn``): that, plus its model's block with only its own
+  protocol and without the evaluation-only ``aer`` and ``hardware`` keys. An NN sized to the QNN (neither ``hidden``
+  nor ``target_parameters``) receives the QNN's weight count as ``target_parameters``, so a change of the QNN circuit
+  retrains it and a change of the QNN's training does not;
+* ``effective_dimension``: the seed and ``effective_dimension``; ``aer_evaluation``: the seed and the QNN's ``aer``
+  and ``hardware`` blocks; ``reproduction_table``: ``reproduction``;
+* the MD runs: the data slice plus ``md`` (without the shot-noise keys for ``run_md`` and ``run_md_dft``);
+  ``dft_slice`` and ``figures_system``: the data slice plus ``slice``;
+* ``metrics``: the whole configuration but ``studies`` (its provenance hash is the run's);
+* ``study_point``: the study's system (data and models), ``seeds`` and the study with its grid reduced to the one
+  point, so adding grid values adds jobs and reruns none; ``study_table``: the same with the whole study.
+
+Rules that read only files (``select_seeds``, ``errors_table``, ``md_table``, ``figure_md``, ``figures_summary``) get
+no settings. This module imports the standard library and :mod:`qnnff.config` only (the workflow parses it at every
+start-up).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from .config import DOWNSTREAM_KEYS, MODEL_EVALUATION_KEYS, ConfigError
+
+SHOT_MD_KEYS = ("shots", "n_steps_shots", "shots_tolerance_A")  # md keys of rule run_md_shots only
+
+
+def data_settings(cfg: dict, system: str) -> dict:
+    """What a system's reference data and features depend on (the content of :meth:`SystemSpec.subconfig`)."""
+    if system not in cfg["systems"]:
+        raise ConfigError(f"systems: no system named {system!r} (have {sorted(cfg['systems'])})")
+    sc = cfg["systems"][system]
+    out = {"seed": cfg["seed"], "systems": {system: {k: copy.deepcopy(v) for k, v in sc.items() if k not in DOWNSTREAM_KEYS}}}
+    for key in ("dft", "features"):
+        if key in cfg:
+            out[key] = copy.deepcopy(cfg[key])
+    return out
+
+
+def model_settings(cfg: dict, system: str, kind: str, protocol: str) -> dict:
+    """What one (kind, protocol) of a system trains from: the data slice, the resolved model block, the protocol."""
+    from .protocols import protocol_config, resolved_model_config
+
+    out = data_settings(cfg, system)
+    mc = resolved_model_config(cfg, system, kind)
+    mc["protocols"] = {protocol: copy.deepcopy(protocol_config(cfg, system, kind, protocol))}
+    out["systems"][system]["models"] = {kind: mc}
+    return out
+
+
+def _with_system_keys(cfg: dict, system: str, keys: tuple[str, ...], drop: tuple[str, ...] = ()) -> dict:
+    out = data_settings(cfg, system)
+    sc = cfg["systems"][system]
+    for key in keys:
+        if key in sc:
+            value = copy.deepcopy(sc[key])
+            out["systems"][system][key] = {k: v for k, v in value.items() if k not in drop} if drop else value
+    return out
+
+
+def _qnn_evaluation(cfg: dict, system: str) -> dict:
+    qc = (cfg["systems"][system].get("models") or {}).get("qnn") or {}
+    return {"seed": cfg["seed"],
+            "systems": {system: {"models": {"qnn": {k: copy.deepcopy(qc[k]) for k in MODEL_EVALUATION_KEYS if k in qc}}}}}
+
+
+def study_settings(cfg: dict, study: str, point: str | None = None) -> dict:
+    """A study's system data, its model (only the study's base protocol; an NN sized to the QNN keeps the QNN's block,
+    whose circuit it matches) and the study. With ``point`` (rule ``study_point``): the study's grid reduced to that
+    point (the same point, named the same, with the same settings) and without ``seeds`` and ``description``, so adding
+    grid values or seeds adds jobs and reruns none; without ``point`` (rule ``study_table``): the whole study and
+    ``seeds``."""
+    from .protocols import model_config, protocol_config
+    from .studies import parse_studies
+
+    if study not in (cfg.get("studies") or {}):
+        raise ConfigError(f"studies: no study named {study!r} (have {sorted(cfg.get('studies') or {})})")
+    sd = copy.deepcopy(cfg["studies"][study])
+    system, kind, protocol = sd["system"], sd["kind"], sd.get("protocol", "best")
+    out = data_settings(cfg, system)
+    mc = {k: copy.deepcopy(v) for k, v in model_config(cfg, system, kind).items() if k not in (*MODEL_EVALUATION_KEYS, "protocols")}
+    mc["protocols"] = {protocol: copy.deepcopy(protocol_config(cfg, system, kind, protocol))}
+    models = {kind: mc}
+    if kind == "nn" and mc.get("hidden") is None and mc.get("target_parameters") is None and "qnn" in cfg["systems"][system]["models"]:
+        models["qnn"] = {k: copy.deepcopy(v) for k, v in model_config(cfg, system, "qnn").items() if k not in MODEL_EVALUATION_KEYS}
+    out["systems"][system]["models"] = models
+    if point is None:
+        if "seeds" in cfg:
+            out["seeds"] = cfg["seeds"]
+    else:
+        pt = parse_studies(cfg)[study].point(point)  # memoised per config: one parse per workflow start-up
+        sd["grid"] = {k: ({pt.labels[k]: v} if k == "system.coordinates" else [v]) for k, v in pt.settings.items()}
+        for key in ("seeds", "description"):
+            sd.pop(key, None)
+    out["studies"] = {study: sd}
+    return out
+
+
+# rule -> the slice of its settings, from (config, wildcards)
+RULES: dict[str, Callable[..., dict]] = {
+    "sample_points": lambda cfg, w: data_settings(cfg, w["system"]),
+    "dft_chunk": lambda cfg, w: data_settings(cfg, w["system"]),
+    "assemble_dataset": lambda cfg, w: data_settings(cfg, w["system"]),
+    "featurize": lambda cfg, w: data_settings(cfg, w["system"]),
+    "train": lambda cfg, w: model_settings(cfg, w["system"], w["kind"], w["protocol"]),
+    "effective_dimension": lambda cfg, w: {"seed": cfg["seed"],
+                                           **({"effective_dimension": copy.deepcopy(cfg["effective_dimension"])}
+                                              if "effective_dimension" in cfg else {})},
+    "aer_evaluation": lambda cfg, w: _qnn_evaluation(cfg, w["system"]),
+    "reproduction_table": lambda cfg, w: {"reproduction": copy.deepcopy(cfg["reproduction"])},
+    "run_md": lambda cfg, w: _with_system_keys(cfg, w["system"], ("md",), drop=SHOT_MD_KEYS),
+    "run_md_dft": lambda cfg, w: _with_system_keys(cfg, w["system"], ("md",), drop=SHOT_MD_KEYS),
+    "run_md_shots": lambda cfg, w: _with_system_keys(cfg, w["system"], ("md",)),
+    "dft_slice": lambda cfg, w: _with_system_keys(cfg, w["system"], ("slice",)),
+    "figures_system": lambda cfg, w: _with_system_keys(cfg, w["system"], ("slice",)),
+    "metrics": lambda cfg, w: {k: copy.deepcopy(v) for k, v in cfg.items() if k != "studies"},
+    "study_point": lambda cfg, w: study_settings(cfg, w["study"], w["point"]),
+    "study_table": lambda cfg, w: study_settings(cfg, w["study"]),
+}
+
+
+def rule_settings(cfg: dict, rule: str, **wildcards: Any) -> dict:
+    """The settings slice of ``rule`` for one job (``wildcards``: its system, kind, protocol, study, point)."""
+    if rule not in RULES:
+        raise KeyError(f"no settings slice for rule {rule!r} (rules with settings: {sorted(RULES)})")
+    try:
+        return RULES[rule](cfg, wildcards)
+    except KeyError as exc:
+        raise KeyError(f"rule {rule!r} needs the wildcard {exc} for its settings") from None
