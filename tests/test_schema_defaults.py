@@ -8,7 +8,7 @@ import pytest
 
 from qnnff import config as qconfig
 from qnnff.protocols import qnn_init, training_settings
-from qnnff.stages.md import md_settings
+from qnnff.settings import EffdimSettings, MDSettings
 
 SRC = Path(qconfig.__file__).resolve().parent
 
@@ -52,17 +52,17 @@ def test_a_changed_schema_default_reaches_the_settings(monkeypatch, paper_cfg):
     monkeypatch.setattr(qconfig, "_schema_text", lambda: text)
     qconfig._schema_defaults.cache_clear()
     try:
-        assert md_settings(paper_cfg, "LiH")["timestep_fs"] == 0.25
+        assert MDSettings.of(paper_cfg, "LiH").timestep_fs == 0.25
         assert qconfig.dft_settings(paper_cfg, "LiH")["grid_level"] == 3
     finally:
         monkeypatch.undo()
         qconfig._schema_defaults.cache_clear()
-    assert md_settings(paper_cfg, "LiH")["timestep_fs"] == 0.5
+    assert MDSettings.of(paper_cfg, "LiH").timestep_fs == 0.5
 
 
 def test_user_keys_win_over_the_defaults(paper_cfg):
     paper_cfg["systems"]["LiH"].setdefault("md", {})["timestep_fs"] = 0.1
-    assert md_settings(paper_cfg, "LiH")["timestep_fs"] == 0.1
+    assert MDSettings.of(paper_cfg, "LiH").timestep_fs == 0.1
     ts = training_settings(paper_cfg, "H2O", "qnn", "best")
     assert ts["lr"] == paper_cfg["systems"]["H2O"]["models"]["qnn"]["protocols"]["best"].get("lr", 0.01)
     assert qnn_init(paper_cfg, "H2O", "best")["rotations"] == pytest.approx(3.141592653589793)
@@ -71,10 +71,28 @@ def test_user_keys_win_over_the_defaults(paper_cfg):
 def test_effective_dimension_keys_are_settings(paper_cfg):
     """``n_grid`` and ``theta_range`` are config keys (config/README.md): their defaults come from the schema, a user's
     value wins, and a ``theta_range`` that names one kind keeps the others' defaults."""
-    from qnnff.stages.evaluate import effdim_settings
+    ec = EffdimSettings.of({})
+    assert ec.n_grid[-1] == 100000 and ec.theta_range["qnn"] == pytest.approx((-3.141592653589793, 3.141592653589793))
+    ec = EffdimSettings.of({"effective_dimension": {"n_grid": [30, 40], "theta_range": {"nn": [-2.0, 2.0]}}})
+    assert ec.n_grid == (30, 40)
+    assert ec.theta_range["nn"] == (-2.0, 2.0) and ec.theta_range["bpnn"] == (-1.0, 1.0)
 
-    ec = effdim_settings({})
-    assert ec["n_grid"][-1] == 100000 and ec["theta_range"]["qnn"] == pytest.approx([-3.141592653589793, 3.141592653589793])
-    ec = effdim_settings({"effective_dimension": {"n_grid": [30, 40], "theta_range": {"nn": [-2.0, 2.0]}}})
-    assert ec["n_grid"] == [30, 40]
-    assert ec["theta_range"]["nn"] == [-2.0, 2.0] and ec["theta_range"]["bpnn"] == [-1.0, 1.0]
+
+def test_every_schema_key_of_a_typed_block_has_its_field():
+    """The typed settings (qnnff.settings) carry every key their schema block declares: a key added to the schema
+    cannot be silently ignored by the stages that read the block."""
+    import dataclasses
+
+    from qnnff.settings import AerSettings, SliceSettings, TrainingSettings
+
+    s = qconfig.schema()
+    defs, system = s["$defs"], s["$defs"]["system"]["properties"]
+    blocks = {
+        MDSettings: system["md"]["properties"],
+        SliceSettings: system["slice"]["properties"],
+        EffdimSettings: s["properties"]["effective_dimension"]["properties"],
+        AerSettings: {**defs["qnn"]["properties"]["aer"]["properties"], "hardware": None},
+        TrainingSettings: {k: v for k, v in defs["training"]["properties"].items() if k != "init"},  # init: qnn_init
+    }
+    for cls, props in blocks.items():
+        assert {f.name for f in dataclasses.fields(cls)} == set(props), cls.__name__

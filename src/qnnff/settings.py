@@ -24,7 +24,10 @@ as narrow as the rules allow:
   point, so adding grid values adds jobs and reruns none; ``study_table``: the same with the whole study.
 
 Rules that read only files (``select_seeds``, ``errors_table``, ``md_table``, ``figure_md``, ``figures_summary``) get
-no settings. This module imports the standard library and :mod:`qnnff.config` only (the workflow parses it at every
+no settings. A stage function parses its slice once into typed settings: :class:`qnnff.config.SystemSpec`,
+:class:`TrainingSettings`, :class:`MDSettings`, :class:`SliceSettings`, :class:`EffdimSettings`, :class:`AerSettings`,
+:class:`qnnff.qnn.spec.QNNCircuitConfig` and :class:`qnnff.studies.Study`, each over the schema's defaults; what it
+calls reads their attributes, not the config's keys. This module imports the standard library and :mod:`qnnff.config` only (the workflow parses it at every
 start-up).
 """
 
@@ -32,9 +35,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import DOWNSTREAM_KEYS, MODEL_EVALUATION_KEYS, ConfigError
+from .config import DOWNSTREAM_KEYS, MODEL_EVALUATION_KEYS, ConfigError, schema_defaults, system_spec
 
 SHOT_MD_KEYS = ("shots", "n_steps_shots", "shots_tolerance_A")  # md keys of rule run_md_shots only
 
@@ -141,3 +145,123 @@ def rule_settings(cfg: dict, rule: str, **wildcards: Any) -> dict:
         return RULES[rule](cfg, wildcards)
     except KeyError as exc:
         raise KeyError(f"rule {rule!r} needs the wildcard {exc} for its settings") from None
+
+
+# ------------------------------------------------------------------ typed settings of the blocks the stages read
+# Each is parsed once per job from the rule's slice, over the schema's defaults (the only home of default values);
+# the stage functions and what they call read attributes, never keys.
+@dataclass(frozen=True)
+class TrainingSettings:
+    """One protocol's optimiser settings (``systems.{s}.models.{kind}.protocols.{p}`` without ``init``)."""
+
+    optimizer: str
+    iterations: int
+    chi: float
+    lr: float
+    lr_final: float | None
+    batch_size: int | None
+    rhobeg: float
+    checkpoint_every: int
+
+    @classmethod
+    def of(cls, cfg: dict, system: str, kind: str, protocol: str) -> TrainingSettings:
+        from .protocols import training_settings
+
+        t = training_settings(cfg, system, kind, protocol)
+        return cls(optimizer=str(t["optimizer"]), iterations=int(t["iterations"]), chi=float(t["chi"]), lr=float(t["lr"]),
+                   lr_final=None if t["lr_final"] is None else float(t["lr_final"]),
+                   batch_size=None if t["batch_size"] is None else int(t["batch_size"]), rhobeg=float(t["rhobeg"]),
+                   checkpoint_every=int(t["checkpoint_every"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MDSettings:
+    """A system's ``md`` block: NVE runs driven by the models (``n_steps``), DFT (``n_steps_dft``) and shot noise."""
+
+    timestep_fs: float
+    n_steps: int
+    log_every: int
+    temperature_K: float
+    dft: bool
+    n_steps_dft: int
+    shots: tuple[int, ...]
+    n_steps_shots: int
+    shots_tolerance_A: float
+    r_start: float | None = None  # diatomics: the stretched start bond (Angstrom); absent: the centre of the range
+    start: dict[str, float] = field(default_factory=dict)  # others: Z-matrix values of the start geometry
+
+    @classmethod
+    def of(cls, cfg: dict, system: str) -> MDSettings:
+        m = {**schema_defaults("#system.md"), **(cfg["systems"][system].get("md") or {})}
+        return cls(timestep_fs=float(m["timestep_fs"]), n_steps=int(m["n_steps"]), log_every=int(m["log_every"]),
+                   temperature_K=float(m["temperature_K"]), dft=bool(m["dft"]), n_steps_dft=int(m["n_steps_dft"]),
+                   shots=tuple(int(n) for n in m["shots"]), n_steps_shots=int(m["n_steps_shots"]),
+                   shots_tolerance_A=float(m["shots_tolerance_A"]),
+                   r_start=None if m.get("r_start") is None else float(m["r_start"]),
+                   start={k: float(v) for k, v in (m.get("start") or {}).items()})
+
+
+@dataclass(frozen=True)
+class SliceSettings:
+    """A polyatomic system's one-coordinate slice for the curve figure: ``variable`` scanned over its sampled range at
+    ``n`` points, the other variables at ``values`` (default: the centre of their ranges)."""
+
+    variable: str
+    n: int
+    values: dict[str, float]
+
+    @classmethod
+    def of(cls, cfg: dict, system: str) -> SliceSettings:
+        spec = system_spec(cfg, system)
+        sc = {**schema_defaults("#system.slice"), **(cfg["systems"][system].get("slice") or {})}
+        var = sc.get("variable", spec.variable_names[-1])
+        if var not in spec.variables:
+            raise ConfigError(f"systems.{system}.slice.variable: {var!r} is not a sampled variable ({spec.variable_names})")
+        return cls(variable=var, n=int(sc["n"]), values={k: float(v) for k, v in (sc.get("values") or {}).items()})
+
+
+@dataclass(frozen=True)
+class EffdimSettings:
+    """``effective_dimension``: Monte-Carlo sizes, gamma, the n grid and the parameter range per model kind."""
+
+    n_theta: int
+    n_inputs: int
+    n_draws: int
+    gamma: float
+    n_grid: tuple[int, ...]
+    theta_range: dict[str, tuple[float, float]]
+
+    @classmethod
+    def of(cls, cfg: dict) -> EffdimSettings:
+        e = {**schema_defaults("effective_dimension"), **(cfg.get("effective_dimension") or {})}
+        ranges = {**schema_defaults("effective_dimension.theta_range"), **(e.get("theta_range") or {})}
+        return cls(n_theta=int(e["n_theta"]), n_inputs=int(e["n_inputs"]), n_draws=int(e["n_draws"]), gamma=float(e["gamma"]),
+                   n_grid=tuple(int(n) for n in e["n_grid"]),
+                   theta_range={k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()})
+
+
+@dataclass(frozen=True)
+class AerSettings:
+    """``models.qnn.aer``: the circuit evaluation of the median-seed QNN on qiskit-aer; ``force_points`` absent: as
+    many geometries as fit the circuit budget. ``hardware``: the ``models.qnn.hardware`` block over its defaults (the
+    settings of :meth:`qnnff.qnn.runtime.RuntimeEvaluator.from_settings`)."""
+
+    shots: int
+    noise: str
+    p1: float
+    p2: float
+    n_points: int
+    forces: bool
+    force_points: int | None
+    hardware: dict[str, Any]
+
+    @classmethod
+    def of(cls, cfg: dict, system: str) -> AerSettings:
+        qc = (cfg["systems"][system].get("models") or {}).get("qnn") or {}
+        a = {**schema_defaults("#qnn.aer"), **(qc.get("aer") or {})}
+        return cls(shots=int(a["shots"]), noise=str(a["noise"]), p1=float(a["p1"]), p2=float(a["p2"]), n_points=int(a["n_points"]),
+                   forces=bool(a["forces"]), force_points=None if a.get("force_points") is None else int(a["force_points"]),
+                   hardware={**schema_defaults("#qnn.hardware"), **(qc.get("hardware") or {})})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ConfigError
+from ..config import ConfigError, schema_defaults
 from ..features import EnergyScaler, Featurizer
 from ..protocols import QNN_CIRCUIT_KEYS, init_seed, model_config, protocols, qnn_circuit_config, qnn_init, qnn_parameter_count
 from .base import ForceField
@@ -25,7 +25,9 @@ def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scale
                 train_positions: np.ndarray, *, protocol: str | None = None, seed_index: int = 0) -> ForceField:
     """A fresh model of ``kind`` for ``system`` as the config describes it, initialised from seed ``seed_index``
     (:func:`qnnff.protocols.init_seed`); a QNN takes its initialisation from ``protocol`` (default: the first)."""
-    mc = model_config(cfg, system, kind)
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model kind {kind!r} (use one of {MODEL_KINDS})")
+    mc = {**schema_defaults(f"#{kind}"), **model_config(cfg, system, kind)}  # the schema holds the defaults
     seed = init_seed(cfg, system, kind, seed_index)
     if kind == "qnn":
         # Qiskit and the numba engine are loaded for a QNN only (qnn_parameter_count needs neither)
@@ -41,9 +43,7 @@ def build_model(cfg: dict, system: str, kind: str, featurizer: Featurizer, scale
                 raise ConfigError(f"systems.{system}.models.nn: give `hidden` or `target_parameters` (there is no QNN to match)")
             target = qnn_parameter_count(cfg, system, featurizer.n_features)
         return NNForceField(featurizer=featurizer, energy_scaler=scaler, hidden=mc.get("hidden"), target_parameters=target,
-                            activation=mc.get("activation", "tanh"), seed=seed)
-    if kind == "bpnn":
-        return BPNNForceField.from_training_data(
-            train_positions, symbols=featurizer.symbols, energy_scaler=scaler, hidden=mc.get("hidden", [20, 20]),
-            symmetry_functions=mc.get("symmetry_functions"), activation=mc.get("activation", "tanh"), seed=seed)
-    raise ConfigError(f"unknown model kind {kind!r} (use one of {MODEL_KINDS})")
+                            activation=mc["activation"], seed=seed)
+    return BPNNForceField.from_training_data(  # kind == "bpnn"
+        train_positions, symbols=featurizer.symbols, energy_scaler=scaler, hidden=mc["hidden"],
+        symmetry_functions=mc.get("symmetry_functions"), activation=mc["activation"], seed=seed)

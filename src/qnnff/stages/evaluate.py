@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..config import schema_defaults
 from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_table
 from ..integrity import load_npz
 from ..io import write_json_atomic
 from ..reproduction import scorecard, write_scorecard
 from ..seeding import derive_seed, rng
+from ..settings import AerSettings, EffdimSettings
 from ..units import MEV_PER_EV
 from . import SeedSet
 
@@ -37,13 +37,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("qnnff")
-
-def effdim_settings(cfg: dict) -> dict:
-    """``effective_dimension`` over the schema's defaults; ``theta_range`` merged per model kind."""
-    ec = {**schema_defaults("effective_dimension"), **cfg.get("effective_dimension", {})}
-    ec["theta_range"] = {**schema_defaults("effective_dimension.theta_range"), **ec.get("theta_range", {})}
-    return ec
-
 
 # ---------------------------------------------------------------- effective dimension
 def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
@@ -56,21 +49,21 @@ def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, trai
     from ..models.base import load_model
 
     torch.set_num_threads(1)
-    ec = effdim_settings(cfg)
+    ec = EffdimSettings.of(cfg)
     model = load_model(model_path)
     pos = load_npz(train_npz)["positions"]
     n_train = len(pos)
     effdim_model = model.effdim_module() if hasattr(model, "effdim_module") else model
     n_params = sum(p.numel() for p in _effdim_parameters(effdim_model))
-    lo, hi = ec["theta_range"][kind]
-    ns = sorted({int(n) for n in ec["n_grid"] if int(n) >= 20} | {n_train if n_train >= 20 else 20})
+    lo, hi = ec.theta_range[kind]
+    ns = sorted({n for n in ec.n_grid if n >= 20} | {n_train if n_train >= 20 else 20})
     at = ns.index(n_train if n_train >= 20 else 20)
     draws, curves = [], []
-    for k in range(int(ec["n_draws"])):
+    for k in range(ec.n_draws):
         g = rng(cfg["seed"], "effdim", system, kind, k)
-        idx = np.sort(g.choice(len(pos), size=min(int(ec["n_inputs"]), len(pos)), replace=False))
-        theta = torch.as_tensor(g.uniform(lo, hi, size=(int(ec["n_theta"]), n_params)))
-        res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=float(ec["gamma"]))
+        idx = np.sort(g.choice(len(pos), size=min(ec.n_inputs, len(pos)), replace=False))
+        theta = torch.as_tensor(g.uniform(lo, hi, size=(ec.n_theta, n_params)))
+        res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=ec.gamma)
         draws.append(float(res.d_n_over_d[at]))
         curves.append([float(v) for v in res.d_n_over_d])
         log.info("%s %s: draw %d: d_n/d = %.4f at n = %d", system, kind, k, draws[-1], n_train)
@@ -80,8 +73,8 @@ def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, trai
            "d_n_over_d": mean, "d_n_over_d_sd": sd, "d_n": mean * n_params, "draws": draws,
            "curve": {"n": ns, "d_n_over_d": [float(v) for v in cur.mean(axis=0)],
                      "d_n_over_d_sd": [float(v) for v in cur.std(axis=0, ddof=1)]},
-           "settings": {"n_theta": int(ec["n_theta"]), "n_inputs": int(min(int(ec["n_inputs"]), len(pos))), "n_draws": len(draws),
-                        "gamma": float(ec["gamma"]), "theta_range": [lo, hi]}}
+           "settings": {"n_theta": ec.n_theta, "n_inputs": min(ec.n_inputs, len(pos)), "n_draws": len(draws),
+                        "gamma": ec.gamma, "theta_range": [lo, hi]}}
     write_json_atomic(out_json, out)
     log.info("%s %s: d_n/d = %.3f +- %.3f over %d draws (d = %d)", system, kind, mean, sd, len(draws), n_params)
     return out
@@ -159,20 +152,18 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
 
     models = SeedSet.of(models)
     torch.set_num_threads(1)
-    qc = cfg["systems"][system].get("models", {}).get("qnn", {})
-    ac = {"force_points": None, **schema_defaults("#qnn.aer"), **qc.get("aer", {})}  # absent force_points: by budget
-    hw = {**schema_defaults("#qnn.hardware"), **qc.get("hardware", {})}
+    ac = AerSettings.of(cfg, system)
     seed, model_path = models.median()
     model = load_model(model_path)
     f = load_npz(test_npz)
     pos_all, e_all, f_all = f["positions"], f["energy"], f["forces"]
-    n = min(int(ac["n_points"]), len(pos_all))
+    n = min(ac.n_points, len(pos_all))
     pos, e_ref = pos_all[:n], e_all[:n]
-    runs = [("shots", "none")] + ([("shots+noise", ac["noise"])] if ac["noise"] != "none" else [])
-    out = {"system": system, "model": "qnn", "protocol": models.protocol, "seed": seed, "n_points": n, "shots": int(ac["shots"]),
+    runs = [("shots", "none")] + ([("shots+noise", ac.noise)] if ac.noise != "none" else [])
+    out = {"system": system, "model": "qnn", "protocol": models.protocol, "seed": seed, "n_points": n, "shots": ac.shots,
            "runs": {}}
     for label, noise in runs:
-        r = model.aer_energy(pos, shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]), p2=float(ac["p2"]),
+        r = model.aer_energy(pos, shots=ac.shots, noise=noise, p1=ac.p1, p2=ac.p2,
                              seed=derive_seed(cfg["seed"], "aer", system, models.protocol, label))
         e, err, exact = np.asarray(r["energy"]), np.asarray(r["stderr"]), np.asarray(r["exact"])
         z = np.abs(e - exact) / np.where(err > 0, err, np.inf)
@@ -184,11 +175,11 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
             "fraction within 4 sigma of exact": float(np.mean(z <= 4.0)),
             "info": {k: v for k, v in r["info"].items() if isinstance(v, (int, float, str, bool))},
         }
-        if ac["forces"]:
+        if ac.forces:
             per = model.shift_circuit().circuits_per_input
-            k = min(n, int(ac["force_points"]) if ac["force_points"] is not None else max(1, AER_FORCE_CIRCUIT_BUDGET // per))
-            rf = model.aer_energy_and_forces(pos_all[:k], shots=int(ac["shots"]), noise=noise, p1=float(ac["p1"]),
-                                             p2=float(ac["p2"]), seed=derive_seed(cfg["seed"], "aer-forces", system, models.protocol, label))
+            k = min(n, ac.force_points if ac.force_points is not None else max(1, AER_FORCE_CIRCUIT_BUDGET // per))
+            rf = model.aer_energy_and_forces(pos_all[:k], shots=ac.shots, noise=noise, p1=ac.p1,
+                                             p2=ac.p2, seed=derive_seed(cfg["seed"], "aer-forces", system, models.protocol, label))
             out["runs"][label].update(_force_stats(rf, f_all[:k]))
             out["runs"][label]["force_info"] = _json_info(rf["info"])
             log.info("%s QNN on Aer (%s): RMSE(F) vs DFT %.1f meV/A, vs exact %.1f meV/A on %d points (%d circuits)", system,
@@ -196,8 +187,9 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
                      k, rf["info"]["n_circuits"])
         log.info("%s QNN on Aer (%s): RMSE vs DFT %.1f meV, vs exact %.1f meV", system, label,
                  out["runs"][label]["RMSE(E) vs DFT [meV]"], out["runs"][label]["RMSE(E) vs exact QNN [meV]"])
-    if hw["backend"] != "aer":
-        out["hardware"] = hardware_evaluation(model, hw, pos_all, e_all, f_all, seed=derive_seed(cfg["seed"], "runtime", system, models.protocol))
+    if ac.hardware["backend"] != "aer":
+        out["hardware"] = hardware_evaluation(model, ac.hardware, pos_all, e_all, f_all,
+                                              seed=derive_seed(cfg["seed"], "runtime", system, models.protocol))
     write_json_atomic(out_json, out)
     return out
 

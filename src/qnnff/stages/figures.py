@@ -28,11 +28,12 @@ import pandas as pd
 
 from .. import dataset as ds
 from .. import figures as fig
-from ..config import ConfigError, config_hash, schema_defaults, system_spec
+from ..config import config_hash, system_spec
 from ..dft import run_path, set_threads
 from ..evaluation import prediction_errors
 from ..io import write_json_atomic, write_text_atomic
 from ..provenance import provenance
+from ..settings import SliceSettings
 from ..units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 from . import SeedSet
 
@@ -40,23 +41,14 @@ log = logging.getLogger("qnnff")
 
 
 # ---------------------------------------------------------------- DFT slice for the one-coordinate figure
-def slice_settings(cfg: dict, system: str) -> dict:
-    spec = system_spec(cfg, system)
-    sc = dict(cfg["systems"][system].get("slice", {}))
-    var = sc.get("variable", spec.variable_names[-1])
-    if var not in spec.variables:
-        raise ConfigError(f"systems.{system}.slice.variable: {var!r} is not a sampled variable ({spec.variable_names})")
-    return {"variable": var, "n": int({**schema_defaults("#system.slice"), **sc}["n"]), "values": dict(sc.get("values", {}))}
-
-
 def slice_geometries(cfg: dict, system: str) -> tuple[np.ndarray, np.ndarray]:
     spec = system_spec(cfg, system)
-    sc = slice_settings(cfg, system)
-    lo, hi = spec.variables[sc["variable"]]
-    xs = np.linspace(lo, hi, sc["n"])
+    sc = SliceSettings.of(cfg, system)
+    lo, hi = spec.variables[sc.variable]
+    xs = np.linspace(lo, hi, sc.n)
     base = {v: 0.5 * (a + b) for v, (a, b) in spec.variables.items()}
-    base.update(sc["values"])
-    return xs, np.stack([spec.geometry({**base, sc["variable"]: x}) for x in xs])
+    base.update(sc.values)
+    return xs, np.stack([spec.geometry({**base, sc.variable: x}) for x in xs])
 
 
 def dft_slice(cfg: dict, system: str, out_xyz: str) -> None:
@@ -65,7 +57,7 @@ def dft_slice(cfg: dict, system: str, out_xyz: str) -> None:
     spec = system_spec(cfg, system)
     xs, geoms = slice_geometries(cfg, system)
     results = run_path(spec.symbols, list(geoms), charge=spec.charge, spin=spec.spin, level=spec.level)
-    var = slice_settings(cfg, system)["variable"]
+    var = SliceSettings.of(cfg, system).variable
     frames = [ds.make_frame(spec.symbols, g, r.energy * HARTREE_TO_EV, -r.gradient * HA_PER_BOHR_TO_EV_PER_ANG,
                             {"slice_variable": var, "slice_value": float(x), "converged": r.converged})
               for x, g, r in zip(xs, geoms, results)]
@@ -139,7 +131,8 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
                      bands=bands)
     else:
         frames = ds.read_frames(slice_xyz)
-        var = slice_settings(cfg, system)["variable"]
+        sl = SliceSettings.of(cfg, system)
+        var = sl.variable
         xs = np.array([a.info["slice_value"] for a in frames])
         ok = np.array([bool(a.info["converged"]) for a in frames])
         geoms = np.stack([a.get_positions() for a in frames])
@@ -149,7 +142,7 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
         kind = next(k for zr in spec.zmatrix for k, p in (("bond", zr.bond), ("angle", zr.angle), ("dihedral", zr.dihedral))
                     if p is not None and p[1] == var)
         unit = "Å" if kind == "bond" else "°"
-        others = ", ".join(f"{k} = {v:g}" for k, v in slice_settings(cfg, system)["values"].items()) or "the centre of their ranges"
+        others = ", ".join(f"{k} = {v:g}" for k, v in sl.values.items()) or "the centre of their ranges"
         fig.curve_1d(xs, curves, xs[ok], e_ref[ok], _slice_derivative(frames, xs, spec, var, f_ref)[ok],
                      xlabel=f"{var} ({unit})", title=f"{system}: scan of {var} ({others})",
                      png=out["curve_png"], pdf=out["curve_pdf"], ref_label="DFT (scan)",

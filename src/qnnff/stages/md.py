@@ -24,28 +24,29 @@ import pandas as pd
 from ase import Atoms
 
 from .. import dataset as ds
-from ..config import ConfigError, schema_defaults, system_spec
+from ..config import ConfigError, system_spec
 from ..dft import set_threads
 from ..evaluation import fmt
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..seeding import derive_seed
+from ..settings import MDSettings
 from . import SeedSet
 
 log = logging.getLogger("qnnff")
 
 
 
-def md_settings(cfg: dict, system: str) -> dict:
-    return {**schema_defaults("#system.md"), **cfg["systems"][system].get("md", {})}
-
-
 def md_start(cfg: dict, system: str) -> np.ndarray:
     """Start geometry: the configured Z-matrix values, else the centre of the sampled box."""
     spec = system_spec(cfg, system)
-    mc = md_settings(cfg, system)
     values = {v: 0.5 * (lo + hi) for v, (lo, hi) in spec.variables.items()}
-    values.update(mc.get("start", {}))
+    values.update(MDSettings.of(cfg, system).start)
     return spec.geometry(values)
+
+
+def _r_start(mc: MDSettings, spec) -> float:
+    """A diatomic's start bond: ``md.r_start``, else the centre of its sampled range."""
+    return mc.r_start if mc.r_start is not None else float(np.mean(spec.variables[spec.variable_names[0]]))
 
 
 def run_md(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], out_traj: str, out_json: str) -> dict:
@@ -70,25 +71,25 @@ def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: st
 
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
-    mc = md_settings(cfg, system)
+    mc = MDSettings.of(cfg, system)
     if kind == "dft":
         set_threads(1)
         calc = PySCFCalculator(level=spec.level, charge=spec.charge, spin=spec.spin)
-        n_steps = int(mc["n_steps_dft"])
+        n_steps = mc.n_steps_dft
     else:
         calc = ModelCalculator(model_path)
-        n_steps = int(mc["n_steps"])
+        n_steps = mc.n_steps
     if len(spec.symbols) == 2:
-        r0 = float(mc.get("r_start", np.mean(spec.variables[spec.variable_names[0]])))
-        res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=float(mc["timestep_fs"]),
-                                 n_steps=n_steps, log_every=int(mc["log_every"]), trajectory_path=out_traj)
+        r0 = _r_start(mc, spec)
+        res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=mc.timestep_fs,
+                                 n_steps=n_steps, log_every=mc.log_every, trajectory_path=out_traj)
         md, extra = res.md, {"r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max())}
     else:
         atoms = Atoms(symbols=list(spec.symbols), positions=md_start(cfg, system))
-        md = run_nve(calculator=calc, atoms=atoms, timestep_fs=float(mc["timestep_fs"]), n_steps=n_steps,
-                     temperature_K=float(mc["temperature_K"]), seed=derive_seed(cfg["seed"], "md", system),
-                     trajectory_path=out_traj, log_every=int(mc["log_every"]))
-        extra = {"temperature_K_initial": float(mc["temperature_K"])}
+        md = run_nve(calculator=calc, atoms=atoms, timestep_fs=mc.timestep_fs, n_steps=n_steps,
+                     temperature_K=mc.temperature_K, seed=derive_seed(cfg["seed"], "md", system),
+                     trajectory_path=out_traj, log_every=mc.log_every)
+        extra = {"temperature_K_initial": mc.temperature_K}
     summary = {"system": system, "model": kind, "protocol": protocol, "seed": seed, **md.summary(), **extra}
     write_json_atomic(out_json, summary)
     log.info("%s %s/%s MD: %d steps, %.0f steps/s, drift %.3g eV/atom/ps", system, kind, protocol, n_steps, md.steps_per_second,
@@ -112,24 +113,24 @@ def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[s
     protocol = models.protocol
     torch.set_num_threads(1)
     spec = system_spec(cfg, system)
-    mc = md_settings(cfg, system)
+    mc = MDSettings.of(cfg, system)
     key = f"systems.{system}.md.shots"
     if len(spec.symbols) != 2:
         raise ConfigError(f"{key}: shot-noise MD is implemented for diatomics (released from a stretched bond); {system} has "
                           f"{len(spec.symbols)} atoms")
-    if int(shots) not in [int(s) for s in mc["shots"]]:
-        raise ConfigError(f"{key}: {shots} shots requested but the config lists {mc['shots']}")
+    if int(shots) not in mc.shots:
+        raise ConfigError(f"{key}: {shots} shots requested but the config lists {list(mc.shots)}")
     seed = derive_seed(cfg["seed"], "md-shots", system, int(shots))
     calc = ShotNoiseCalculator(load_model(model_path), shots=int(shots), seed=seed)
-    r0 = float(mc.get("r_start", np.mean(spec.variables[spec.variable_names[0]])))
-    n_steps = int(mc["n_steps_shots"])
-    res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=float(mc["timestep_fs"]),
-                             n_steps=n_steps, log_every=int(mc["log_every"]), trajectory_path=out_traj)
+    r0 = _r_start(mc, spec)
+    n_steps = mc.n_steps_shots
+    res = run_stretched_bond(calculator=calc, symbols=spec.symbols, r_start_A=r0, timestep_fs=mc.timestep_fs,
+                             n_steps=n_steps, log_every=mc.log_every, trajectory_path=out_traj)
     ref = ds.read_frames(exact_traj)
     t_ref = np.array([a.info["time_fs"] for a in ref])
     r_ref = np.array([a.get_distance(0, 1) for a in ref])
     dev = distance_deviation(t_ref, r_ref, res.times_fs, res.r_A)
-    tol = float(mc["shots_tolerance_A"])
+    tol = mc.shots_tolerance_A
     summary = {"system": system, "model": f"qnn-shots{int(shots)}", "protocol": protocol, "seed": seed_index, "shots": int(shots),
                "shot_seed": seed,
                "force_evaluations": calc.n_calls, "circuits": calc.n_circuits,

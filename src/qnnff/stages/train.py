@@ -23,8 +23,9 @@ from ..evaluation import energy_scale
 from ..evaluation import select_seeds as seed_statistics
 from ..integrity import load_npz
 from ..io import write_json_atomic
-from ..protocols import model_hash, train_seed, training_settings
+from ..protocols import model_hash, train_seed
 from ..provenance import provenance
+from ..settings import TrainingSettings
 
 if TYPE_CHECKING:
     from ..models.base import ForceField
@@ -48,18 +49,17 @@ def train(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, sca
     is_feature_model = kind in ("qnn", "nn")
     batch = training.load_batch(train_npz, with_features=is_feature_model)
     model = build_model(cfg, system, kind, featurizer, scaler, batch.positions.numpy(), protocol=protocol, seed_index=seed_index)
-    tc = training_settings(cfg, system, kind, protocol)
+    tc = TrainingSettings.of(cfg, system, kind, protocol)
     log.info("%s %s/%s seed %d: %d trainable parameters, %s for %d iterations, chi=%g", system, kind, protocol, seed_index,
-             model.n_parameters(), tc["optimizer"], tc["iterations"], tc["chi"])
+             model.n_parameters(), tc.optimizer, tc.iterations, tc.chi)
     t0 = time.perf_counter()
-    result = training.train(model, batch, optimizer=tc["optimizer"], iterations=int(tc["iterations"]), lr=float(tc["lr"]),
-                            lr_final=None if tc["lr_final"] is None else float(tc["lr_final"]), chi=float(tc["chi"]),
-                            seed=train_seed(cfg, system, kind, protocol, seed_index), batch_size=tc["batch_size"],
-                            rhobeg=float(tc["rhobeg"]), checkpoint_path=checkpoint, checkpoint_every=int(tc["checkpoint_every"]),
-                            log=log.info, curve_path=out_curve)
+    result = training.train(model, batch, optimizer=tc.optimizer, iterations=tc.iterations, lr=tc.lr, lr_final=tc.lr_final,
+                            chi=tc.chi, seed=train_seed(cfg, system, kind, protocol, seed_index), batch_size=tc.batch_size,
+                            rhobeg=tc.rhobeg, checkpoint_path=checkpoint, checkpoint_every=tc.checkpoint_every, log=log.info,
+                            curve_path=out_curve)
     seconds = time.perf_counter() - t0
     prov = provenance(model_hash(cfg, system, kind, protocol), system=system, model=kind, protocol=protocol, seed_index=seed_index,
-                      training=tc, train_seconds=round(seconds, 2))
+                      training=tc.as_dict(), train_seconds=round(seconds, 2))
     predictions = predict_to_frames(model, test_npz, kind)
     ds.write_frames(out_predictions, predictions)
     model.save(out_model, provenance=prov)
