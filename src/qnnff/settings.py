@@ -20,15 +20,16 @@ as narrow as the rules allow:
 * the MD runs: the data slice plus ``md`` (without the shot-noise keys for ``run_md`` and ``run_md_dft``);
   ``dft_slice`` and ``figures_system``: the data slice plus ``slice``;
 * ``metrics``: the whole configuration but ``studies`` (its provenance hash is the run's);
-* ``study_point``: the study's system (data and models), ``seeds`` and the study with its grid reduced to the one
-  point, so adding grid values adds jobs and reruns none; ``study_table``: the same with the whole study.
+* ``study_point``: the study's system data, its model (only its base protocol; an NN sized to the QNN keeps the
+  QNN's block) and the study with its grid reduced to the one point and without ``seeds`` and ``description``, so
+  adding grid values or seeds adds jobs and reruns none; ``study_table``: the same with the whole study and ``seeds``.
 
 Rules that read only files (``select_seeds``, ``errors_table``, ``md_table``, ``figure_md``, ``figures_summary``) get
 no settings. A stage function parses its slice once into typed settings: :class:`qnnff.config.SystemSpec`,
 :class:`TrainingSettings`, :class:`MDSettings`, :class:`SliceSettings`, :class:`EffdimSettings`, :class:`AerSettings`,
 :class:`qnnff.qnn.spec.QNNCircuitConfig` and :class:`qnnff.studies.Study`, each over the schema's defaults; what it
-calls reads their attributes, not the config's keys. This module imports the standard library and :mod:`qnnff.config` only (the workflow parses it at every
-start-up).
+calls reads their attributes, not the config's keys. This module imports the standard library and
+:mod:`qnnff.config` at its top (the workflow parses it at every start-up; torch is never loaded by it).
 """
 
 from __future__ import annotations
@@ -214,8 +215,9 @@ class SliceSettings:
     values: dict[str, float]
 
     @classmethod
-    def of(cls, cfg: dict, system: str) -> SliceSettings:
-        spec = system_spec(cfg, system)
+    def of(cls, cfg: dict, system: str, spec: Any = None) -> SliceSettings:
+        """``spec``: the system's :class:`~qnnff.config.SystemSpec`, if the caller has parsed it already."""
+        spec = spec if spec is not None else system_spec(cfg, system)
         sc = {**schema_defaults("#system.slice"), **(cfg["systems"][system].get("slice") or {})}
         var = sc.get("variable", spec.variable_names[-1])
         if var not in spec.variables:

@@ -1,6 +1,5 @@
 # Helpers shared by all rule files: config validation and the wildcard domains.
 import re
-from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 from qnnff.config import check_config, replace_with_cli_configfiles, system_spec
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
@@ -9,19 +8,20 @@ from qnnff.settings import rule_settings
 # 0. `--configfile my.yaml` replaces config/config.yaml instead of being merged on top of it (config/README.md)
 _user_files = replace_with_cli_configfiles(config, workflow.config_settings.configfiles, workflow.config_settings.config)
 _source = " + ".join(_user_files) or "config/config.yaml"
-# 1. semantics first (schema + ranges, elements, Z-matrix references, MD start, slice, Aer backends), naming the file
-#    and the key; 2. Snakemake's schema validation (kept as before)
+# 1. the schema (config/schema.yaml, the one schema, applied once: jsonschema, the validator behind Snakemake's
+#    `validate`), then the semantics (ranges, elements, Z-matrix references, MD start, slice, Aer backends); every
+#    error names the file and the key. Defaults are not written into `config`: each rule's settings slice carries the
+#    user's keys, and the typed settings fill the schema's defaults (qnnff.settings).
 check_config(config, source=_source)
-validate(config, workflow.source_path("../../config/schema.yaml"), set_default=False)
 
-# 3. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
+# 2. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
 from qnnff.integrity import damaged_models
 
 _damaged = damaged_models(".")
 if _damaged:
     raise WorkflowError("damaged model artifact(s):\n  " + "\n  ".join(_damaged))
 
-# 4. another run holds the directory: say so (Snakemake would first advise --rerun-incomplete for the other run's
+# 3. another run holds the directory: say so (Snakemake would first advise --rerun-incomplete for the other run's
 #    jobs in progress). Only in the main process of a run that executes jobs: not in dry runs, --unlock, --report,
 #    --nolock, nor in the run's own spawned jobs (they re-read this file while their run holds the lock).
 import sys

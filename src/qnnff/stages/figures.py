@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import dataset as ds
 from .. import figures as fig
-from ..config import config_hash, system_spec
+from ..config import SystemSpec, config_hash, system_spec
 from ..dft import run_path, set_threads
 from ..evaluation import prediction_errors
 from ..io import write_json_atomic, write_text_atomic
@@ -41,23 +41,23 @@ log = logging.getLogger("qnnff")
 
 
 # ---------------------------------------------------------------- DFT slice for the one-coordinate figure
-def slice_geometries(cfg: dict, system: str) -> tuple[np.ndarray, np.ndarray]:
-    spec = system_spec(cfg, system)
-    sc = SliceSettings.of(cfg, system)
-    lo, hi = spec.variables[sc.variable]
-    xs = np.linspace(lo, hi, sc.n)
+def slice_geometries(spec: SystemSpec, sl: SliceSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The scanned values of ``sl.variable`` and the geometries along the slice."""
+    lo, hi = spec.variables[sl.variable]
+    xs = np.linspace(lo, hi, sl.n)
     base = {v: 0.5 * (a + b) for v, (a, b) in spec.variables.items()}
-    base.update(sc.values)
-    return xs, np.stack([spec.geometry({**base, sc.variable: x}) for x in xs])
+    base.update(sl.values)
+    return xs, np.stack([spec.geometry({**base, sl.variable: x}) for x in xs])
 
 
 def dft_slice(cfg: dict, system: str, out_xyz: str) -> None:
     """Rule ``dft_slice``: DFT energies and forces along the slice variable (failed SCF points kept, marked)."""
     set_threads(1)
     spec = system_spec(cfg, system)
-    xs, geoms = slice_geometries(cfg, system)
+    sl = SliceSettings.of(cfg, system, spec)
+    xs, geoms = slice_geometries(spec, sl)
     results = run_path(spec.symbols, list(geoms), charge=spec.charge, spin=spec.spin, level=spec.level)
-    var = SliceSettings.of(cfg, system).variable
+    var = sl.variable
     frames = [ds.make_frame(spec.symbols, g, r.energy * HARTREE_TO_EV, -r.gradient * HA_PER_BOHR_TO_EV_PER_ANG,
                             {"slice_variable": var, "slice_value": float(x), "converged": r.converged})
               for x, g, r in zip(xs, geoms, results)]
@@ -131,7 +131,7 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
                      bands=bands)
     else:
         frames = ds.read_frames(slice_xyz)
-        sl = SliceSettings.of(cfg, system)
+        sl = SliceSettings.of(cfg, system, spec)
         var = sl.variable
         xs = np.array([a.info["slice_value"] for a in frames])
         ok = np.array([bool(a.info["converged"]) for a in frames])

@@ -24,7 +24,7 @@ import pandas as pd
 from ase import Atoms
 
 from .. import dataset as ds
-from ..config import ConfigError, system_spec
+from ..config import ConfigError, SystemSpec, system_spec
 from ..dft import set_threads
 from ..evaluation import fmt
 from ..io import atomic_path, write_json_atomic, write_text_atomic
@@ -36,15 +36,14 @@ log = logging.getLogger("qnnff")
 
 
 
-def md_start(cfg: dict, system: str) -> np.ndarray:
-    """Start geometry: the configured Z-matrix values, else the centre of the sampled box."""
-    spec = system_spec(cfg, system)
+def md_start(spec: SystemSpec, mc: MDSettings) -> np.ndarray:
+    """Start geometry: the configured Z-matrix values (``md.start``), else the centre of the sampled box."""
     values = {v: 0.5 * (lo + hi) for v, (lo, hi) in spec.variables.items()}
-    values.update(MDSettings.of(cfg, system).start)
+    values.update(mc.start)
     return spec.geometry(values)
 
 
-def _r_start(mc: MDSettings, spec) -> float:
+def _r_start(mc: MDSettings, spec: SystemSpec) -> float:
     """A diatomic's start bond: ``md.r_start``, else the centre of its sampled range."""
     return mc.r_start if mc.r_start is not None else float(np.mean(spec.variables[spec.variable_names[0]]))
 
@@ -85,7 +84,7 @@ def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: st
                                  n_steps=n_steps, log_every=mc.log_every, trajectory_path=out_traj)
         md, extra = res.md, {"r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max())}
     else:
-        atoms = Atoms(symbols=list(spec.symbols), positions=md_start(cfg, system))
+        atoms = Atoms(symbols=list(spec.symbols), positions=md_start(spec, mc))
         md = run_nve(calculator=calc, atoms=atoms, timestep_fs=mc.timestep_fs, n_steps=n_steps,
                      temperature_K=mc.temperature_K, seed=derive_seed(cfg["seed"], "md", system),
                      trajectory_path=out_traj, log_every=mc.log_every)
