@@ -387,3 +387,79 @@ def test_study_point_works_next_to_its_metrics(monkeypatch):
                        out_json="results/studies/tiny/lr-0.1/seed2/metrics.json", pipeline_model="m") == {"ok": 1}
     assert seen["args"] == ({"seed": 1}, "tiny", "lr-0.1", 2) and seen["workdir"] == "results/studies/tiny/lr-0.1/seed2"
     assert (seen["pipeline_model"], seen["pipeline_predictions"], seen["pipeline_summary"]) == ("m", None, None)
+
+
+# ------------------------------------------------------------------ evaluate (effective dimension), figures, DFT MD
+def test_effective_dimension_is_the_mean_over_draws_and_repeats(trained, tmp_path):
+    from qnnff.stages.evaluate import effective_dimension
+
+    cfg, d, m, sel = trained
+    cfg = {**cfg, "effective_dimension": {"n_theta": 4, "n_inputs": 5, "n_draws": 3, "gamma": 1.0, "n_grid": [20, 100, 1000]}}
+    settings = rule_settings(cfg, "effective_dimension")
+    args = ("LiH", "nn", str(m / "seed0" / "model.zip"), str(d / "train.npz"))
+    out = effective_dimension(settings, *args, str(tmp_path / "a.json"))
+    assert len(out["draws"]) == 3 and out["d_n_over_d"] == pytest.approx(np.mean(out["draws"]))
+    assert out["d_n_over_d_sd"] == pytest.approx(np.std(out["draws"], ddof=1)) and out["d_n_over_d_sd"] > 0
+    assert all(np.isfinite(v) and v > 0 for v in out["draws"]) and out["d_n"] == pytest.approx(out["d_n_over_d"] * out["n_params"])
+    assert out["curve"]["n"] == [20, 100, 1000] and out["n_train"] == 9  # below 20: reported at n = 20
+    assert out["settings"] == {"n_theta": 4, "n_inputs": 5, "n_draws": 3, "gamma": 1.0, "theta_range": [-1.0, 1.0]}
+    again = effective_dimension(settings, *args, str(tmp_path / "b.json"))  # the config seed fixes every draw
+    assert again["draws"] == out["draws"]
+    assert json.loads((tmp_path / "a.json").read_text())["draws"] == out["draws"]
+
+
+def png_and_pdf(*paths) -> None:
+    for p in paths:
+        head = Path(p).read_bytes()[:8]
+        assert head.startswith(b"\x89PNG" if str(p).endswith(".png") else b"%PDF"), p
+
+
+def test_figures_system_and_summary_draw_every_figure(trained, datasets, tmp_path):
+    from qnnff.stages.figures import figures_summary, figures_system
+
+    cfg, d, m, sel = trained
+    seeds = {"kind": "nn", "protocol": "best", "selection": str(m / "seeds.json")}
+    models = [{**seeds, "files": [str(m / f"seed{k}" / "model.zip") for k in range(2)]}]
+    predictions = [{**seeds, "files": [str(m / f"seed{k}" / "test_predictions.extxyz") for k in range(2)]}]
+    out = {k: str(tmp_path / f"{k}.{k.rsplit('_', 1)[1]}") for k in ("parity_png", "parity_pdf", "curve_png", "curve_pdf")}
+    figures_system(rule_settings(cfg, "figures_system", system="LiH"), "LiH", models, predictions,
+                   str(datasets / "train.extxyz"), str(datasets / "test.extxyz"), None, out)
+    png_and_pdf(*out.values())
+    effdim = tmp_path / "effdim.json"
+    effdim.write_text(json.dumps({"d_n_over_d": 0.4, "d_n_over_d_sd": 0.02,
+                                  "curve": {"n": [20, 100], "d_n_over_d": [0.3, 0.4], "d_n_over_d_sd": [0.01, 0.02]}}))
+    curves = {"LiH": [{**seeds, "files": [str(m / f"seed{k}" / "learning_curve.csv") for k in range(2)]}]}
+    names = ("learning_png", "learning_pdf", "effdim_png", "effdim_pdf", "effdim_n_png", "effdim_n_pdf")
+    out = {k: str(tmp_path / f"{k}.{k.rsplit('_', 1)[1]}") for k in names}
+    figures_summary(curves, {"LiH": {"nn": str(effdim)}}, out)
+    png_and_pdf(*out.values())
+
+
+def test_run_md_dft_and_figure_md(lih_config, tmp_path):
+    from qnnff.stages.figures import figure_md
+    from qnnff.stages.md import run_md_dft
+
+    lih_config["systems"]["LiH"]["md"].update(n_steps_dft=3, log_every=1)
+    traj, summ = str(tmp_path / "dft.extxyz"), str(tmp_path / "dft.json")
+    out = run_md_dft(rule_settings(lih_config, "run_md_dft", system="LiH"), "LiH", traj, summ)  # HF/STO-3G PySCF forces
+    assert (out["model"], out["protocol"], out["n_steps"], out["r_start_A"]) == ("dft", None, 3, 2.2)
+    frames = ds.read_frames(traj)
+    assert len(frames) == 4 and frames[0].get_distance(0, 1) == pytest.approx(2.2)
+    assert frames[-1].get_distance(0, 1) < 2.2  # released from a stretched bond: it contracts
+    assert out["max_abs_energy_deviation_eV"] < 1e-3 and json.loads(Path(summ).read_text()) == json.loads(json.dumps(out))
+    figure_md("LiH", ["dft", "dft"], [traj, traj], str(tmp_path / "md.png"), str(tmp_path / "md.pdf"))
+    png_and_pdf(tmp_path / "md.png", tmp_path / "md.pdf")
+
+
+def test_dft_slice_scans_the_slice_variable_with_the_others_held(test_config, tmp_path):
+    from qnnff.stages.figures import dft_slice
+
+    test_config["systems"]["H2O"]["slice"] = {"variable": "theta", "n": 3, "values": {"r1": 0.97, "r2": 1.01}}
+    dft_slice(rule_settings(test_config, "dft_slice", system="H2O"), "H2O", str(tmp_path / "slice.extxyz"))
+    frames = ds.read_frames(tmp_path / "slice.extxyz")
+    lo, hi = test_config["systems"]["H2O"]["variables"]["theta"]
+    assert [a.info["slice_value"] for a in frames] == pytest.approx(np.linspace(lo, hi, 3).tolist())
+    assert all(a.info["converged"] and a.info["slice_variable"] == "theta" for a in frames)
+    for a, x in zip(frames, np.linspace(lo, hi, 3)):
+        assert (a.get_distance(0, 1), a.get_distance(0, 2), a.get_angle(1, 0, 2)) == pytest.approx((0.97, 1.01, x), abs=1e-6)  # extxyz digits
+    assert np.all(np.isfinite([a.info["REF_energy"] for a in frames]))
