@@ -24,7 +24,9 @@ values, the adjoint gradient ``dy/dphi`` (one forward and one backward sweep) an
 ``phi -> (y, dy/dphi)`` whose backward is that Hessian-vector product, so ``dy/dx = (dy/dphi) . dphi/dx`` is a
 differentiable torch expression and a loss containing forces ``f = -dE/dx . J`` gets its gradient w.r.t. the weights
 (mixed second derivatives) from ``loss.backward()``; the backward is ``once_differentiable`` (enough for training on
-forces). ``mode="autograd"`` runs the same compiled program with plain differentiable torch ops (any order, the
+forces); its forward keeps the block gradients dy/dq when dy/dphi will be differentiated, so the Hessian-vector
+product does not sum them again, and the kernels share one scratch array per thread (:func:`_workspace`).
+``mode="autograd"`` runs the same compiled program with plain differentiable torch ops (any order, the
 reference in the tests). ``y`` is differentiated as the polynomial it is in the unconstrained quaternion entries, so
 all derivatives are exact.
 
@@ -35,6 +37,7 @@ project's notes; the numbers printed there are the reference.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -461,14 +464,23 @@ class CompiledCircuit:
         return self.kernel_args_per_sample if w.dim() == 2 else self.kernel_args
 
     def _values(self, phi: torch.Tensor, args: tuple) -> torch.Tensor:
-        return torch.from_numpy(kernels.forward(_np(phi), *args))
+        p = _np(phi)
+        return torch.from_numpy(kernels.forward_ws(p, _workspace(p.shape, args), *args))
 
-    def _values_and_grad(self, phi: torch.Tensor, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        y, G = kernels.value_grad(_np(phi), *args)
+    def _values_and_grad(self, phi: torch.Tensor, args: tuple, keep_gq: bool = False):
+        """y, dy/dphi and, with ``keep_gq``, the block gradients dy/dq [K, 4, B] (the sums :meth:`_hvp` can reuse)."""
+        p = _np(phi)
+        gq = np.empty((len(args[5]) - 1, 4, p.shape[1] if keep_gq else 0))
+        y, G = kernels.value_grad_ws(p, _workspace(p.shape, args), gq, *args)
+        if keep_gq:
+            return torch.from_numpy(y), torch.from_numpy(G), gq
         return torch.from_numpy(y), torch.from_numpy(G)
 
-    def _hvp(self, phi: torch.Tensor, v: torch.Tensor, args: tuple) -> torch.Tensor:
-        return torch.from_numpy(kernels.hvp(_np(phi), _np(v), *args))
+    def _hvp(self, phi: torch.Tensor, v: torch.Tensor, args: tuple, gq: np.ndarray | None = None) -> torch.Tensor:
+        p = _np(phi)
+        if gq is None:
+            gq = _NO_GQ
+        return torch.from_numpy(kernels.hvp_ws(p, _np(v), gq, _workspace(p.shape, args), *args))
 
     # ---- execution
     def expectation(self, x: torch.Tensor, w: torch.Tensor, *, mode: str = "adjoint") -> torch.Tensor:
@@ -480,7 +492,7 @@ class CompiledCircuit:
             raise ValueError(f"mode must be 'adjoint' or 'autograd', got {mode!r}")
         if not (torch.is_grad_enabled() and phi.requires_grad):
             return self._values(phi, self._args(w))
-        y, _ = _AdjointExpectation.apply(phi, self, self._args(w))
+        y, _ = _AdjointExpectation.apply(phi, self, self._args(w), False)
         return y
 
     def expectation_and_input_grad(self, x: torch.Tensor, w: torch.Tensor, *, create_graph: bool = True,
@@ -496,7 +508,8 @@ class CompiledCircuit:
             if mode != "adjoint":
                 raise ValueError(f"mode must be 'adjoint' or 'autograd', got {mode!r}")
             if create_graph:
-                y, G = _AdjointExpectation.apply(phi, self, self._args(w))
+                # G will be differentiated (a loss on dy/dx): keep the block gradients for the Hessian-vector product
+                y, G = _AdjointExpectation.apply(phi, self, self._args(w), True)
             else:
                 y, G = self._values_and_grad(phi, self._args(w))
             (g,) = torch.autograd.grad(phi, xin, grad_outputs=G, create_graph=create_graph)
@@ -530,15 +543,38 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
 
 
+_NO_GQ = np.empty((1, 4, 0))
+_WORK = threading.local()  # per thread: one float64 scratch array for the kernels' tiles, grown as needed
+
+
+def _workspace(phi_shape: tuple[int, int], args: tuple) -> np.ndarray:
+    """The calling thread's kernel scratch (reused across calls: a fresh one, a few MB at batch 500, costs page faults
+    on every call; the kernels run one at a time in a thread and keep nothing in it between calls)."""
+    need = kernels.workspace_size(phi_shape, args[0], args[5])
+    ws = getattr(_WORK, "ws", None)
+    if ws is None or ws.shape[0] < need:
+        raw = np.empty(need + 8)
+        off = (-raw.ctypes.data % 64) // 8  # 64-byte aligned (numpy's 16 bytes made the vector loads ~20% slower)
+        ws = _WORK.ws = raw[off:off + need]
+    return ws
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # autograd
 # ---------------------------------------------------------------------------------------------------------------
 class _AdjointExpectation(torch.autograd.Function):
-    """phi [A, B] -> (y [B], dy/dphi [A, B]); backward = exact Hessian-vector product (once differentiable)."""
+    """phi [A, B] -> (y [B], dy/dphi [A, B]); backward = exact Hessian-vector product (once differentiable).
+
+    ``keep_gq``: also keep the block gradients dy/dq of the forward sweep, which the Hessian-vector product would
+    otherwise sum again (the same numbers; set it when dy/dphi is going to be differentiated)."""
 
     @staticmethod
-    def forward(ctx, phi: torch.Tensor, prog: CompiledCircuit, args: tuple):
-        y, G = prog._values_and_grad(phi, args)
+    def forward(ctx, phi: torch.Tensor, prog: CompiledCircuit, args: tuple, keep_gq: bool = False):
+        if keep_gq:
+            y, G, ctx.gq = prog._values_and_grad(phi, args, keep_gq=True)
+        else:
+            y, G = prog._values_and_grad(phi, args)
+            ctx.gq = None
         ctx.prog, ctx.args = prog, args
         ctx.save_for_backward(phi, G)
         ctx.set_materialize_grads(False)
@@ -552,11 +588,11 @@ class _AdjointExpectation(torch.autograd.Function):
         if gy is not None:
             out = gy.unsqueeze(0) * G
         if gG is not None:
-            h = ctx.prog._hvp(phi, gG, ctx.args)
+            h = ctx.prog._hvp(phi, gG, ctx.args, ctx.gq)
             out = h if out is None else out + h
         if out is None:
             out = torch.zeros_like(G)
-        return out, None, None
+        return out, None, None, None
 
 
 # ---------------------------------------------------------------------------------------------------------------

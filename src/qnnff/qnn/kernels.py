@@ -8,15 +8,19 @@ CX / CZ / SWAP ...). ``U(q) = [[q0 - i q3, -q2 - i q1], [q2 - i q1, q0 + i q3]]`
 ``U(q)^dagger = U(conj q)``, so one real 16-multiply routine applies a block, its adjoint and its tangent. The
 observable is a Hermitian sum of Pauli strings, each a permutation with complex factors (``lambda = O psi``).
 
-Kernels (``phi`` is ``[A, B]``, batch last; samples are processed in tiles of ``LANES`` samples, batch innermost, so the
-amplitude loops vectorise and a tile's states stay in cache):
+Kernels (``phi`` is ``[A, B]``, batch last; samples are processed in tiles of at most ``LANES`` samples
+(:func:`_tile_width`), batch innermost, so the amplitude loops vectorise and a tile's states stay in cache):
 
 * :func:`forward`: ``y [B]``;
 * :func:`value_grad`: ``y`` and ``G = dy/dphi [A, B]`` by the adjoint method (states of the forward sweep kept per
   tile, the adjoint state ``lambda`` swept backwards; ``dy/dq`` of each block from ``2 Re sum conj(lambda_a) psi_b``,
   then through the quaternion product of the block to its angles);
 * :func:`hvp`: ``H = (d^2 y / dphi^2) . phidot [A, B]``, the exact Hessian-vector product (forward-mode tangents of
-  the block quaternions, the state and the adjoint state along ``phidot``; one extra sweep each way).
+  the block quaternions, the state and the adjoint state along ``phidot``; one extra sweep each way);
+* :func:`forward_ws`, :func:`value_grad_ws`, :func:`hvp_ws`: the same with a caller's work array (the engine keeps one
+  per thread, :func:`workspace_size`), ``value_grad_ws`` optionally writing the block gradients ``dy/dq [K, 4, B]``
+  and ``hvp_ws`` optionally reading them instead of summing them again (the force loss: value_grad in the forward
+  pass, hvp in the backward pass at the same ``phi``).
 
 Nothing is approximated: these are the same sums the plain torch reference (``mode="autograd"``) computes, regrouped.
 
@@ -27,6 +31,53 @@ not vectorise it: no packed multiplies in its assembly, 44 after the split). Eac
 order, so the results are bit-identical to the kernels before it (checked on three circuits, batches 1, 7, 130 and
 500). Measured on this machine (H3O+ batch 500, min of 60 interleaved calls, a noisy shared VM): value_grad 7.5-9 ->
 6.4 ms, hvp 36-43 -> 29-30 ms. Fusing the Hessian-vector step into one pass was slower (not vectorised either).
+
+Issue 12 (force-loss gradient <= 20 ms). The arithmetic of the sweeps is now the bound: at 4 doubles per vector and
+no fused multiply-adds (see below) the backward sweep of hvp runs at ~28 Gflop/s, about the two vector ports' peak,
+so what was left to remove was everything around it. Where the 27 ms of ``bench_qnn.py``'s force-loss gradient went
+(H3O+ batch 500): value_grad 5.1, hvp 17.4 (trig and block tangents 0.9, forward tangent sweep 3.2, backward sweep
+10.3, quaternion back-propagation 2.6), torch 4 (1.8 with warm caches: the kernels evict torch's data). Changes, each
+keeping every operation on every nonzero number and its order (bit-identical y, G, H and end-to-end force-loss and
+energy gradients, checked with ``np.array_equal`` against the previous kernels on the H3O+ circuit, a 4-qubit QNN and
+a circuit with CZ / CY / S / fixed gates and a Pauli-sum observable, batches 1, 7, 130, 500, 513, shared and
+per-sample weights; ``tests/test_kernels_fast_paths.py``):
+
+* ``LANES`` 64 -> 256, tiles of equal width (a multiple of 8) when ``B > LANES``: longer lane loops amortise the
+  per-loop overhead (runtime alias checks, remainders). Kernel time vs LANES (old kernels): 8: 3.6 / 12.8 / 44.9
+  ms (forward / value_grad / hvp), 16: 2.1 / 13.2 / 41.1, 32: 1.5 / 6.2 / 22.7, 64: 1.4 / 5.1 / 17.6, 128: 1.2 /
+  4.4 / 15.2, 256: 1.1 / 4.4 / 15.3, 512: 1.1 / 5.5 / 18.1 (L2 overflow). The force-loss gradient is about equal
+  at 192, 256 and 384 (+-0.5 ms, noise), 1 ms slower at 128.
+* One work array, reused: at 256 lanes each tile state is 256 kB, and the ~20 scratch arrays allocated per call
+  page-faulted (~1400 faults and 1.5-3 ms of system time per hvp). It must be 64-byte aligned: numpy's 16-byte
+  aligned array made every kernel ~20% slower (cache-line-split vector loads).
+* value_grad keeps the block gradients dy/dq and hvp reads them: the first of :func:`_transition_tangent`'s two
+  passes (32 of the ~270 flops per amplitude pair of the backward step) is skipped: hvp 11.8 -> 10.8 ms.
+* Monomial ops relabel rows instead of moving data (:func:`_permute`: a logical -> physical row map ``rw`` that the
+  pair loops read), and multiply by their phases in place only if some phase is not exactly 1 (CX / SWAP chains:
+  never; skipping ``1 * x - 0 * y`` changes at most the sign of a zero). Removes every copy pass (6 per monomial op
+  in hvp, 3 in value_grad) and halves the scratch: hvp -1.0 ms, value_grad -0.3 ms, and torch after the kernels gets
+  warmer caches.
+* Angles whose direction ``phidot`` is zero on the whole tile (the force loss's ``v = dL/dG`` vanishes on the 101
+  ansatz-only angles of H3O+'s 119) skip their tangent terms in the quaternion products (adding them changed at most
+  the sign of a zero). Only the last of the 51 blocks has no input-dependent angle, so skipping zero-tangent blocks
+  in the state sweeps would save ~2% and was not done.
+* Quaternion products of hvp: one pass per element instead of four (three rotations and an add), and every lane loop
+  vectorised: the axis and the zero-tangent flag are constants in inlined copies of each loop (:func:`_tangent_step`,
+  :func:`_ht_step`, :func:`_suffix_step`; with the axis branch inside, or the Ht update and the suffix step in one
+  loop, LLVM emitted scalar code only), and the block tangents ping-pong between two rows (in place, the source and
+  target arrays were the same and the runtime alias check sent the loop to its scalar version). 2.6 -> 1.3 ms.
+
+Kernels alone (bench inputs, min of 60 interleaved calls, shared VM under load ~3): forward 1.33 -> 1.02 ms,
+value_grad 5.21 -> 3.93 ms (4.05 keeping dy/dq), hvp 17.4 -> 10.8 ms (11.8 without dy/dq). Batch 1 (the frozen MD
+evaluator): forward 19-20 -> 17-19 us, value_grad 67-70 -> 66-69 us. ``bench_qnn.py --quick`` (best / median of 9
+per run): before (two runs, load 0.9), force-loss gradient 25.8 / 26.7 and 26.2 / 26.4 ms, dE/dtheta 6.4 / 6.6 and
+6.3 / 6.6 ms, forward 1.6 / 1.8 and 1.6 / 1.7 ms; after (three runs, load 3.3: another job on both cores),
+force-loss gradient 17.4 / 18.6, 18.1 / 19.2 and 18.6 / 19.3 ms, dE/dtheta 5.0 / 5.4, 5.1 / 5.6 and 5.1 / 5.4 ms,
+forward 1.4-1.5 / 1.5 ms; chi = 1 training 27 -> 20 ms per Adam iteration. Not done: fusing hvp's backward step
+into one pass (not vectorised: no packed multiplies even without the accumulators, 30 vs 17 ms), AVX-512
+(``-prefer-256-bit``: hvp 15.3 -> 14.8 ms, value_grad 4.4 -> 4.7 ms; one 512-bit FMA port here), constant lane
+counts (~5%, needs a second compilation per kernel), changes to the torch angle layer (they would change the
+summation order of the weight gradient).
 
 No kernel uses ``fastmath``: with it, LLVM may reassociate sums and fuse multiply-adds differently in each compilation,
 and a kernel numba compiled in one process gave other last bits than the same kernel loaded from its cache in the
@@ -40,78 +91,173 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-LANES = 64  # samples per tile (the innermost loop, vectorised by LLVM; a 6-qubit tile state is 64 kB)
+LANES = 256  # at most this many samples per tile (the innermost loop, vectorised by LLVM; a 6-qubit tile state is 256 kB)
+
+
+@njit(cache=True)
+def _tile_width(B):
+    """Samples per tile: B if B <= LANES, else the batch split into ceil(B / LANES) tiles of equal width rounded up to
+    a multiple of 8 (the last tile repeats its last sample in the spare lanes), so little work is spent on padding."""
+    if B <= LANES:
+        return B
+    nt = (B + LANES - 1) // LANES
+    w = (B + nt - 1) // nt
+    return min(LANES, (w + 7) // 8 * 8)
+
+
+@njit(cache=True)
+def _pad8(m):
+    return (m + 7) // 8 * 8
+
+
+@njit(cache=True)
+def _ws_size(kind, A, B, n, bstart):
+    """Float64 entries of the scratch of a tile: kind 0 forward, 1 value_grad, 2 hvp."""
+    BT = _tile_width(B)
+    K = bstart.shape[0] - 1
+    Kp = max(K, 1)
+    Lmax = 1
+    for k in range(K):
+        Lmax = max(Lmax, bstart[k + 1] - bstart[k])
+    st = _pad8((1 << n) * 2 * BT)
+    kq = _pad8(Kp * 4 * BT)
+    pl = _pad8(Lmax * 4 * BT)
+    pl2 = _pad8(max(Lmax, 2) * 4 * BT)  # hvp's P, Pd: at least two rows (the block tangents ping-pong in them)
+    q4 = _pad8(4 * BT)
+    ab = _pad8(A * BT)
+    ln = _pad8(BT)
+    if kind == 0:
+        return 2 * st + kq + 2 * ab + ln
+    if kind == 1:
+        return 2 * st + 2 * kq + pl + q4 + 3 * ab + ln
+    return 4 * st + 4 * kq + 2 * pl2 + 2 * q4 + 8 * ab + 2 * ln
+
+
+def workspace_size(phi_shape, n, bstart):
+    """Entries of a float64 work array large enough for :func:`forward_ws`, :func:`value_grad_ws` and :func:`hvp_ws`
+    on ``phi`` of this shape (a caller that keeps one avoids allocating and page-faulting the tile scratch, a few MB
+    at LANES = 256, in every call)."""
+    A, B = phi_shape
+    return int(max(_ws_size(k, A, B, n, bstart) for k in range(3)))
+
+
+@njit(cache=True)
+def _scratch(ws, kind, A, B, n, bstart):
+    """ws if it is large enough, else a new array."""
+    m = _ws_size(kind, A, B, n, bstart)
+    if ws.shape[0] >= m:
+        return ws
+    return np.empty(m)
+
+
+@njit(cache=True)
+def _v3(ws, o, a, b, c):
+    """(ws[o:...] as an [a, b, c] array, the next offset)."""
+    return ws[o:o + a * b * c].reshape((a, b, c)), o + _pad8(a * b * c)
+
+
+@njit(cache=True)
+def _v2(ws, o, a, b):
+    return ws[o:o + a * b].reshape((a, b)), o + _pad8(a * b)
+
+
+@njit(cache=True)
+def _v1(ws, o, a):
+    return ws[o:o + a], o + _pad8(a)
 
 
 # States are [dim, 2, lanes] arrays (real, imaginary part; lanes innermost).
 @njit(cache=True)
-def _apply(X, Q, k, sign, qb, dim):
+def _apply(X, Q, k, sign, qb, rw, dim):
     """X <- U(q) X on qubit qb in place, q = Q[k, :, lane] (sign = -1: U(conj q) = U^dagger)."""
     nl = X.shape[2]
     step = 1 << qb
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
                 q0 = Q[k, 0, b]
                 q1 = sign * Q[k, 1, b]
                 q2 = sign * Q[k, 2, b]
                 q3 = sign * Q[k, 3, b]
-                s0r, s0i, s1r, s1i = X[i0, 0, b], X[i0, 1, b], X[i1, 0, b], X[i1, 1, b]
-                X[i0, 0, b] = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
-                X[i0, 1, b] = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
-                X[i1, 0, b] = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
-                X[i1, 1, b] = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
+                s0r, s0i, s1r, s1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
+                X[r0, 0, b] = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
+                X[r0, 1, b] = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
+                X[r1, 0, b] = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
+                X[r1, 1, b] = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
 
 
 @njit(cache=True)
-def _mono(S, X, perm, pr, pi, dim):
-    """X[j] = phase[j] S[perm[j]]."""
-    nl = S.shape[2]
+def _permute(rw, rw2, perm, adjoint):
+    """The permutation of a monomial op as a relabelling of rows, without moving data: rw [dim] maps each logical
+    amplitude index to its row of the state arrays. P: X'[j] = X[perm[j]]; P^dagger: X'[perm[j]] = X[j]. Returns the
+    new map in rw2 (and the old one as the scratch)."""
+    if adjoint:
+        for j in range(rw.shape[0]):
+            rw2[perm[j]] = rw[j]
+    else:
+        for j in range(rw.shape[0]):
+            rw2[j] = rw[perm[j]]
+    return rw2, rw
+
+
+@njit(cache=True)
+def _phases(X, rw, pr, pi, conj, dim):
+    """X[row j] <- phase[j] X[row j] in place (conj: the conjugate phase), the phases of a monomial op after
+    :func:`_permute` (P) or before it (P^dagger); the same products and sums as a copy X'[j] = phase[j] X[perm[j]]."""
+    nl = X.shape[2]
     for j in range(dim):
-        p = perm[j]
+        r = rw[j]
         a, c = pr[j], pi[j]
-        for b in range(nl):
-            xr, xi = S[p, 0, b], S[p, 1, b]
-            X[j, 0, b] = a * xr - c * xi
-            X[j, 1, b] = a * xi + c * xr
+        if conj:
+            for b in range(nl):
+                xr, xi = X[r, 0, b], X[r, 1, b]
+                X[r, 0, b] = a * xr + c * xi
+                X[r, 1, b] = a * xi - c * xr
+        else:
+            for b in range(nl):
+                xr, xi = X[r, 0, b], X[r, 1, b]
+                X[r, 0, b] = a * xr - c * xi
+                X[r, 1, b] = a * xi + c * xr
 
 
 @njit(cache=True)
-def _mono_adjoint(S, X, perm, pr, pi, dim):
-    """X = P^dagger S: X[perm[j]] = conj(phase[j]) S[j]."""
-    nl = S.shape[2]
-    for j in range(dim):
-        p = perm[j]
-        a, c = pr[j], pi[j]
-        for b in range(nl):
-            xr, xi = S[j, 0, b], S[j, 1, b]
-            X[p, 0, b] = a * xr + c * xi
-            X[p, 1, b] = a * xi - c * xr
+def _trivial_phases(mpr, mpi):
+    """Per monomial op: all its phases are exactly 1 (a pure permutation, e.g. CX / SWAP runs), so multiplying by them
+    changes nothing (at most the sign of a zero) and is skipped."""
+    out = np.empty(mpr.shape[0], dtype=np.bool_)
+    for m in range(mpr.shape[0]):
+        bad = 0
+        for j in range(mpr.shape[1]):
+            bad += (mpr[m, j] != 1.0) | (mpi[m, j] != 0.0)
+        out[m] = bad == 0
+    return out
 
 
 @njit(cache=True)
-def _observe(S, Lam, operm, opr, opi, dim, y):
-    """Lam = O S and y = Re <S|Lam> per lane."""
+def _observe(S, Lam, operm, opr, opi, rw, dim, y):
+    """Lam = O S and y = Re <S|Lam> per lane (both states in the rows rw)."""
     nl = S.shape[2]
     Lam[:] = 0.0
     for b in range(nl):
         y[b] = 0.0
     for o in range(operm.shape[0]):
         for j in range(dim):
-            p = operm[o, j]
+            p = rw[operm[o, j]]
+            r = rw[j]
             a, c = opr[o, j], opi[o, j]
             for b in range(nl):
                 xr, xi = S[p, 0, b], S[p, 1, b]
-                Lam[j, 0, b] += a * xr - c * xi
-                Lam[j, 1, b] += a * xi + c * xr
+                Lam[r, 0, b] += a * xr - c * xi
+                Lam[r, 1, b] += a * xi + c * xr
     for j in range(dim):
+        r = rw[j]
         for b in range(nl):
-            y[b] += S[j, 0, b] * Lam[j, 0, b] + S[j, 1, b] * Lam[j, 1, b]
+            y[b] += S[r, 0, b] * Lam[r, 0, b] + S[r, 1, b] * Lam[r, 1, b]
 
 
 @njit(cache=True)
-def _back(X, L, Q, k, qb, dim, acc):
+def _back(X, L, Q, k, qb, rw, dim, acc):
     """One backward step of the adjoint sweep over block k on qubit qb, in one pass over the amplitude pairs:
     X <- U^dag X (un-compute the state before the block), acc[:, lane] += dy/dq of the block
     (2 Re sum_ab conj(l_a) dU_ab p_b with p the un-computed state; components 2 Re(M00 + M11), 2 Im(M01 + M10),
@@ -127,30 +273,30 @@ def _back(X, L, Q, k, qb, dim, acc):
     a3 = np.zeros(nl)
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
                 q0 = Q[k, 0, b]
                 q1 = -1.0 * Q[k, 1, b]
                 q2 = -1.0 * Q[k, 2, b]
                 q3 = -1.0 * Q[k, 3, b]
-                s0r, s0i, s1r, s1i = X[i0, 0, b], X[i0, 1, b], X[i1, 0, b], X[i1, 1, b]
+                s0r, s0i, s1r, s1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
                 p0r = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
                 p0i = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
                 p1r = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
                 p1i = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
-                X[i0, 0, b] = p0r
-                X[i0, 1, b] = p0i
-                X[i1, 0, b] = p1r
-                X[i1, 1, b] = p1i
-                l0r, l0i, l1r, l1i = L[i0, 0, b], L[i0, 1, b], L[i1, 0, b], L[i1, 1, b]
+                X[r0, 0, b] = p0r
+                X[r0, 1, b] = p0i
+                X[r1, 0, b] = p1r
+                X[r1, 1, b] = p1i
+                l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
                 a0[b] += l0r * p0r + l0i * p0i + l1r * p1r + l1i * p1i
                 a1[b] += l0r * p1i - l0i * p1r + l1r * p0i - l1i * p0r
                 a2[b] += l1r * p0r + l1i * p0i - l0r * p1r - l0i * p1i
                 a3[b] += l0r * p0i - l0i * p0r - l1r * p1i + l1i * p1r
-                L[i0, 0, b] = q0 * l0r + q3 * l0i - q2 * l1r + q1 * l1i
-                L[i0, 1, b] = q0 * l0i - q3 * l0r - q2 * l1i - q1 * l1r
-                L[i1, 0, b] = q2 * l0r + q1 * l0i + q0 * l1r - q3 * l1i
-                L[i1, 1, b] = q2 * l0i - q1 * l0r + q0 * l1i + q3 * l1r
+                L[r0, 0, b] = q0 * l0r + q3 * l0i - q2 * l1r + q1 * l1i
+                L[r0, 1, b] = q0 * l0i - q3 * l0r - q2 * l1i - q1 * l1r
+                L[r1, 0, b] = q2 * l0r + q1 * l0i + q0 * l1r - q3 * l1i
+                L[r1, 1, b] = q2 * l0i - q1 * l0r + q0 * l1i + q3 * l1r
     for b in range(nl):
         acc[0, b] += 2.0 * a0[b]
         acc[1, b] += 2.0 * a1[b]
@@ -159,83 +305,83 @@ def _back(X, L, Q, k, qb, dim, acc):
 
 
 @njit(cache=True)
-def _fwd_tangent(X, D, Q, Qd, k, qb, dim):
+def _fwd_tangent(X, D, Q, Qd, k, qb, rw, dim):
     """One pass: D <- U D + dU X, X <- U X (U = U(q), dU = U(qdot) of block k) on qubit qb."""
     nl = X.shape[2]
     step = 1 << qb
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
                 q0, q1, q2, q3 = Q[k, 0, b], Q[k, 1, b], Q[k, 2, b], Q[k, 3, b]
                 e0, e1, e2, e3 = Qd[k, 0, b], Qd[k, 1, b], Qd[k, 2, b], Qd[k, 3, b]
-                s0r, s0i, s1r, s1i = X[i0, 0, b], X[i0, 1, b], X[i1, 0, b], X[i1, 1, b]
-                t0r, t0i, t1r, t1i = D[i0, 0, b], D[i0, 1, b], D[i1, 0, b], D[i1, 1, b]
-                D[i0, 0, b] = q0 * t0r + q3 * t0i - q2 * t1r + q1 * t1i + e0 * s0r + e3 * s0i - e2 * s1r + e1 * s1i
-                D[i0, 1, b] = q0 * t0i - q3 * t0r - q2 * t1i - q1 * t1r + e0 * s0i - e3 * s0r - e2 * s1i - e1 * s1r
-                D[i1, 0, b] = q2 * t0r + q1 * t0i + q0 * t1r - q3 * t1i + e2 * s0r + e1 * s0i + e0 * s1r - e3 * s1i
-                D[i1, 1, b] = q2 * t0i - q1 * t0r + q0 * t1i + q3 * t1r + e2 * s0i - e1 * s0r + e0 * s1i + e3 * s1r
-                X[i0, 0, b] = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
-                X[i0, 1, b] = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
-                X[i1, 0, b] = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
-                X[i1, 1, b] = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
+                s0r, s0i, s1r, s1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
+                t0r, t0i, t1r, t1i = D[r0, 0, b], D[r0, 1, b], D[r1, 0, b], D[r1, 1, b]
+                D[r0, 0, b] = q0 * t0r + q3 * t0i - q2 * t1r + q1 * t1i + e0 * s0r + e3 * s0i - e2 * s1r + e1 * s1i
+                D[r0, 1, b] = q0 * t0i - q3 * t0r - q2 * t1i - q1 * t1r + e0 * s0i - e3 * s0r - e2 * s1i - e1 * s1r
+                D[r1, 0, b] = q2 * t0r + q1 * t0i + q0 * t1r - q3 * t1i + e2 * s0r + e1 * s0i + e0 * s1r - e3 * s1i
+                D[r1, 1, b] = q2 * t0i - q1 * t0r + q0 * t1i + q3 * t1r + e2 * s0i - e1 * s0r + e0 * s1i + e3 * s1r
+                X[r0, 0, b] = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
+                X[r0, 1, b] = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
+                X[r1, 0, b] = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
+                X[r1, 1, b] = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
 
 
 @njit(cache=True)
-def _undo_tangent(X, D, Q, Qd, k, qb, dim):
+def _undo_tangent(X, D, Q, Qd, k, qb, rw, dim):
     """One pass, the inverse of _fwd_tangent: X <- U^dag X, then D <- U^dag (D - dU X)."""
     nl = X.shape[2]
     step = 1 << qb
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
                 q0, q1, q2, q3 = Q[k, 0, b], -Q[k, 1, b], -Q[k, 2, b], -Q[k, 3, b]
                 e0, e1, e2, e3 = Qd[k, 0, b], Qd[k, 1, b], Qd[k, 2, b], Qd[k, 3, b]
-                s0r, s0i, s1r, s1i = X[i0, 0, b], X[i0, 1, b], X[i1, 0, b], X[i1, 1, b]
+                s0r, s0i, s1r, s1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
                 x0r = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
                 x0i = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
                 x1r = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
                 x1i = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
-                t0r = D[i0, 0, b] - (e0 * x0r + e3 * x0i - e2 * x1r + e1 * x1i)
-                t0i = D[i0, 1, b] - (e0 * x0i - e3 * x0r - e2 * x1i - e1 * x1r)
-                t1r = D[i1, 0, b] - (e2 * x0r + e1 * x0i + e0 * x1r - e3 * x1i)
-                t1i = D[i1, 1, b] - (e2 * x0i - e1 * x0r + e0 * x1i + e3 * x1r)
-                D[i0, 0, b] = q0 * t0r + q3 * t0i - q2 * t1r + q1 * t1i
-                D[i0, 1, b] = q0 * t0i - q3 * t0r - q2 * t1i - q1 * t1r
-                D[i1, 0, b] = q2 * t0r + q1 * t0i + q0 * t1r - q3 * t1i
-                D[i1, 1, b] = q2 * t0i - q1 * t0r + q0 * t1i + q3 * t1r
-                X[i0, 0, b] = x0r
-                X[i0, 1, b] = x0i
-                X[i1, 0, b] = x1r
-                X[i1, 1, b] = x1i
+                t0r = D[r0, 0, b] - (e0 * x0r + e3 * x0i - e2 * x1r + e1 * x1i)
+                t0i = D[r0, 1, b] - (e0 * x0i - e3 * x0r - e2 * x1i - e1 * x1r)
+                t1r = D[r1, 0, b] - (e2 * x0r + e1 * x0i + e0 * x1r - e3 * x1i)
+                t1i = D[r1, 1, b] - (e2 * x0i - e1 * x0r + e0 * x1i + e3 * x1r)
+                D[r0, 0, b] = q0 * t0r + q3 * t0i - q2 * t1r + q1 * t1i
+                D[r0, 1, b] = q0 * t0i - q3 * t0r - q2 * t1i - q1 * t1r
+                D[r1, 0, b] = q2 * t0r + q1 * t0i + q0 * t1r - q3 * t1i
+                D[r1, 1, b] = q2 * t0i - q1 * t0r + q0 * t1i + q3 * t1r
+                X[r0, 0, b] = x0r
+                X[r0, 1, b] = x0i
+                X[r1, 0, b] = x1r
+                X[r1, 1, b] = x1i
 
 
 @njit(cache=True)
-def _adjoint_tangent(L, M, Q, Qd, k, qb, dim):
+def _adjoint_tangent(L, M, Q, Qd, k, qb, rw, dim):
     """One pass: M <- U^dag M + dU^dag L, L <- U^dag L."""
     nl = L.shape[2]
     step = 1 << qb
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
                 q0, q1, q2, q3 = Q[k, 0, b], -Q[k, 1, b], -Q[k, 2, b], -Q[k, 3, b]
                 e0, e1, e2, e3 = Qd[k, 0, b], -Qd[k, 1, b], -Qd[k, 2, b], -Qd[k, 3, b]
-                s0r, s0i, s1r, s1i = L[i0, 0, b], L[i0, 1, b], L[i1, 0, b], L[i1, 1, b]
-                t0r, t0i, t1r, t1i = M[i0, 0, b], M[i0, 1, b], M[i1, 0, b], M[i1, 1, b]
-                M[i0, 0, b] = q0 * t0r + q3 * t0i - q2 * t1r + q1 * t1i + e0 * s0r + e3 * s0i - e2 * s1r + e1 * s1i
-                M[i0, 1, b] = q0 * t0i - q3 * t0r - q2 * t1i - q1 * t1r + e0 * s0i - e3 * s0r - e2 * s1i - e1 * s1r
-                M[i1, 0, b] = q2 * t0r + q1 * t0i + q0 * t1r - q3 * t1i + e2 * s0r + e1 * s0i + e0 * s1r - e3 * s1i
-                M[i1, 1, b] = q2 * t0i - q1 * t0r + q0 * t1i + q3 * t1r + e2 * s0i - e1 * s0r + e0 * s1i + e3 * s1r
-                L[i0, 0, b] = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
-                L[i0, 1, b] = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
-                L[i1, 0, b] = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
-                L[i1, 1, b] = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
+                s0r, s0i, s1r, s1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
+                t0r, t0i, t1r, t1i = M[r0, 0, b], M[r0, 1, b], M[r1, 0, b], M[r1, 1, b]
+                M[r0, 0, b] = q0 * t0r + q3 * t0i - q2 * t1r + q1 * t1i + e0 * s0r + e3 * s0i - e2 * s1r + e1 * s1i
+                M[r0, 1, b] = q0 * t0i - q3 * t0r - q2 * t1i - q1 * t1r + e0 * s0i - e3 * s0r - e2 * s1i - e1 * s1r
+                M[r1, 0, b] = q2 * t0r + q1 * t0i + q0 * t1r - q3 * t1i + e2 * s0r + e1 * s0i + e0 * s1r - e3 * s1i
+                M[r1, 1, b] = q2 * t0i - q1 * t0r + q0 * t1i + q3 * t1r + e2 * s0i - e1 * s0r + e0 * s1i + e3 * s1r
+                L[r0, 0, b] = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
+                L[r0, 1, b] = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
+                L[r1, 0, b] = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
+                L[r1, 1, b] = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
 
 
 @njit(cache=True)
-def _transition_tangent(L, M, X, D, acc, accd, qb, dim):
+def _transition_tangent(L, M, X, D, acc, accd, qb, rw, dim):
     """acc += T(L, X), accd += T(M, X) + T(L, D) with T the block gradient of :func:`_back`, in two passes (one per
     accumulator set: eight lane accumulators and sixteen loads in one loop do not vectorise, four do)."""
     nl = L.shape[2]
@@ -250,22 +396,22 @@ def _transition_tangent(L, M, X, D, acc, accd, qb, dim):
     c3 = np.zeros(nl)
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
-                l0r, l0i, l1r, l1i = L[i0, 0, b], L[i0, 1, b], L[i1, 0, b], L[i1, 1, b]
-                p0r, p0i, p1r, p1i = X[i0, 0, b], X[i0, 1, b], X[i1, 0, b], X[i1, 1, b]
+                l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
+                p0r, p0i, p1r, p1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
                 a0[b] += l0r * p0r + l0i * p0i + l1r * p1r + l1i * p1i
                 a1[b] += l0r * p1i - l0i * p1r + l1r * p0i - l1i * p0r
                 a2[b] += l1r * p0r + l1i * p0i - l0r * p1r - l0i * p1i
                 a3[b] += l0r * p0i - l0i * p0r - l1r * p1i + l1i * p1r
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
-            i1 = i0 + step
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
-                l0r, l0i, l1r, l1i = L[i0, 0, b], L[i0, 1, b], L[i1, 0, b], L[i1, 1, b]
-                m0r, m0i, m1r, m1i = M[i0, 0, b], M[i0, 1, b], M[i1, 0, b], M[i1, 1, b]
-                p0r, p0i, p1r, p1i = X[i0, 0, b], X[i0, 1, b], X[i1, 0, b], X[i1, 1, b]
-                d0r, d0i, d1r, d1i = D[i0, 0, b], D[i0, 1, b], D[i1, 0, b], D[i1, 1, b]
+                l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
+                m0r, m0i, m1r, m1i = M[r0, 0, b], M[r0, 1, b], M[r1, 0, b], M[r1, 1, b]
+                p0r, p0i, p1r, p1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
+                d0r, d0i, d1r, d1i = D[r0, 0, b], D[r0, 1, b], D[r1, 0, b], D[r1, 1, b]
                 c0[b] += m0r * p0r + m0i * p0i + m1r * p1r + m1i * p1i + l0r * d0r + l0i * d0i + l1r * d1r + l1i * d1i
                 c1[b] += m0r * p1i - m0i * p1r + m1r * p0i - m1i * p0r + l0r * d1i - l0i * d1r + l1r * d0i - l1i * d0r
                 c2[b] += m1r * p0r + m1i * p0i - m0r * p1r - m0i * p1i + l1r * d0r + l1i * d0i - l0r * d1r - l0i * d1i
@@ -275,6 +421,35 @@ def _transition_tangent(L, M, X, D, acc, accd, qb, dim):
         acc[1, b] += 2.0 * a1[b]
         acc[2, b] += 2.0 * a2[b]
         acc[3, b] += 2.0 * a3[b]
+        accd[0, b] += 2.0 * c0[b]
+        accd[1, b] += 2.0 * c1[b]
+        accd[2, b] += 2.0 * c2[b]
+        accd[3, b] += 2.0 * c3[b]
+
+
+@njit(cache=True)
+def _transition_tangent_d(L, M, X, D, accd, qb, rw, dim):
+    """accd += T(M, X) + T(L, D): the second pass of :func:`_transition_tangent` alone (for :func:`hvp_gq`, whose
+    acc = T(L, X) sums are value_grad's, passed in)."""
+    nl = L.shape[2]
+    step = 1 << qb
+    c0 = np.zeros(nl)
+    c1 = np.zeros(nl)
+    c2 = np.zeros(nl)
+    c3 = np.zeros(nl)
+    for hi in range(0, dim, 2 * step):
+        for i0 in range(hi, hi + step):
+            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
+            for b in range(nl):
+                l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
+                m0r, m0i, m1r, m1i = M[r0, 0, b], M[r0, 1, b], M[r1, 0, b], M[r1, 1, b]
+                p0r, p0i, p1r, p1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
+                d0r, d0i, d1r, d1i = D[r0, 0, b], D[r0, 1, b], D[r1, 0, b], D[r1, 1, b]
+                c0[b] += m0r * p0r + m0i * p0i + m1r * p1r + m1i * p1i + l0r * d0r + l0i * d0i + l1r * d1r + l1i * d1i
+                c1[b] += m0r * p1i - m0i * p1r + m1r * p0i - m1i * p0r + l0r * d1i - l0i * d1r + l1r * d0i - l1i * d0r
+                c2[b] += m1r * p0r + m1i * p0i - m0r * p1r - m0i * p1i + l1r * d0r + l1i * d0i - l0r * d1r - l0i * d1i
+                c3[b] += m0r * p0i - m0i * p0r - m1r * p1i + m1i * p1r + l0r * d0i - l0i * d0r - l1r * d1i + l1i * d1r
+    for b in range(nl):
         accd[0, b] += 2.0 * c0[b]
         accd[1, b] += 2.0 * c1[b]
         accd[2, b] += 2.0 * c2[b]
@@ -428,152 +603,290 @@ def _fl(out, q, f0, f1, f2, f3):
 
 
 @njit(cache=True)
-def _tangent_step(e, q, qd, W, C, Sn, CD, SD, etype, eaxis, eangle, equat):
-    """(q, qd) <- (r q, r qd + (dr/dphi . phidot) q) for element e."""
-    if etype[e] == 0:
-        a, ax = eangle[e], eaxis[e]
-        _rl(W, q, CD[a], SD[a], ax)
-        _rl(qd, qd, C[a], Sn[a], ax)
-        qd += W
-        _rl(q, q, C[a], Sn[a], ax)
-    else:
-        _fl(qd, qd, equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
-        _fl(q, q, equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
+def _rq(c, s, ax, q0, q1, q2, q3):
+    """(c, s e_ax) * q for scalars (the products and sums of :func:`_rl`, in its order)."""
+    if ax == 0:
+        return c * q0 - s * q1, c * q1 + s * q0, c * q2 - s * q3, c * q3 + s * q2
+    elif ax == 1:
+        return c * q0 - s * q2, c * q1 + s * q3, c * q2 + s * q0, c * q3 - s * q1
+    return c * q0 - s * q3, c * q1 - s * q2, c * q2 + s * q1, c * q3 + s * q0
+
+
+@njit(cache=True, inline='always')
+def _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, ax, tangent):
+    """The lane loop of :func:`_tangent_step` for a rotation about axis ax."""
+    for b in range(q.shape[1]):
+        q0, q1, q2, q3 = qs[0, b], qs[1, b], qs[2, b], qs[3, b]
+        d0, d1, d2, d3 = qds[0, b], qds[1, b], qds[2, b], qds[3, b]
+        cb, sb = c[b], sn[b]
+        n0, n1, n2, n3 = _rq(cb, sb, ax, d0, d1, d2, d3)
+        if tangent:
+            w0, w1, w2, w3 = _rq(cd[b], sd[b], ax, q0, q1, q2, q3)
+            n0, n1, n2, n3 = n0 + w0, n1 + w1, n2 + w2, n3 + w3
+        r0, r1, r2, r3 = _rq(cb, sb, ax, q0, q1, q2, q3)
+        qd[0, b], qd[1, b], qd[2, b], qd[3, b] = n0, n1, n2, n3
+        q[0, b], q[1, b], q[2, b], q[3, b] = r0, r1, r2, r3
 
 
 @njit(cache=True)
-def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eangle, equat, P, Pd, Tq, Td, W, Ht):
-    """Ht[angle, lane] += tangent of dy/dphi through one block's quaternion product (value_grad's
-    _block_backprop differentiated along phidot)."""
+def _tangent_step(e, qs, qds, q, qd, C, Sn, CD, SD, etype, eaxis, eangle, equat, vz):
+    """(q, qd) <- (r qs, r qds + (dr/dphi . phidot) qs) for element e, in one pass over the lanes (q, qd: other
+    arrays than qs, qds, else the lane loop is not vectorised). vz[angle]: phidot = 0 on the tile, the second term
+    is zero and skipped (adding it changed at most the sign of a zero). The axis and vz are constants in each of six
+    inlined copies of the loop (so LLVM vectorises it)."""
+    if etype[e] == 0:
+        a, ax = eangle[e], eaxis[e]
+        c, sn, cd, sd = C[a], Sn[a], CD[a], SD[a]
+        if vz[a]:
+            if ax == 0:
+                _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 0, False)
+            elif ax == 1:
+                _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 1, False)
+            else:
+                _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 2, False)
+        else:
+            if ax == 0:
+                _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 0, True)
+            elif ax == 1:
+                _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 1, True)
+            else:
+                _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 2, True)
+    else:
+        _fl(qd, qds, equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
+        _fl(q, qs, equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
+
+
+@njit(cache=True, inline='always')
+def _suffix_loop(Tq, Td, c, ns, cd, nsd, ax, tangent):
+    """Td <- conj(r) Td + conj(dr . phidot) Tq (tangent; else without the second term), Tq <- conj(r) Tq, in one pass."""
     nl = Tq.shape[1]
+    if tangent:
+        for b in range(nl):
+            a0, a1, a2, a3 = Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b]
+            d0, d1, d2, d3 = Td[0, b], Td[1, b], Td[2, b], Td[3, b]
+            w0, w1, w2, w3 = _rq(cd[b], nsd[b], ax, a0, a1, a2, a3)
+            n0, n1, n2, n3 = _rq(c[b], ns[b], ax, d0, d1, d2, d3)
+            u0, u1, u2, u3 = _rq(c[b], ns[b], ax, a0, a1, a2, a3)
+            Td[0, b], Td[1, b], Td[2, b], Td[3, b] = n0 + w0, n1 + w1, n2 + w2, n3 + w3
+            Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b] = u0, u1, u2, u3
+    else:
+        for b in range(nl):
+            a0, a1, a2, a3 = Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b]
+            d0, d1, d2, d3 = Td[0, b], Td[1, b], Td[2, b], Td[3, b]
+            n0, n1, n2, n3 = _rq(c[b], ns[b], ax, d0, d1, d2, d3)
+            u0, u1, u2, u3 = _rq(c[b], ns[b], ax, a0, a1, a2, a3)
+            Td[0, b], Td[1, b], Td[2, b], Td[3, b] = n0, n1, n2, n3
+            Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b] = u0, u1, u2, u3
+
+
+@njit(cache=True)
+def _suffix_step(Tq, Td, c, ns, cd, nsd, ax, tangent):
+    """:func:`_suffix_loop` with the axis a constant in each of three inlined copies (a loop of its own and without
+    the axis branch inside, so LLVM vectorises it)."""
+    if tangent:
+        if ax == 0:
+            _suffix_loop(Tq, Td, c, ns, cd, nsd, 0, True)
+        elif ax == 1:
+            _suffix_loop(Tq, Td, c, ns, cd, nsd, 1, True)
+        else:
+            _suffix_loop(Tq, Td, c, ns, cd, nsd, 2, True)
+    else:
+        if ax == 0:
+            _suffix_loop(Tq, Td, c, ns, cd, nsd, 0, False)
+        elif ax == 1:
+            _suffix_loop(Tq, Td, c, ns, cd, nsd, 1, False)
+        else:
+            _suffix_loop(Tq, Td, c, ns, cd, nsd, 2, False)
+
+
+@njit(cache=True, inline='always')
+def _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, ax, tangent):
+    """ht[lane] += the tangent of dy/dphi of one rotation element (tangent: with the term in phidot of its angle)."""
+    for b in range(Tq.shape[1]):
+        a0, a1, a2, a3 = Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b]
+        d0, d1, d2, d3 = Td[0, b], Td[1, b], Td[2, b], Td[3, b]
+        p0, p1, p2, p3 = Pm[0, b], Pm[1, b], Pm[2, b], Pm[3, b]
+        r0, r1, r2, r3 = Pdm[0, b], Pdm[1, b], Pdm[2, b], Pdm[3, b]
+        h0 = d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3 + a0 * r0 + a1 * r1 + a2 * r2 + a3 * r3
+        if ax == 0:
+            hx = -d0 * p1 + d1 * p0 - d2 * p3 + d3 * p2 - a0 * r1 + a1 * r0 - a2 * r3 + a3 * r2
+        elif ax == 1:
+            hx = -d0 * p2 + d1 * p3 + d2 * p0 - d3 * p1 - a0 * r2 + a1 * r3 + a2 * r0 - a3 * r1
+        else:
+            hx = -d0 * p3 - d1 * p2 + d2 * p1 + d3 * p0 - a0 * r3 - a1 * r2 + a2 * r1 + a3 * r0
+        if tangent:
+            g0 = a0 * p0 + a1 * p1 + a2 * p2 + a3 * p3
+            if ax == 0:
+                gx = -a0 * p1 + a1 * p0 - a2 * p3 + a3 * p2
+            elif ax == 1:
+                gx = -a0 * p2 + a1 * p3 + a2 * p0 - a3 * p1
+            else:
+                gx = -a0 * p3 - a1 * p2 + a2 * p1 + a3 * p0
+            cb, sb = c[b], sn[b]
+            ht[b] += 0.5 * (cb * hx - sb * h0) - 0.25 * v[b] * (sb * gx + cb * g0)
+        else:
+            ht[b] += 0.5 * (c[b] * hx - sn[b] * h0)
+
+
+@njit(cache=True)
+def _ht_step(ht, Tq, Td, Pm, Pdm, c, sn, v, ax, tangent):
+    """:func:`_ht_loop` with the axis and the tangent flag constants in six inlined copies (so LLVM vectorises it)."""
+    if tangent:
+        if ax == 0:
+            _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, 0, True)
+        elif ax == 1:
+            _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, 1, True)
+        else:
+            _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, 2, True)
+    else:
+        if ax == 0:
+            _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, 0, False)
+        elif ax == 1:
+            _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, 1, False)
+        else:
+            _ht_loop(ht, Tq, Td, Pm, Pdm, c, sn, v, 2, False)
+
+
+@njit(cache=True)
+def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eangle, equat, P, Pd, Tq, Td, Ht, vz):
+    """Ht[angle, lane] += tangent of dy/dphi through one block's quaternion product (value_grad's
+    _block_backprop differentiated along phidot; the terms in phidot[angle] are skipped where vz[angle], see
+    :func:`_tangent_step`). Two passes over the lanes per element: the Ht update, and the suffix step
+    Td <- conj(r) Td + conj(dr . phidot) Tq, Tq <- conj(r) Tq (one pass instead of four; in the Ht loop, LLVM did
+    not vectorise it)."""
     P[0] = 0.0
     P[0, 0] = 1.0
     Pd[0] = 0.0
     for e in range(s, t - 1):
         m = e - s
-        P[m + 1] = P[m]
-        Pd[m + 1] = Pd[m]
-        _tangent_step(e, P[m + 1], Pd[m + 1], W, C, Sn, CD, SD, etype, eaxis, eangle, equat)
+        _tangent_step(e, P[m], Pd[m], P[m + 1], Pd[m + 1], C, Sn, CD, SD, etype, eaxis, eangle, equat, vz)
     Tq[:] = GQk
     Td[:] = GQdk
     for e in range(t - 1, s - 1, -1):
         m = e - s
         if etype[e] == 0:
             a, ax = eangle[e], eaxis[e]
-            for b in range(nl):
-                a0, a1, a2, a3 = Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b]
-                d0, d1, d2, d3 = Td[0, b], Td[1, b], Td[2, b], Td[3, b]
-                p0, p1, p2, p3 = P[m, 0, b], P[m, 1, b], P[m, 2, b], P[m, 3, b]
-                r0, r1, r2, r3 = Pd[m, 0, b], Pd[m, 1, b], Pd[m, 2, b], Pd[m, 3, b]
-                g0 = a0 * p0 + a1 * p1 + a2 * p2 + a3 * p3
-                h0 = d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3 + a0 * r0 + a1 * r1 + a2 * r2 + a3 * r3
-                if ax == 0:
-                    gx = -a0 * p1 + a1 * p0 - a2 * p3 + a3 * p2
-                    hx = -d0 * p1 + d1 * p0 - d2 * p3 + d3 * p2 - a0 * r1 + a1 * r0 - a2 * r3 + a3 * r2
-                elif ax == 1:
-                    gx = -a0 * p2 + a1 * p3 + a2 * p0 - a3 * p1
-                    hx = -d0 * p2 + d1 * p3 + d2 * p0 - d3 * p1 - a0 * r2 + a1 * r3 + a2 * r0 - a3 * r1
-                else:
-                    gx = -a0 * p3 - a1 * p2 + a2 * p1 + a3 * p0
-                    hx = -d0 * p3 - d1 * p2 + d2 * p1 + d3 * p0 - a0 * r3 - a1 * r2 + a2 * r1 + a3 * r0
-                c, sn = C[a, b], Sn[a, b]
-                Ht[a, b] += 0.5 * (c * hx - sn * h0) - 0.25 * V[a, b] * (sn * gx + c * g0)
-            # Td <- conj(r) Td + conj(dr . phidot) Tq ; Tq <- conj(r) Tq
-            _rl(W, Tq, CD[a], NSD[a], ax)
-            _rl(Td, Td, C[a], NS[a], ax)
-            Td += W
-            _rl(Tq, Tq, C[a], NS[a], ax)
+            tangent = not vz[a]
+            _ht_step(Ht[a], Tq, Td, P[m], Pd[m], C[a], Sn[a], V[a], ax, tangent)
+            _suffix_step(Tq, Td, C[a], NS[a], CD[a], NSD[a], ax, tangent)
         else:
             _fl(Td, Td, equat[e, 0], -equat[e, 1], -equat[e, 2], -equat[e, 3])
             _fl(Tq, Tq, equat[e, 0], -equat[e, 1], -equat[e, 2], -equat[e, 3])
 
 
 @njit(cache=True)
-def _forward_sweep(X, Y, ops, Q, mperm, mpr, mpi, dim):
-    """The final state from |0>, in X or Y (both are scratch): returns (state, the other buffer)."""
+def _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim):
+    """The final state from |0> in X, in the rows rw (rw, rw2: row maps, rw the identity on entry): returns
+    (rw, rw2) of the final state."""
     X[:] = 0.0
     X[0, 0, :] = 1.0
     for t in range(ops.shape[0]):
         if ops[t, 0] == 0:
-            _apply(X, Q, ops[t, 1], 1.0, ops[t, 2], dim)
+            _apply(X, Q, ops[t, 1], 1.0, ops[t, 2], rw, dim)
         else:
             m = ops[t, 1]
-            _mono(X, Y, mperm[m], mpr[m], mpi[m], dim)
-            X, Y = Y, X
-    return X, Y
+            rw, rw2 = _permute(rw, rw2, mperm[m], False)
+            if not triv[m]:
+                _phases(X, rw, mpr[m], mpi[m], False, dim)
+    return rw, rw2
 
 
 @njit(cache=True)
-def forward(phi, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
-    """<O> [B] for angles phi [A, B]."""
-    B = phi.shape[1]
+def _identity_rows(rw):
+    for j in range(rw.shape[0]):
+        rw[j] = j
+
+
+@njit(cache=True)
+def forward_ws(phi, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
+    """<O> [B] for angles phi [A, B]; ``ws``: a float64 work array (see :func:`workspace_size`; too small: allocated)."""
+    A, B = phi.shape
     dim = 1 << n
-    BT = min(LANES, B)
+    BT = _tile_width(B)
     K = bstart.shape[0] - 1
-    X = np.empty((dim, 2, BT))
-    Y = np.empty((dim, 2, BT))
-    Lam = np.empty((dim, 2, BT))
-    Q = np.empty((max(K, 1), 4, BT))
-    C = np.empty((phi.shape[0], BT))
-    Sn = np.empty((phi.shape[0], BT))
-    yt = np.empty(BT)
+    ws = _scratch(ws, 0, A, B, n, bstart)
+    X, o = _v3(ws, 0, dim, 2, BT)
+    Lam, o = _v3(ws, o, dim, 2, BT)
+    Q, o = _v3(ws, o, max(K, 1), 4, BT)
+    C, o = _v2(ws, o, A, BT)
+    Sn, o = _v2(ws, o, A, BT)
+    yt, o = _v1(ws, o, BT)
     y = np.empty(B)
+    triv = _trivial_phases(mpr, mpi)
+    rw = np.empty(dim, dtype=np.int64)
+    rw2 = np.empty(dim, dtype=np.int64)
     for b0 in range(0, B, BT):
         nb = min(BT, B - b0)
         _trig(phi, b0, nb, abatch, C, Sn)
         _blocks(C, Sn, bstart, etype, eaxis, eangle, equat, Q)
-        X, Y = _forward_sweep(X, Y, ops, Q, mperm, mpr, mpi, dim)
-        _observe(X, Lam, operm, opr, opi, dim, yt)
+        _identity_rows(rw)
+        rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim)
+        _observe(X, Lam, operm, opr, opi, rw, dim, yt)
         for b in range(nb):
             y[b0 + b] = yt[b]
     return y
 
 
 @njit(cache=True)
-def value_grad(phi, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
-    """(<O> [B], d<O>/dphi [A, B]) by the adjoint method (the forward state is un-computed on the way back, so a
-    tile's sweeps stay in cache)."""
+def forward(phi, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
+    """<O> [B] for angles phi [A, B]."""
+    return forward_ws(phi, np.empty(0), n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch)
+
+
+@njit(cache=True)
+def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
+    """:func:`value_grad` with a work array ``ws`` (see :func:`forward_ws`); if ``GQall`` is [K, 4, B] (not empty), the
+    block gradients dy/dq are written to it (for :func:`hvp_ws`)."""
     A, B = phi.shape
     dim = 1 << n
-    BT = min(LANES, B)
+    BT = _tile_width(B)
     T = ops.shape[0]
     K = bstart.shape[0] - 1
     Lmax = 1
     for k in range(K):
         Lmax = max(Lmax, bstart[k + 1] - bstart[k])
-    X = np.empty((dim, 2, BT))
-    X2 = np.empty((dim, 2, BT))
-    L = np.empty((dim, 2, BT))
-    L2 = np.empty((dim, 2, BT))
-    Q = np.empty((max(K, 1), 4, BT))
-    GQ = np.empty((max(K, 1), 4, BT))
-    P = np.empty((Lmax, 4, BT))
-    Tq = np.empty((4, BT))
-    C = np.empty((A, BT))
-    Sn = np.empty((A, BT))
-    Gt = np.empty((A, BT))
-    yt = np.empty(BT)
+    keep = GQall.shape[2] > 0
+    ws = _scratch(ws, 1, A, B, n, bstart)
+    X, o = _v3(ws, 0, dim, 2, BT)
+    L, o = _v3(ws, o, dim, 2, BT)
+    Q, o = _v3(ws, o, max(K, 1), 4, BT)
+    GQ, o = _v3(ws, o, max(K, 1), 4, BT)
+    P, o = _v3(ws, o, Lmax, 4, BT)
+    Tq, o = _v2(ws, o, 4, BT)
+    C, o = _v2(ws, o, A, BT)
+    Sn, o = _v2(ws, o, A, BT)
+    Gt, o = _v2(ws, o, A, BT)
+    yt, o = _v1(ws, o, BT)
     y = np.empty(B)
     G = np.empty((A, B))
+    triv = _trivial_phases(mpr, mpi)
+    rw = np.empty(dim, dtype=np.int64)
+    rw2 = np.empty(dim, dtype=np.int64)
     for b0 in range(0, B, BT):
         nb = min(BT, B - b0)
         _trig(phi, b0, nb, abatch, C, Sn)
         _blocks(C, Sn, bstart, etype, eaxis, eangle, equat, Q)
-        X, X2 = _forward_sweep(X, X2, ops, Q, mperm, mpr, mpi, dim)
-        _observe(X, L, operm, opr, opi, dim, yt)
+        _identity_rows(rw)
+        rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim)
+        _observe(X, L, operm, opr, opi, rw, dim, yt)
         for b in range(nb):
             y[b0 + b] = yt[b]
         GQ[:] = 0.0
         for t in range(T - 1, -1, -1):
             if ops[t, 0] == 0:
                 k, qb = ops[t, 1], ops[t, 2]
-                _back(X, L, Q, k, qb, dim, GQ[k])  # X: the state before op t; L: the adjoint state after it
+                _back(X, L, Q, k, qb, rw, dim, GQ[k])  # X: the state before op t; L: the adjoint state after it
             elif t > 0:
                 m = ops[t, 1]
-                _mono_adjoint(X, X2, mperm[m], mpr[m], mpi[m], dim)
-                _mono_adjoint(L, L2, mperm[m], mpr[m], mpi[m], dim)
-                X, X2 = X2, X
-                L, L2 = L2, L
+                if not triv[m]:
+                    _phases(X, rw, mpr[m], mpi[m], True, dim)
+                    _phases(L, rw, mpr[m], mpi[m], True, dim)
+                rw, rw2 = _permute(rw, rw2, mperm[m], True)
+        if keep:
+            for k in range(K):
+                for c in range(4):
+                    for b in range(nb):
+                        GQall[k, c, b0 + b] = GQ[k, c, b]
         Gt[:] = 0.0
         for k in range(K):
             _block_backprop(GQ[k], bstart[k], bstart[k + 1], C, Sn, etype, eaxis, eangle, equat, P, Tq, Gt)
@@ -584,106 +897,144 @@ def value_grad(phi, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat
 
 
 @njit(cache=True)
-def hvp(phi, phidot, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
-    """(d^2<O>/dphi^2) . phidot [A, B] (per sample): tangents of the blocks, the state and the adjoint state."""
+def value_grad(phi, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
+    """(<O> [B], d<O>/dphi [A, B]) by the adjoint method (the forward state is un-computed on the way back, so a
+    tile's sweeps stay in cache)."""
+    return value_grad_ws(phi, np.empty(0), np.empty((1, 4, 0)), n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle,
+                         equat, operm, opr, opi, abatch)
+
+
+@njit(cache=True)
+def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
+    """:func:`hvp` with a work array ``ws`` (see :func:`forward_ws`); if ``GQin`` is [K, 4, B] (not empty), the block
+    gradients dy/dq are read from it (value_grad_ws's at the same phi: the same numbers) instead of being summed again."""
     A, B = phi.shape
     dim = 1 << n
-    BT = min(LANES, B)
+    BT = _tile_width(B)
     T = ops.shape[0]
     K = bstart.shape[0] - 1
     Kp = max(K, 1)
     Lmax = 1
     for k in range(K):
         Lmax = max(Lmax, bstart[k + 1] - bstart[k])
-    X = np.empty((dim, 2, BT))
-    X2 = np.empty((dim, 2, BT))
-    D = np.empty((dim, 2, BT))
-    D2 = np.empty((dim, 2, BT))
-    L = np.empty((dim, 2, BT))
-    L2 = np.empty((dim, 2, BT))
-    M = np.empty((dim, 2, BT))
-    M2 = np.empty((dim, 2, BT))
-    Q = np.empty((Kp, 4, BT))
-    Qd = np.empty((Kp, 4, BT))
-    GQ = np.empty((Kp, 4, BT))
-    GQd = np.empty((Kp, 4, BT))
-    P = np.empty((Lmax, 4, BT))
-    Pd = np.empty((Lmax, 4, BT))
-    Tq = np.empty((4, BT))
-    Td = np.empty((4, BT))
-    W = np.empty((4, BT))
-    C = np.empty((A, BT))
-    Sn = np.empty((A, BT))
-    NS = np.empty((A, BT))
-    CD = np.empty((A, BT))
-    SD = np.empty((A, BT))
-    NSD = np.empty((A, BT))
-    V = np.empty((A, BT))
-    Ht = np.empty((A, BT))
-    yt = np.empty(BT)
-    ytd = np.empty(BT)
+    have_gq = GQin.shape[2] > 0
+    ws = _scratch(ws, 2, A, B, n, bstart)
+    X, o = _v3(ws, 0, dim, 2, BT)
+    D, o = _v3(ws, o, dim, 2, BT)
+    L, o = _v3(ws, o, dim, 2, BT)
+    M, o = _v3(ws, o, dim, 2, BT)
+    Q, o = _v3(ws, o, Kp, 4, BT)
+    Qd, o = _v3(ws, o, Kp, 4, BT)
+    GQ, o = _v3(ws, o, Kp, 4, BT)
+    GQd, o = _v3(ws, o, Kp, 4, BT)
+    P, o = _v3(ws, o, max(Lmax, 2), 4, BT)
+    Pd, o = _v3(ws, o, max(Lmax, 2), 4, BT)
+    Tq, o = _v2(ws, o, 4, BT)
+    Td, o = _v2(ws, o, 4, BT)
+    C, o = _v2(ws, o, A, BT)
+    Sn, o = _v2(ws, o, A, BT)
+    NS, o = _v2(ws, o, A, BT)
+    CD, o = _v2(ws, o, A, BT)
+    SD, o = _v2(ws, o, A, BT)
+    NSD, o = _v2(ws, o, A, BT)
+    V, o = _v2(ws, o, A, BT)
+    Ht, o = _v2(ws, o, A, BT)
+    yt, o = _v1(ws, o, BT)
+    ytd, o = _v1(ws, o, BT)
+    vz = np.empty(A, dtype=np.bool_)
     H = np.empty((A, B))
+    triv = _trivial_phases(mpr, mpi)
+    rw = np.empty(dim, dtype=np.int64)
+    rw2 = np.empty(dim, dtype=np.int64)
     for b0 in range(0, B, BT):
         nb = min(BT, B - b0)
         _trig(phi, b0, nb, abatch, C, Sn)
         # block quaternions and their tangents
         for a in range(A):
+            for b in range(nb):
+                V[a, b] = phidot[a, b0 + b]
+            for b in range(nb, BT):
+                V[a, b] = phidot[a, b0 + nb - 1]
+            nz = 0
             for b in range(BT):
-                v = phidot[a, b0 + (b if b < nb else nb - 1)]
-                V[a, b] = v
+                v = V[a, b]
                 CD[a, b] = -0.5 * v * Sn[a, b]
                 SD[a, b] = 0.5 * v * C[a, b]
                 NS[a, b] = -Sn[a, b]
                 NSD[a, b] = -SD[a, b]
+                nz += v != 0.0
+            vz[a] = nz == 0  # phidot[a] = 0 on the whole tile (e.g. an angle without inputs in a force loss)
         for k in range(K):
-            Q[k] = 0.0
-            Q[k, 0] = 1.0
-            Qd[k] = 0.0
+            # ping-pong between two rows of the prefix scratch (in place, source and target would be the same
+            # arrays, which defeats the vectorised path of the lane loop)
+            P[0] = 0.0
+            P[0, 0] = 1.0
+            Pd[0] = 0.0
+            i = 0
             for e in range(bstart[k], bstart[k + 1]):
-                _tangent_step(e, Q[k], Qd[k], W, C, Sn, CD, SD, etype, eaxis, eangle, equat)
+                _tangent_step(e, P[i], Pd[i], P[1 - i], Pd[1 - i], C, Sn, CD, SD, etype, eaxis, eangle, equat, vz)
+                i = 1 - i
+            Q[k] = P[i]
+            Qd[k] = Pd[i]
         # forward: psi and its tangent dpsi (dpsi <- U dpsi + dU psi)
         X[:] = 0.0
         X[0, 0, :] = 1.0
         D[:] = 0.0
+        _identity_rows(rw)
         for t in range(T):
             if ops[t, 0] == 0:
                 k, qb = ops[t, 1], ops[t, 2]
-                _fwd_tangent(X, D, Q, Qd, k, qb, dim)
+                _fwd_tangent(X, D, Q, Qd, k, qb, rw, dim)
             else:
                 m = ops[t, 1]
-                _mono(X, X2, mperm[m], mpr[m], mpi[m], dim)
-                _mono(D, D2, mperm[m], mpr[m], mpi[m], dim)
-                X, X2 = X2, X
-                D, D2 = D2, D
-        _observe(X, L, operm, opr, opi, dim, yt)
-        _observe(D, M, operm, opr, opi, dim, ytd)
-        GQ[:] = 0.0
+                rw, rw2 = _permute(rw, rw2, mperm[m], False)
+                if not triv[m]:
+                    _phases(X, rw, mpr[m], mpi[m], False, dim)
+                    _phases(D, rw, mpr[m], mpi[m], False, dim)
+        _observe(X, L, operm, opr, opi, rw, dim, yt)
+        _observe(D, M, operm, opr, opi, rw, dim, ytd)
+        if have_gq:
+            for k in range(K):
+                for c in range(4):
+                    for b in range(nb):
+                        GQ[k, c, b] = GQin[k, c, b0 + b]
+                    for b in range(nb, BT):
+                        GQ[k, c, b] = GQin[k, c, b0 + nb - 1]
+        else:
+            GQ[:] = 0.0
         GQd[:] = 0.0
         for t in range(T - 1, -1, -1):
             if ops[t, 0] == 0:
                 k, qb = ops[t, 1], ops[t, 2]
                 # un-compute: psi_t = U^dag psi_t+1, dpsi_t = U^dag (dpsi_t+1 - dU psi_t)
-                # un-compute: psi_t = U^dag psi_t+1, dpsi_t = U^dag (dpsi_t+1 - dU psi_t)
-                _undo_tangent(X, D, Q, Qd, k, qb, dim)
-                _transition_tangent(L, M, X, D, GQ[k], GQd[k], qb, dim)
+                _undo_tangent(X, D, Q, Qd, k, qb, rw, dim)
+                if have_gq:
+                    _transition_tangent_d(L, M, X, D, GQd[k], qb, rw, dim)
+                else:
+                    _transition_tangent(L, M, X, D, GQ[k], GQd[k], qb, rw, dim)
                 if t > 0:
-                    _adjoint_tangent(L, M, Q, Qd, k, qb, dim)
+                    _adjoint_tangent(L, M, Q, Qd, k, qb, rw, dim)
             elif t > 0:
                 m = ops[t, 1]
-                _mono_adjoint(X, X2, mperm[m], mpr[m], mpi[m], dim)
-                _mono_adjoint(D, D2, mperm[m], mpr[m], mpi[m], dim)
-                _mono_adjoint(L, L2, mperm[m], mpr[m], mpi[m], dim)
-                _mono_adjoint(M, M2, mperm[m], mpr[m], mpi[m], dim)
-                X, X2 = X2, X
-                D, D2 = D2, D
-                L, L2 = L2, L
-                M, M2 = M2, M
+                if not triv[m]:
+                    _phases(X, rw, mpr[m], mpi[m], True, dim)
+                    _phases(D, rw, mpr[m], mpi[m], True, dim)
+                    _phases(L, rw, mpr[m], mpi[m], True, dim)
+                    _phases(M, rw, mpr[m], mpi[m], True, dim)
+                rw, rw2 = _permute(rw, rw2, mperm[m], True)
         # back through the quaternion products, with tangents
         Ht[:] = 0.0
         for k in range(K):
             _hvp_backprop(GQ[k], GQd[k], bstart[k], bstart[k + 1], C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eangle, equat,
-                          P, Pd, Tq, Td, W, Ht)
+                          P, Pd, Tq, Td, Ht, vz)
         for a in range(A):
             for b in range(nb):
                 H[a, b0 + b] = Ht[a, b]
     return H
+
+
+@njit(cache=True)
+def hvp(phi, phidot, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, equat, operm, opr, opi, abatch):
+    """(d^2<O>/dphi^2) . phidot [A, B] (per sample): tangents of the blocks, the state and the adjoint state."""
+    return hvp_ws(phi, phidot, np.empty((1, 4, 0)), np.empty(0), n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle,
+                  equat, operm, opr, opi, abatch)
