@@ -382,3 +382,17 @@ def test_long_runs_report_progress(pytestconfig):
     run = run_streaming([sys.executable, "-c", script], said.append, timeout=60, label="demo")
     assert run.returncode == 0
     assert [s.split(": ", 1)[1] for s in said[1:-1]] == ["rule dft_chunk:", "wildcards: system=H2O", "3 of 7 steps (43%) done"]
+
+
+@pytest.mark.parametrize("n_atoms", [2, 3, 4])
+def test_check_geometry_names_the_overlapping_pair(n_atoms):
+    """The diatomic fast path and the pair matrix of larger molecules report the same pair and distance."""
+    from qnnff.calculators import MIN_DISTANCE_A, OverlappingAtomsError, check_geometry
+
+    pos = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.6], [1.5, 0.0, 0.0], [0.0, 1.5, 0.0]])[:n_atoms]
+    check_geometry(pos, "m")  # fine
+    pos[n_atoms - 1] = pos[n_atoms - 2] + [0.0, 0.0, 0.1]
+    with pytest.raises(OverlappingAtomsError, match=rf"m: atoms {n_atoms - 2} and {n_atoms - 1} are 0.1000 A apart"):
+        check_geometry(pos, "m")
+    pos[n_atoms - 1] = pos[n_atoms - 2] + [0.0, 0.0, MIN_DISTANCE_A * 1.0001]
+    check_geometry(pos, "m")  # just outside the limit

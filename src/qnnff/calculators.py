@@ -37,6 +37,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,13 @@ def check_geometry(positions: np.ndarray, who: str, min_distance: float = MIN_DI
     if not np.isfinite(pos).all():
         bad = sorted({int(i) for i in np.nonzero(~np.isfinite(pos))[0]})
         raise NonFiniteGeometryError(f"{who}: positions of atom(s) {bad} are NaN or infinite")
-    if len(pos) > 1:
+    if len(pos) == 2:  # a diatomic (every MD step of LiH): one distance, without the pair matrix
+        d = pos[1] - pos[0]
+        r2 = float(d @ d)
+        if r2 < min_distance * min_distance:
+            raise OverlappingAtomsError(f"{who}: atoms 0 and 1 are {math.sqrt(r2):.4f} A apart, closer than "
+                                        f"{min_distance} A (overlapping atoms)")
+    elif len(pos) > 2:
         d = pos[:, None, :] - pos[None, :, :]
         r2 = np.einsum("ijk,ijk->ij", d, d)
         r2[np.diag_indices(len(pos))] = np.inf
