@@ -8,26 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from qiskit import QuantumCircuit
-from qiskit.circuit import ParameterVector
-from qiskit.quantum_info import SparsePauliOp
+from circuit_helpers import mixed_program
 
 from qnnff.qnn import kernels
 from qnnff.qnn.circuit import build_qnn_circuit
 from qnnff.qnn.engine import CompiledCircuit
-
-
-def _mixed():
-    """Fixed gates, monomials with phases (CZ, CY, S), bilinear angles, a non-diagonal observable."""
-    xp, wp = ParameterVector("x", 2), ParameterVector("w", 3)
-    qc = QuantumCircuit(3)
-    qc.h(0); qc.sx(2)
-    qc.ry(wp[0] * xp[0], 0); qc.rx(xp[0] * xp[1], 1); qc.rz(wp[1] + xp[1], 2)
-    qc.cx(0, 1); qc.cz(1, 2); qc.s(1)
-    qc.u(wp[2], xp[0], 0.3, 1); qc.swap(0, 2); qc.ry(wp[1] * wp[2], 0)
-    qc.cz(0, 1); qc.rx(wp[0] * xp[1], 0); qc.cy(2, 0); qc.ry(wp[2], 2)
-    obs = SparsePauliOp(["XIZ", "IYY", "ZII"], [0.4, -0.7, 1.1])
-    return CompiledCircuit(qc, inputs=list(xp), weights=list(wp), observable=obs), 2, 3
 
 
 def _qnn():
@@ -39,7 +24,7 @@ def _qnn():
 
 @pytest.fixture(scope="module", params=["mixed", "qnn"])
 def case(request):
-    prog, d, p = _mixed() if request.param == "mixed" else _qnn()
+    prog, d, p = mixed_program() if request.param == "mixed" else _qnn()
     rng = np.random.default_rng(11)
     B = 2 * kernels.LANES + 13  # three tiles
     x = torch.tensor(rng.uniform(-1, 1, (B, d)))

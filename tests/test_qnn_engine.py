@@ -273,7 +273,7 @@ def test_hessian_vector_product_kernel_against_finite_differences_of_the_gradien
     obs = SparsePauliOp(["XIZ", "IYY", "ZII"], [0.4, -0.7, 1.1])
     prog = CompiledCircuit(qc, inputs=list(xp), weights=list(wp), observable=obs)
     rng = np.random.default_rng(5)
-    B = 37  # more than one tile of samples
+    B = 37  # samples (several tiles: tests/test_kernels_fast_paths.py)
     phi = prog.angles_of(torch.tensor(rng.uniform(-1, 1, (B, 2))), torch.tensor(rng.uniform(-2, 2, 3))).numpy().copy()
     v = rng.normal(size=phi.shape)
     args = prog.kernel_args_per_sample

@@ -383,17 +383,14 @@ def _adjoint_tangent(L, M, Q, Qd, k, qb, rw, dim):
 @njit(cache=True)
 def _transition_tangent(L, M, X, D, acc, accd, qb, rw, dim):
     """acc += T(L, X), accd += T(M, X) + T(L, D) with T the block gradient of :func:`_back`, in two passes (one per
-    accumulator set: eight lane accumulators and sixteen loads in one loop do not vectorise, four do)."""
+    accumulator set: eight lane accumulators and sixteen loads in one loop do not vectorise, four do); the second
+    pass is :func:`_transition_tangent_d`."""
     nl = L.shape[2]
     step = 1 << qb
     a0 = np.zeros(nl)
     a1 = np.zeros(nl)
     a2 = np.zeros(nl)
     a3 = np.zeros(nl)
-    c0 = np.zeros(nl)
-    c1 = np.zeros(nl)
-    c2 = np.zeros(nl)
-    c3 = np.zeros(nl)
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
             r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
@@ -404,33 +401,18 @@ def _transition_tangent(L, M, X, D, acc, accd, qb, rw, dim):
                 a1[b] += l0r * p1i - l0i * p1r + l1r * p0i - l1i * p0r
                 a2[b] += l1r * p0r + l1i * p0i - l0r * p1r - l0i * p1i
                 a3[b] += l0r * p0i - l0i * p0r - l1r * p1i + l1i * p1r
-    for hi in range(0, dim, 2 * step):
-        for i0 in range(hi, hi + step):
-            r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
-            for b in range(nl):
-                l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
-                m0r, m0i, m1r, m1i = M[r0, 0, b], M[r0, 1, b], M[r1, 0, b], M[r1, 1, b]
-                p0r, p0i, p1r, p1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
-                d0r, d0i, d1r, d1i = D[r0, 0, b], D[r0, 1, b], D[r1, 0, b], D[r1, 1, b]
-                c0[b] += m0r * p0r + m0i * p0i + m1r * p1r + m1i * p1i + l0r * d0r + l0i * d0i + l1r * d1r + l1i * d1i
-                c1[b] += m0r * p1i - m0i * p1r + m1r * p0i - m1i * p0r + l0r * d1i - l0i * d1r + l1r * d0i - l1i * d0r
-                c2[b] += m1r * p0r + m1i * p0i - m0r * p1r - m0i * p1i + l1r * d0r + l1i * d0i - l0r * d1r - l0i * d1i
-                c3[b] += m0r * p0i - m0i * p0r - m1r * p1i + m1i * p1r + l0r * d0i - l0i * d0r - l1r * d1i + l1i * d1r
     for b in range(nl):
         acc[0, b] += 2.0 * a0[b]
         acc[1, b] += 2.0 * a1[b]
         acc[2, b] += 2.0 * a2[b]
         acc[3, b] += 2.0 * a3[b]
-        accd[0, b] += 2.0 * c0[b]
-        accd[1, b] += 2.0 * c1[b]
-        accd[2, b] += 2.0 * c2[b]
-        accd[3, b] += 2.0 * c3[b]
+    _transition_tangent_d(L, M, X, D, accd, qb, rw, dim)
 
 
 @njit(cache=True)
 def _transition_tangent_d(L, M, X, D, accd, qb, rw, dim):
-    """accd += T(M, X) + T(L, D): the second pass of :func:`_transition_tangent` alone (for :func:`hvp_gq`, whose
-    acc = T(L, X) sums are value_grad's, passed in)."""
+    """accd += T(M, X) + T(L, D): the second pass of :func:`_transition_tangent` alone (for :func:`hvp_ws` given
+    value_grad's block gradients, whose acc = T(L, X) sums they are)."""
     nl = L.shape[2]
     step = 1 << qb
     c0 = np.zeros(nl)
