@@ -365,3 +365,32 @@ def test_stretched_bond_md_matches_the_torch_path():
     assert np.abs(fast.r_A - slow.r_A).max() < 1e-9
     assert np.abs(fast.md.total_energy - slow.md.total_energy).max() < 1e-9
     assert fast.r_A.max() - fast.r_A.min() > 0.01  # the bond actually oscillates
+
+
+def test_calculator_notices_replaced_parameters_buffers_and_scaler():
+    """is_current skips looking the model's objects up while no Revisioned module was changed structurally
+    (qnnff.revision): every way of replacing one must still refreeze the evaluator."""
+    model = lih_model(seed=9)
+    calc = ModelCalculator(model)
+    atoms = Atoms("LiH", positions=[[0, 0, 0], [0, 0, 2.0]])
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    reg, feat = model.regressor, model.featurizer
+    changes = {
+        "parameter assigned": lambda: setattr(reg, "weights", torch.nn.Parameter(reg.weights.detach() + 0.05)),
+        "parameter registered": lambda: reg.register_parameter("b", torch.nn.Parameter(reg.b.detach() + 0.01)),
+        "buffer registered": lambda: feat.register_buffer("hi", feat.hi + 0.1),
+        "scaler assigned": lambda: setattr(model, "energy_scaler", EnergyScaler(center=model.energy_scaler.center + 1.0,
+                                                                                scale=model.energy_scaler.scale)),
+    }
+    for what, change in changes.items():
+        frozen = calc._frozen
+        assert frozen.is_current(model) and frozen.is_current(model), what  # (the second call: the fast path)
+        change()
+        assert not frozen.is_current(model), what
+        atoms.positions[1, 2] += 1e-4
+        e, f = atoms.get_potential_energy(), atoms.get_forces()
+        assert calc._frozen is not frozen, what
+        e_ref, f_ref = model.energy_and_forces(torch.as_tensor(atoms.positions)[None])
+        assert abs(e - float(e_ref[0])) < TOL * abs(e), what
+        assert np.abs(f - f_ref[0].detach().numpy()).max() < TOL * max(1.0, np.abs(f).max()), what

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .geometry import ARITY, COUPLED_MOMENTS, CoordinateFamily
+from .revision import Revisioned
 
 FEATURE_MAPS = ("arcsin", "pi_arcsin_arccos", "identity")
 
@@ -158,7 +159,7 @@ def coordinate_values(families: Sequence[CoordinateFamily], positions: np.ndarra
     return dict(zip(labels, values))
 
 
-class Featurizer(torch.nn.Module):
+class Featurizer(Revisioned, torch.nn.Module):
     """positions [B, n, 3] (Angstrom, float64) -> features [B, d].
 
     ``lo``/``hi`` are the training set's coordinate ranges; they map onto ``[-(1-margin), 1-margin]``

@@ -36,6 +36,7 @@ from qiskit.quantum_info import SparsePauliOp
 from ..features import EnergyScaler, Featurizer
 from ..qnn.circuit import QNNCircuitConfig, build_qnn_circuit, initial_feature_map_weights, z_observable
 from ..qnn.engine import CompiledCircuit, QNNRegressor
+from ..revision import Revisioned
 from .base import FeatureForceField, register_model
 
 CIRCUIT_BLOB = "circuit.qpy"
@@ -51,7 +52,7 @@ def _vector_parameters(circuit: QuantumCircuit, name: str) -> list[Parameter]:
 
 
 @register_model
-class QNNForceField(FeatureForceField):
+class QNNForceField(Revisioned, FeatureForceField):
     """Featurizer + QNN regressor (compiled Qiskit circuit, readout a, b) + energy scaler."""
 
     kind = "qnn"

@@ -48,6 +48,7 @@ from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from ..errors import UnsupportedCircuitError
+from ..revision import Revisioned
 from . import kernels
 
 DTYPE = torch.float64
@@ -642,7 +643,7 @@ def _simulate_autograd(prog: CompiledCircuit, phi: torch.Tensor) -> torch.Tensor
 # ---------------------------------------------------------------------------------------------------------------
 # torch module
 # ---------------------------------------------------------------------------------------------------------------
-class QNNRegressor(torch.nn.Module):
+class QNNRegressor(Revisioned, torch.nn.Module):
     """``x [B, d] -> y = a <O>(x; w) + b`` with the circuit weights ``w`` and the readout ``a, b`` as Parameters.
 
     ``mode="adjoint"`` (default) uses the fast adjoint engine, ``"autograd"`` the plain differentiable simulation.

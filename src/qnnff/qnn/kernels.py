@@ -256,6 +256,31 @@ def _observe(S, Lam, operm, opr, opi, rw, dim, y):
             y[b] += S[r, 0, b] * Lam[r, 0, b] + S[r, 1, b] * Lam[r, 1, b]
 
 
+@njit(cache=True, inline='always')
+def _back_pair(X, L, r0, r1, b, q0, q1, q2, q3):
+    """:func:`_back` on one amplitude pair (rows r0, r1) of lane b, (q0, q1, q2, q3) the block's conjugate
+    quaternion: un-computes X and steps L back in place, returns the pair's four transition terms."""
+    s0r, s0i, s1r, s1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
+    p0r = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
+    p0i = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
+    p1r = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
+    p1i = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
+    X[r0, 0, b] = p0r
+    X[r0, 1, b] = p0i
+    X[r1, 0, b] = p1r
+    X[r1, 1, b] = p1i
+    l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
+    t0 = l0r * p0r + l0i * p0i + l1r * p1r + l1i * p1i
+    t1 = l0r * p1i - l0i * p1r + l1r * p0i - l1i * p0r
+    t2 = l1r * p0r + l1i * p0i - l0r * p1r - l0i * p1i
+    t3 = l0r * p0i - l0i * p0r - l1r * p1i + l1i * p1r
+    L[r0, 0, b] = q0 * l0r + q3 * l0i - q2 * l1r + q1 * l1i
+    L[r0, 1, b] = q0 * l0i - q3 * l0r - q2 * l1i - q1 * l1r
+    L[r1, 0, b] = q2 * l0r + q1 * l0i + q0 * l1r - q3 * l1i
+    L[r1, 1, b] = q2 * l0i - q1 * l0r + q0 * l1i + q3 * l1r
+    return t0, t1, t2, t3
+
+
 @njit(cache=True)
 def _back(X, L, Q, k, qb, rw, dim, acc):
     """One backward step of the adjoint sweep over block k on qubit qb, in one pass over the amplitude pairs:
@@ -264,9 +289,25 @@ def _back(X, L, Q, k, qb, rw, dim, acc):
     2 Re(M10 - M01), 2 Im(M00 - M11) with M_ab = conj(l_a) p_b), then L <- U^dag L.
 
     The same operations in the same order as three separate passes (un-compute, transition, adjoint step), so the
-    numbers are bit-identical; one pass reads and writes each amplitude once instead of three times."""
+    numbers are bit-identical; one pass reads and writes each amplitude once instead of three times. One lane (MD's
+    single geometry) sums in scalars: the same sums, without allocating the lane accumulators of every block."""
     nl = X.shape[2]
     step = 1 << qb
+    if nl == 1:
+        q0, q1, q2, q3 = Q[k, 0, 0], -1.0 * Q[k, 1, 0], -1.0 * Q[k, 2, 0], -1.0 * Q[k, 3, 0]
+        s0 = s1 = s2 = s3 = 0.0
+        for hi in range(0, dim, 2 * step):
+            for i0 in range(hi, hi + step):
+                t0, t1, t2, t3 = _back_pair(X, L, rw[i0], rw[i0 + step], 0, q0, q1, q2, q3)
+                s0 += t0
+                s1 += t1
+                s2 += t2
+                s3 += t3
+        acc[0, 0] += 2.0 * s0
+        acc[1, 0] += 2.0 * s1
+        acc[2, 0] += 2.0 * s2
+        acc[3, 0] += 2.0 * s3
+        return
     a0 = np.zeros(nl)  # local accumulators: provably not aliased, so the lane loop vectorises
     a1 = np.zeros(nl)
     a2 = np.zeros(nl)
@@ -275,28 +316,12 @@ def _back(X, L, Q, k, qb, rw, dim, acc):
         for i0 in range(hi, hi + step):
             r0, r1 = rw[i0], rw[i0 + step]  # the pair's rows (logical -> physical, see _permute)
             for b in range(nl):
-                q0 = Q[k, 0, b]
-                q1 = -1.0 * Q[k, 1, b]
-                q2 = -1.0 * Q[k, 2, b]
-                q3 = -1.0 * Q[k, 3, b]
-                s0r, s0i, s1r, s1i = X[r0, 0, b], X[r0, 1, b], X[r1, 0, b], X[r1, 1, b]
-                p0r = q0 * s0r + q3 * s0i - q2 * s1r + q1 * s1i
-                p0i = q0 * s0i - q3 * s0r - q2 * s1i - q1 * s1r
-                p1r = q2 * s0r + q1 * s0i + q0 * s1r - q3 * s1i
-                p1i = q2 * s0i - q1 * s0r + q0 * s1i + q3 * s1r
-                X[r0, 0, b] = p0r
-                X[r0, 1, b] = p0i
-                X[r1, 0, b] = p1r
-                X[r1, 1, b] = p1i
-                l0r, l0i, l1r, l1i = L[r0, 0, b], L[r0, 1, b], L[r1, 0, b], L[r1, 1, b]
-                a0[b] += l0r * p0r + l0i * p0i + l1r * p1r + l1i * p1i
-                a1[b] += l0r * p1i - l0i * p1r + l1r * p0i - l1i * p0r
-                a2[b] += l1r * p0r + l1i * p0i - l0r * p1r - l0i * p1i
-                a3[b] += l0r * p0i - l0i * p0r - l1r * p1i + l1i * p1r
-                L[r0, 0, b] = q0 * l0r + q3 * l0i - q2 * l1r + q1 * l1i
-                L[r0, 1, b] = q0 * l0i - q3 * l0r - q2 * l1i - q1 * l1r
-                L[r1, 0, b] = q2 * l0r + q1 * l0i + q0 * l1r - q3 * l1i
-                L[r1, 1, b] = q2 * l0i - q1 * l0r + q0 * l1i + q3 * l1r
+                t0, t1, t2, t3 = _back_pair(X, L, r0, r1, b, Q[k, 0, b], -1.0 * Q[k, 1, b], -1.0 * Q[k, 2, b],
+                                            -1.0 * Q[k, 3, b])
+                a0[b] += t0
+                a1[b] += t1
+                a2[b] += t2
+                a3[b] += t3
     for b in range(nl):
         acc[0, b] += 2.0 * a0[b]
         acc[1, b] += 2.0 * a1[b]
