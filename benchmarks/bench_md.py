@@ -7,7 +7,7 @@ velocity Verlet, dt = 0.5 fs, 20,000 steps, a frame recorded every 5 steps as in
 * a QNN with the paper's LiH circuit (N = 2, D = 10, full / full feature maps, l = 2; 50 circuit weights) and random
   weights (the model's seeded initialisation; the first seed whose well keeps the bond inside the domain from
   r = 2.2 A is taken, checked on a grid of r before the run), featurizer bounds r in [1, 4] A as in the config;
-* the trained model ``results/LiH/models/qnn/model.zip`` if the pipeline has produced it;
+* the committed median-seed model of the best protocol, ``results/LiH/models/qnn/best/seed<k>/model.zip`` (k from ``seeds.json``), if it exists;
 
 each through the frozen evaluator (``backend = "frozen"``, the calculator's default for QNN models) and through the
 torch engine (``ModelCalculator(model, frozen=False)``). Reported: velocity-Verlet steps per second as
@@ -15,7 +15,7 @@ torch engine (``ModelCalculator(model, frozen=False)``). Reported: velocity-Verl
 the run completed inside the domain, and the largest difference in r(t) and in the total energy between the two
 paths over the recorded frames (they integrate the same forces, so these stay at round-off).
 
-Then H3O+ (the paper's 6-qubit circuit): the trained model ``results/H3O+/models/qnn/model.zip`` if it exists,
+Then H3O+ (the paper's 6-qubit circuit): the committed median-seed model ``results/H3O+/models/qnn/best/seed<k>/model.zip`` if it exists,
 otherwise the seeded random initialisation with bounds from the config's sampling box, in an NVE run from the config's
 start geometry at 300 K (dt = 0.25 fs), frozen path and torch path.
 
@@ -34,6 +34,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -54,8 +55,20 @@ from qnnff.qnn.frozen import FrozenQNN  # noqa: E402
 
 LIH_CIRCUIT = dict(n_qubits=2, depth=10, feature_map="full", feature_map_reps=2, trainable_feature_map="full",
                    trainable_feature_map_reps=2)
-TRAINED = REPO / "results" / "LiH" / "models" / "qnn" / "model.zip"
-TRAINED_H3O = REPO / "results" / "H3O+" / "models" / "qnn" / "model.zip"
+
+
+def median_seed_model(system: str, protocol: str = "best") -> Path:
+    """The committed median-seed QNN of ``system`` under ``protocol`` (the model the pipeline's MD drives):
+    ``results/<system>/models/qnn/<protocol>/seed<k>/model.zip`` with k from that directory's ``seeds.json``."""
+    d = REPO / "results" / system / "models" / "qnn" / protocol
+    try:
+        return d / f"seed{json.loads((d / 'seeds.json').read_text())['median_seed']}" / "model.zip"
+    except (OSError, KeyError, ValueError):
+        return d / "seeds.json"  # does not exist or is unreadable: reported as "no trained model"
+
+
+TRAINED = median_seed_model("LiH")
+TRAINED_H3O = median_seed_model("H3O+")
 H3O_CIRCUIT = dict(n_qubits=6, depth=10, feature_map="linear", feature_map_reps=3, trainable_feature_map="linear",
                    trainable_feature_map_reps=3)
 H3O_START = {"r1": 0.98, "r2": 0.98, "r3": 0.98, "a1": 112.0, "a2": 112.0, "d": 127.0}
@@ -90,7 +103,7 @@ def random_lih_model(r_start: float, max_seed: int = 100) -> tuple[QNNForceField
 def h3o_model():
     """The trained H3O+ QNN if the pipeline produced it, else the seeded initialisation on the config's box."""
     if TRAINED_H3O.exists():
-        return "trained", load_model(TRAINED_H3O)
+        return f"trained ({TRAINED_H3O.parent.parent.name}/{TRAINED_H3O.parent.name})", load_model(TRAINED_H3O)
     fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2), (0, 3))),
             CoordinateFamily("a_HOH", "angle", ((1, 0, 2), (1, 0, 3), (2, 0, 3)))]
     fz = Featurizer(families=fams, feature_map="arcsin", lo=[0.85, -0.01, -0.001, 95.0, -20.0, -50.0],
@@ -143,7 +156,7 @@ def main() -> None:
     models.append((f"random weights (seed {seed})", model))
     if args.model.exists():
         print(f"trained model: {args.model}")
-        models.append(("trained", load_model(args.model)))
+        models.append((f"trained ({args.model.parent.parent.name}/{args.model.parent.name})", load_model(args.model)))
     else:
         print(f"(no trained model at {args.model}: only the random-weight model is benchmarked)")
 
