@@ -2,10 +2,10 @@
 rule needs (the way pypsa-eur's ``config_provider`` does), and the rule passes it to its job as ``params.settings``.
 
 A slice has the shape of a configuration (``{"seed": ..., "systems": {system: {...}}, ...}``) reduced to the keys its
-rule reads, so the stage functions parse it with the same typed readers as a whole config
+rule reads, so the job specs (:mod:`qnnff.jobs`) parse it with the same typed readers as a whole config
 (:func:`qnnff.config.system_spec`, :func:`qnnff.protocols.training_settings`, ...), and the hashes written into the
 artifacts' provenance (:func:`qnnff.config.data_hash`, :func:`qnnff.protocols.model_hash`) come out the same from a
-slice as from the whole config (``tests/test_settings.py``). Because ``params`` are one of Snakemake's rerun triggers,
+slice as from the whole config (``tests/test_settings.py``, ``tests/test_jobs.py``). Because ``params`` are one of Snakemake's rerun triggers,
 the slice is also what reruns a job: a job reruns when, and only when, a key in its slice changes. So the slices are
 as narrow as the rules allow:
 
@@ -25,11 +25,13 @@ as narrow as the rules allow:
   adding grid values or seeds adds jobs and reruns none; ``study_table``: the same with the whole study and ``seeds``.
 
 Rules that read only files (``select_seeds``, ``errors_table``, ``md_table``, ``figure_md``, ``figures_summary``) get
-no settings. A stage function parses its slice once into typed settings: :class:`qnnff.config.SystemSpec`,
-:class:`TrainingSettings`, :class:`MDSettings`, :class:`SliceSettings`, :class:`EffdimSettings`, :class:`AerSettings`,
-:class:`qnnff.qnn.spec.QNNCircuitConfig` and :class:`qnnff.studies.Study`, each over the schema's defaults; what it
-calls reads their attributes, not the config's keys. This module imports the standard library and
-:mod:`qnnff.config` at its top (the workflow parses it at every start-up; torch is never loaded by it).
+no settings. A job's script parses its slice once, at the job boundary, into its job's spec (:mod:`qnnff.jobs`), made
+of the typed settings below (:class:`TrainingSettings`, :class:`QNNSettings`, :class:`NNSettings`,
+:class:`BPNNSettings`, :class:`MDSettings`, :class:`SliceSettings`, :class:`EffdimSettings`, :class:`AerSettings`,
+:class:`ReproductionSettings`), :class:`qnnff.config.SystemSpec` and :class:`qnnff.studies.Study`, each over the
+schema's defaults, with its seeds and hashes; the stage function and what it calls read their attributes, not the
+config's keys. This module imports the standard library and :mod:`qnnff.config` at its top (the workflow parses it at
+every start-up; torch is never loaded by it).
 """
 
 from __future__ import annotations
