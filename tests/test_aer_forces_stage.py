@@ -11,7 +11,7 @@ from test_qnn_shift import lih_model, lih_positions
 
 from qnnff.evaluation import aer_rows
 from qnnff.stages import SeedSet
-from qnnff.stages.evaluate import aer_evaluation
+from qnnff.stages.evaluate import AerJob, aer_evaluation
 
 
 def test_aer_evaluation_forces_and_runtime_rows(tmp_path, repo):
@@ -28,7 +28,7 @@ def test_aer_evaluation_forces_and_runtime_rows(tmp_path, repo):
     cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     cfg["systems"]["LiH"]["models"]["qnn"]["aer"] = {"shots": 2000, "noise": "depolarizing", "n_points": 6, "force_points": 3}
     cfg["systems"]["LiH"]["models"]["qnn"]["hardware"] = {"backend": "FakeManilaV2", "shots": 1000, "n_points": 2, "max_qpu_seconds": 1000}
-    out = aer_evaluation(cfg, "LiH", seeds, str(tmp_path / "test.npz"), str(tmp_path / "aer.json"))
+    out = aer_evaluation(AerJob.of(cfg, system="LiH", protocol="best"), seeds, str(tmp_path / "test.npz"), str(tmp_path / "aer.json"))
     saved = json.loads((tmp_path / "aer.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert (saved["protocol"], saved["seed"]) == ("best", 1)  # the median seed's model was evaluated

@@ -63,22 +63,24 @@ def test_newton_rejected_when_discontinuous():
 
 
 def test_failed_points_reported_and_rule_fails(tmp_path, test_config):
+    from qnnff.jobs import DataJob
     from qnnff.stages import data
 
     cfg = test_config
     cfg["systems"] = {"LiH": cfg["systems"]["LiH"]}
     cfg["dft"].update(method="dft", max_cycle=1, max_failed_fraction=0.1)
     pts = tmp_path / "points.csv"
-    df = data.sample_points(cfg, "LiH", pts)
+    job = DataJob.of(cfg, system="LiH")
+    df = data.sample_points(job, pts)
     xyz, js = [], []
     for chunk in sorted(df["chunk"].unique()):
         xyz.append(tmp_path / f"{chunk}.extxyz")
         js.append(tmp_path / f"{chunk}.json")
-        data.dft_chunk(cfg, "LiH", pts, chunk, xyz[-1], js[-1])
+        data.dft_chunk(job, pts, chunk, xyz[-1], js[-1])
     status = json.loads(js[0].read_text())
     assert status["n_converged"] < status["n_points"]
     with pytest.raises(RuntimeError, match="dft.max_failed_fraction"):
-        data.assemble_dataset(cfg, "LiH", xyz, js, tmp_path / "train.extxyz", tmp_path / "test.extxyz",
+        data.assemble_dataset(job, xyz, js, tmp_path / "train.extxyz", tmp_path / "test.extxyz",
                               tmp_path / "report.md", tmp_path / "report.json")
     report = (tmp_path / "report.md").read_text()
     assert "Failed points" in report and "diis: not converged" in report

@@ -49,6 +49,7 @@ def test_shot_calculator_rejects_bad_settings(model):
 
 
 def test_run_md_shots_writes_summary(model, tmp_path, repo):
+    from qnnff.jobs import MDJob
     from qnnff.stages.md import run_md_shots
 
     cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
@@ -61,16 +62,17 @@ def test_run_md_shots_writes_summary(model, tmp_path, repo):
               "files": [str(tmp_path / "seed0" / "model.zip"), str(tmp_path / "seed1" / "model.zip")]}
     exact = tmp_path / "exact.extxyz"
     bond(ModelCalculator(model), n_steps=20, log_every=2, trajectory_path=exact)
-    out = run_md_shots(cfg, "LiH", 512, models, str(exact), str(tmp_path / "t.extxyz"), str(tmp_path / "s.json"))
+    job = MDJob.of(cfg, system="LiH")
+    out = run_md_shots(job, 512, models, str(exact), str(tmp_path / "t.extxyz"), str(tmp_path / "s.json"))
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert saved["model"] == "qnn-shots512" and saved["n_steps"] == 10 and saved["circuits_per_force_evaluation"] == 73
     assert (saved["protocol"], saved["seed"]) == ("best", 1)
     d = saved["deviation_from_exact_qnn"]
     assert d["window_fs"] == pytest.approx(5.0) and d["max_abs_deviation_A"] > 0 and d["tolerance_A"] == 0.1
-    again = run_md_shots(cfg, "LiH", 512, models, str(exact), str(tmp_path / "t2.extxyz"), str(tmp_path / "s2.json"))
+    again = run_md_shots(job, 512, models, str(exact), str(tmp_path / "t2.extxyz"), str(tmp_path / "s2.json"))
     assert again["deviation_from_exact_qnn"] == out["deviation_from_exact_qnn"]  # seeded from the config seed
     from qnnff.config import ConfigError
 
     with pytest.raises(ConfigError, match="1024 shots requested"):
-        run_md_shots(cfg, "LiH", 1024, models, str(exact), str(tmp_path / "t3.extxyz"), str(tmp_path / "s3.json"))
+        run_md_shots(job, 1024, models, str(exact), str(tmp_path / "t3.extxyz"), str(tmp_path / "s3.json"))

@@ -13,6 +13,7 @@ from qnnff.compare import compare_tables
 from qnnff.compare import main as compare_main
 from qnnff.evaluation import error_table, mean_sd, select_seeds, write_error_table
 from qnnff.reproduction import effdim_verdict, error_verdict, oscillation_period, scorecard, write_scorecard
+from qnnff.settings import ReproductionSettings
 
 SCALE = 0.5  # eV
 
@@ -113,7 +114,7 @@ def scorecard_inputs(tmp_path, qnn_best_errors):
 def test_scorecard_numbers_ratios_and_verdicts(tmp_path):
     # best protocol: RMSE(E) = 0.001/0.5 = 0.002 scaled (better than 0.005); RMSE(F) = 0.05/0.5 = 0.1 (within 2x of 0.06)
     cfg, errors, effdims, md = scorecard_inputs(tmp_path, [(0.001, 0.05)] * 3)
-    sc = scorecard(cfg, errors, effdims, md)
+    sc = scorecard(ReproductionSettings.of(cfg), errors, effdims, md)
     write_scorecard(sc, tmp_path / "r.csv", tmp_path / "r.md")
     back = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
     assert len(back) == len(sc)

@@ -14,9 +14,17 @@ from rule_helpers import rule_scripts
 
 from qnnff import dataset as ds
 from qnnff.integrity import IntegrityError, load_npz
+from qnnff.jobs import DataJob, EffdimJob, FiguresJob, MDJob, MetricsJob, TrainJob
 from qnnff.settings import rule_settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def job_of(spec, cfg: dict, rule: str, **wildcards):
+    """The spec of one job as its script builds it: from the rule's settings slice and the wildcard values."""
+    return spec.of(rule_settings(cfg, rule, **wildcards), **wildcards)
+
+
 RULE_FILES = ("data", "features", "train", "evaluate", "md", "figures", "studies")
 
 
@@ -130,7 +138,7 @@ def test_sample_points_writes_the_planned_points(tmp_path, lih_config):
     from qnnff.stages.data import sample_points
 
     out = tmp_path / "points.csv"
-    df = sample_points(rule_settings(lih_config, "sample_points", system="LiH"), "LiH", out)
+    df = sample_points(job_of(DataJob, lih_config, "sample_points", system="LiH"), out)
     saved = pd.read_csv(out)
     want = plan_points(system_spec(lih_config, "LiH"), lih_config["seed"])
     assert list(saved.columns) == ["split", "point", "chunk", "r"] and len(saved) == 8 + 4
@@ -146,14 +154,14 @@ def test_dft_chunk_computes_one_chunk(tmp_path, lih_config):
     pts = tmp_path / "points.csv"
     pd.DataFrame({"split": ["test", "test"], "point": ["test-00000", "test-00001"], "chunk": ["test-000"] * 2,
                   "r": [1.5, 1.7]}).to_csv(pts, index=False)
-    status = dft_chunk(rule_settings(lih_config, "dft_chunk", system="LiH"), "LiH", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
+    status = dft_chunk(job_of(DataJob, lih_config, "dft_chunk", system="LiH"), pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
     assert status["n_converged"] == 2 and json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(status))
     frames = ds.read_frames(tmp_path / "c.extxyz")
     assert [a.info["point"] for a in frames] == ["test-00000", "test-00001"]
     assert frames[1].info["ic_r_LiH"] == pytest.approx(1.7) and frames[1].info["basis"] == "sto-3g"
     assert frames[0].info["REF_energy"] == pytest.approx(frames[0].info["energy_hartree"] * 27.211386, rel=1e-6)
     with pytest.raises(ValueError, match="no points in chunk 'train-000'"):
-        dft_chunk(rule_settings(lih_config, "dft_chunk", system="LiH"), "LiH", pts, "train-000", tmp_path / "d.extxyz", tmp_path / "d.json")
+        dft_chunk(job_of(DataJob, lih_config, "dft_chunk", system="LiH"), pts, "train-000", tmp_path / "d.extxyz", tmp_path / "d.json")
 
 
 def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp_path, test_config):
@@ -173,7 +181,7 @@ def test_dft_chunk_labels_every_internal_coordinate_coupled_moments_included(tmp
     point = {"r1": 0.95, "r2": 1.0, "r3": 1.05, "a1": 108.0, "a2": 114.0, "d": 125.0}
     pts = tmp_path / "points.csv"
     pd.DataFrame([{"split": "test", "point": "test-00000", "chunk": "test-000", **point}]).to_csv(pts, index=False)
-    dft_chunk(rule_settings(cfg, "dft_chunk", system="H3O+"), "H3O+", pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
+    dft_chunk(job_of(DataJob, cfg, "dft_chunk", system="H3O+"), pts, "test-000", tmp_path / "c.extxyz", tmp_path / "c.json")
     (frame,) = ds.read_frames(tmp_path / "c.extxyz")
     spec = system_spec(cfg, "H3O+")
     labels = coordinate_labels(spec.families)
@@ -204,7 +212,7 @@ def test_assemble_dataset_concatenates_per_split_and_fails_above_the_limit(tmp_p
     tr = write_chunk(tmp_path, "train-000", [2.0, 1.5, 3.0], rescued=["train-00001"])
     te = write_chunk(tmp_path, "test-000", [2.2, 2.7])
     outs = [tmp_path / n for n in ("train.extxyz", "test.extxyz", "report.md", "report.json")]
-    report = assemble_dataset(rule_settings(lih_config, "assemble_dataset", system="LiH"), "LiH", [te[0], tr[0]], [te[1], tr[1]], *outs)
+    report = assemble_dataset(job_of(DataJob, lih_config, "assemble_dataset", system="LiH"), [te[0], tr[0]], [te[1], tr[1]], *outs)
     train, test = ds.read_frames(outs[0]), ds.read_frames(outs[1])
     assert [a.info["point"] for a in train] == ["train-00000", "train-00001", "train-00002"]
     assert [a.info["point"] for a in test] == ["test-00000", "test-00001"]
@@ -219,13 +227,13 @@ def test_assemble_dataset_concatenates_per_split_and_fails_above_the_limit(tmp_p
     te = write_chunk(bad, "test-000", [2.2, 2.7])
     outs = [bad / n for n in ("train.extxyz", "test.extxyz", "report.md", "report.json")]
     with pytest.raises(RuntimeError, match=r"LiH: 1 of 6 DFT points failed .*dft.max_failed_fraction"):
-        assemble_dataset(rule_settings(lih_config, "assemble_dataset", system="LiH"), "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
+        assemble_dataset(job_of(DataJob, lih_config, "assemble_dataset", system="LiH"), [tr[0], te[0]], [tr[1], te[1]], *outs)
     assert "train-00009" in outs[2].read_text() and not outs[0].exists()
 
     # a chunk whose frames disagree with its status file
     (bad / "train-000.json").write_text(json.dumps({**json.loads((bad / "train-000.json").read_text()), "n_converged": 4}))
     with pytest.raises(IntegrityError, match="status file records 4 converged points"):
-        assemble_dataset(rule_settings(lih_config, "assemble_dataset", system="LiH"), "LiH", [tr[0], te[0]], [tr[1], te[1]], *outs)
+        assemble_dataset(job_of(DataJob, lih_config, "assemble_dataset", system="LiH"), [tr[0], te[0]], [tr[1], te[1]], *outs)
 
 
 # ------------------------------------------------------------------ features
@@ -237,7 +245,7 @@ def featurized(datasets, tmp_path_factory):
 
     cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     d = tmp_path_factory.mktemp("features")
-    featurize(rule_settings(cfg, "featurize", system="LiH"), "LiH", str(datasets / "train.extxyz"), str(datasets / "test.extxyz"),
+    featurize(job_of(DataJob, cfg, "featurize", system="LiH"), str(datasets / "train.extxyz"), str(datasets / "test.extxyz"),
               str(d / "scalers.json"),
               str(d / "train.npz"), str(d / "test.npz"))
     return cfg, d
@@ -267,7 +275,9 @@ def trained(featurized):
     m = d / "models" / "nn" / "best"
     for k in range(2):
         s = m / f"seed{k}"
-        train(rule_settings(cfg, "train", system="LiH", kind="nn", protocol="best"), "LiH", "nn", "best", k, str(d / "scalers.json"),
+        job = TrainJob.of(rule_settings(cfg, "train", system="LiH", kind="nn", protocol="best"), system="LiH", kind="nn",
+                          protocol="best", seed_index=k)
+        train(job, str(d / "scalers.json"),
               str(d / "train.npz"), str(d / "test.npz"), str(s / "model.zip"),
               str(s / "test_predictions.extxyz"), str(s / "learning_curve.csv"), str(s / "train_summary.json"), str(s / "checkpoint.pt"))
     sel = select_seeds("LiH", "nn", "best", [str(m / f"seed{k}" / "test_predictions.extxyz") for k in range(2)],
@@ -308,7 +318,7 @@ def test_run_md_drives_the_median_seed_and_md_table(trained, tmp_path):
     cfg = {**cfg, "systems": {"LiH": {**cfg["systems"]["LiH"], "md": {**cfg["systems"]["LiH"]["md"], "n_steps": 20}}}}
     models = {"kind": "nn", "protocol": "best", "selection": str(m / "seeds.json"),
               "files": [str(m / f"seed{k}" / "model.zip") for k in range(2)]}  # params.models of rule run_md
-    out = run_md(rule_settings(cfg, "run_md", system="LiH"), "LiH", models, str(tmp_path / "md" / "trajectory.extxyz"),
+    out = run_md(job_of(MDJob, cfg, "run_md", system="LiH"), models, str(tmp_path / "md" / "trajectory.extxyz"),
                  str(tmp_path / "md" / "summary.json"))
     assert (out["model"], out["protocol"], out["seed"], out["n_steps"]) == ("nn", "best", sel["median_seed"], 20)
     assert out["r_start_A"] == 2.2 and len(ds.read_frames(tmp_path / "md" / "trajectory.extxyz")) == 20 // 5 + 1
@@ -332,7 +342,7 @@ def test_metrics_records_tables_and_manifest(trained, tmp_path, lih_config):
     errors_table("LiH", [str(m / "seeds.json")], {}, [], str(d / "scalers.json"), str(tmp_path / "LiH_errors.csv"), str(tmp_path / "e.md"))
     pd.DataFrame([{"system": "LiH", "model": "nn", "drift [eV/atom/ps]": 1e-4}]).to_csv(tmp_path / "md.csv", index=False)
     artifacts = [str(tmp_path / "LiH_errors.csv"), str(tmp_path / "md.csv")]
-    metrics(rule_settings(lih_config, "metrics"), [artifacts[0]], artifacts[1], artifacts, str(tmp_path / "metrics.json"),
+    metrics(MetricsJob.of(rule_settings(lih_config, "metrics")), [artifacts[0]], artifacts[1], artifacts, str(tmp_path / "metrics.json"),
             str(tmp_path / "MANIFEST.sha256"))
     rec = json.loads((tmp_path / "metrics.json").read_text())
     assert set(rec) == {"units", "errors", "provenance", "md"} and len(rec["errors"]["LiH"]) == 2
@@ -340,7 +350,7 @@ def test_metrics_records_tables_and_manifest(trained, tmp_path, lih_config):
     lines = (tmp_path / "MANIFEST.sha256").read_text().splitlines()
     assert lines == [f"{sha256(p)}  {p}" for p in sorted(artifacts + [str(tmp_path / "metrics.json")])]
     # the studies never change the pipeline's results: their config leaves the provenance hash alone
-    metrics(rule_settings({**lih_config, "studies": {"x": {}}}, "metrics"), [artifacts[0]], None, artifacts, str(tmp_path / "m2.json"),
+    metrics(MetricsJob.of(rule_settings({**lih_config, "studies": {"x": {}}}, "metrics")), [artifacts[0]], None, artifacts, str(tmp_path / "m2.json"),
             str(tmp_path / "M2"))
     assert json.loads((tmp_path / "m2.json").read_text())["provenance"]["config_hash"] == rec["provenance"]["config_hash"]
 
@@ -360,12 +370,12 @@ a = json.loads({json.dumps(json.dumps(args))})
 from qnnff.stages.train import select_seeds
 from qnnff.stages.evaluate import errors_table
 from qnnff.stages.md import md_table
-from qnnff.stages.figures import metrics
+from qnnff.stages.figures import MetricsJob, metrics
 o = a["out"]
 select_seeds("LiH", "nn", "best", a["sel"], a["sum"], a["scalers"], o + "/seeds.json")
 errors_table("LiH", [a["seeds"]], {{}}, [], a["scalers"], o + "/e.csv", o + "/e.md")
 md_table([o + "/md.json"], o + "/md.csv", o + "/md.md")
-metrics(a["cfg"], [o + "/e.csv"], o + "/md.csv", [o + "/e.csv", o + "/md.csv"], o + "/metrics.json", o + "/MANIFEST")
+metrics(MetricsJob.of(a["cfg"]), [o + "/e.csv"], o + "/md.csv", [o + "/e.csv", o + "/md.csv"], o + "/metrics.json", o + "/MANIFEST")
 print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -383,9 +393,10 @@ def test_study_point_works_next_to_its_metrics(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(studies, "run_point", lambda *a, **kw: seen.update(args=a, **kw) or {"ok": 1})
-    assert study_point({"seed": 1}, "tiny", "lr-0.1", "2", train_xyz="tr", test_xyz="te",
-                       out_json="results/studies/tiny/lr-0.1/seed2/metrics.json", pipeline_model="m") == {"ok": 1}
-    assert seen["args"] == ({"seed": 1}, "tiny", "lr-0.1", 2) and seen["workdir"] == "results/studies/tiny/lr-0.1/seed2"
+    job = object()  # a StudyPointJob (tests/test_jobs.py), passed on as it is
+    assert study_point(job, train_xyz="tr", test_xyz="te", out_json="results/studies/tiny/lr-0.1/seed2/metrics.json",
+                       pipeline_model="m") == {"ok": 1}
+    assert seen["args"] == (job,) and seen["workdir"] == "results/studies/tiny/lr-0.1/seed2"
     assert (seen["pipeline_model"], seen["pipeline_predictions"], seen["pipeline_summary"]) == ("m", None, None)
 
 
@@ -395,15 +406,15 @@ def test_effective_dimension_is_the_mean_over_draws_and_repeats(trained, tmp_pat
 
     cfg, d, m, sel = trained
     cfg = {**cfg, "effective_dimension": {"n_theta": 4, "n_inputs": 5, "n_draws": 3, "gamma": 1.0, "n_grid": [20, 100, 1000]}}
-    settings = rule_settings(cfg, "effective_dimension")
-    args = ("LiH", "nn", str(m / "seed0" / "model.zip"), str(d / "train.npz"))
-    out = effective_dimension(settings, *args, str(tmp_path / "a.json"))
+    job = EffdimJob.of(rule_settings(cfg, "effective_dimension"), system="LiH", kind="nn")
+    args = (str(m / "seed0" / "model.zip"), str(d / "train.npz"))
+    out = effective_dimension(job, *args, str(tmp_path / "a.json"))
     assert len(out["draws"]) == 3 and out["d_n_over_d"] == pytest.approx(np.mean(out["draws"]))
     assert out["d_n_over_d_sd"] == pytest.approx(np.std(out["draws"], ddof=1)) and out["d_n_over_d_sd"] > 0
     assert all(np.isfinite(v) and v > 0 for v in out["draws"]) and out["d_n"] == pytest.approx(out["d_n_over_d"] * out["n_params"])
     assert out["curve"]["n"] == [20, 100, 1000] and out["n_train"] == 9  # below 20: reported at n = 20
     assert out["settings"] == {"n_theta": 4, "n_inputs": 5, "n_draws": 3, "gamma": 1.0, "theta_range": [-1.0, 1.0]}
-    again = effective_dimension(settings, *args, str(tmp_path / "b.json"))  # the config seed fixes every draw
+    again = effective_dimension(job, *args, str(tmp_path / "b.json"))  # the config seed fixes every draw
     assert again["draws"] == out["draws"]
     assert json.loads((tmp_path / "a.json").read_text())["draws"] == out["draws"]
 
@@ -422,7 +433,7 @@ def test_figures_system_and_summary_draw_every_figure(trained, datasets, tmp_pat
     models = [{**seeds, "files": [str(m / f"seed{k}" / "model.zip") for k in range(2)]}]
     predictions = [{**seeds, "files": [str(m / f"seed{k}" / "test_predictions.extxyz") for k in range(2)]}]
     out = {k: str(tmp_path / f"{k}.{k.rsplit('_', 1)[1]}") for k in ("parity_png", "parity_pdf", "curve_png", "curve_pdf")}
-    figures_system(rule_settings(cfg, "figures_system", system="LiH"), "LiH", models, predictions,
+    figures_system(job_of(FiguresJob, cfg, "figures_system", system="LiH"), models, predictions,
                    str(datasets / "train.extxyz"), str(datasets / "test.extxyz"), None, out)
     png_and_pdf(*out.values())
     effdim = tmp_path / "effdim.json"
@@ -441,7 +452,7 @@ def test_run_md_dft_and_figure_md(lih_config, tmp_path):
 
     lih_config["systems"]["LiH"]["md"].update(n_steps_dft=3, log_every=1)
     traj, summ = str(tmp_path / "dft.extxyz"), str(tmp_path / "dft.json")
-    out = run_md_dft(rule_settings(lih_config, "run_md_dft", system="LiH"), "LiH", traj, summ)  # HF/STO-3G PySCF forces
+    out = run_md_dft(job_of(MDJob, lih_config, "run_md_dft", system="LiH"), traj, summ)  # HF/STO-3G PySCF forces
     assert (out["model"], out["protocol"], out["n_steps"], out["r_start_A"]) == ("dft", None, 3, 2.2)
     frames = ds.read_frames(traj)
     assert len(frames) == 4 and frames[0].get_distance(0, 1) == pytest.approx(2.2)
@@ -455,7 +466,7 @@ def test_dft_slice_scans_the_slice_variable_with_the_others_held(test_config, tm
     from qnnff.stages.figures import dft_slice
 
     test_config["systems"]["H2O"]["slice"] = {"variable": "theta", "n": 3, "values": {"r1": 0.97, "r2": 1.01}}
-    dft_slice(rule_settings(test_config, "dft_slice", system="H2O"), "H2O", str(tmp_path / "slice.extxyz"))
+    dft_slice(job_of(FiguresJob, test_config, "dft_slice", system="H2O"), str(tmp_path / "slice.extxyz"))
     frames = ds.read_frames(tmp_path / "slice.extxyz")
     lo, hi = test_config["systems"]["H2O"]["variables"]["theta"]
     assert [a.info["slice_value"] for a in frames] == pytest.approx(np.linspace(lo, hi, 3).tolist())

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from qnnff.config import ConfigError, check_config
+from qnnff.jobs import StudyJob
 from qnnff.studies import apply_point, loglog_slope, parse_studies, parse_study, reuses_pipeline_model, study_table
 
 
@@ -124,7 +125,7 @@ def test_study_table_rows_means_and_slopes(tmp_path, test_config):
     # RMSE(E) = n^-0.5 (chi 0) and n^-0.25 (chi 1), times a seed factor around 1
     files = _fake_metrics(tmp_path, cfg, "s", lambda p, k: p.n_train ** (-0.5 if p.settings["chi"] == 0 else -0.25) * (1 + 0.01 * (k - 1)))
     out = {n: str(tmp_path / f"table.{n}") for n in ("csv", "md", "png", "pdf")}
-    study_table(cfg, "s", files, out["csv"], out["md"], out["png"], out["pdf"])
+    study_table(StudyJob.of(cfg, study="s"), files, out["csv"], out["md"], out["png"], out["pdf"])
     rows = pd.read_csv(out["csv"])
     assert len(rows) == 6 * 3 and sorted(rows["seed"].unique()) == [0, 1, 2]
     md = (tmp_path / "table.md").read_text()

@@ -27,6 +27,7 @@ import pandas as pd
 from . import dataset as ds
 from .evaluation import MODEL_LABELS, mean_sd, pm
 from .io import atomic_path, write_text_atomic
+from .settings import ReproductionSettings
 
 METRICS = {"rmse_e": ("RMSE(E) [scaled]", "RMSE(E)", "scaled (energy / scale)"),
            "rmse_f": ("RMSE(F) [scaled, 1/A]", "RMSE(F)", "scaled (1/Angstrom)")}
@@ -78,13 +79,13 @@ def md_period_row(system: str, kind: str, protocol: str, model_traj: str | Path,
             "note": f"paper column: DFT period over the DFT run ({t_dft.max():.0f} fs); relative difference {rel:+.2%}"}
 
 
-def scorecard(cfg: dict, error_csvs: dict[str, str | Path], effdims: dict[tuple[str, str], str | Path],
+def scorecard(rep: ReproductionSettings, error_csvs: dict[str, str | Path], effdims: dict[tuple[str, str], str | Path],
               md_summaries: Sequence[str | Path], period_trajectories: tuple[str, str] | None = None) -> pd.DataFrame:
-    """The scorecard as a DataFrame (see the module docstring)."""
-    rep = cfg["reproduction"]
-    held = rep.get("protocol", "best")
+    """The scorecard as a DataFrame (see the module docstring); ``rep``: the ``reproduction`` block
+    (:meth:`ReproductionSettings.of`)."""
+    held = rep.protocol
     rows = []
-    for system, per_kind in rep["paper"].items():
+    for system, per_kind in rep.paper.items():
         df = pd.read_csv(error_csvs[system])
         exact = df[df["evaluation"] == "exact"]
         for kind, paper in per_kind.items():
@@ -96,7 +97,7 @@ def scorecard(cfg: dict, error_csvs: dict[str, str | Path], effdims: dict[tuple[
                 for protocol, g in sub.groupby("protocol", sort=False):
                     m, sd = mean_sd(g[col])
                     ratio = m / paper[key]
-                    target = rep.get("targets", {}).get(system, {}).get(kind, {}).get(key) if protocol == held else None
+                    target = rep.targets.get(system, {}).get(kind, {}).get(key) if protocol == held else None
                     rows.append({"system": system, "model": label, "kind": kind, "protocol": protocol, "metric": name,
                                  "unit": unit, "paper": paper[key], "ours": m, "ours sd": sd, "n": len(g), "ratio": ratio,
                                  "verdict": error_verdict(ratio),
@@ -127,7 +128,9 @@ def scorecard(cfg: dict, error_csvs: dict[str, str | Path], effdims: dict[tuple[
                      "target": "completes its configured steps in the model's domain", "target met": "yes" if done else "no",
                      "note": "" if done else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
     if period_trajectories is not None:
-        mp = rep["md_period"]
+        mp = rep.md_period
+        if mp is None:
+            raise ValueError("scorecard: trajectories for the MD period given, but reproduction.md_period is not configured")
         rows.append(md_period_row(mp["system"], mp.get("kind", "qnn"), held, *period_trajectories,
                                   tolerance=float(mp.get("tolerance", PERIOD_TOLERANCE))))
     return pd.DataFrame(rows)

@@ -2,10 +2,10 @@
 rule needs (the way pypsa-eur's ``config_provider`` does), and the rule passes it to its job as ``params.settings``.
 
 A slice has the shape of a configuration (``{"seed": ..., "systems": {system: {...}}, ...}``) reduced to the keys its
-rule reads, so the stage functions parse it with the same typed readers as a whole config
+rule reads, so the job specs (:mod:`qnnff.jobs`) parse it with the same typed readers as a whole config
 (:func:`qnnff.config.system_spec`, :func:`qnnff.protocols.training_settings`, ...), and the hashes written into the
 artifacts' provenance (:func:`qnnff.config.data_hash`, :func:`qnnff.protocols.model_hash`) come out the same from a
-slice as from the whole config (``tests/test_settings.py``). Because ``params`` are one of Snakemake's rerun triggers,
+slice as from the whole config (``tests/test_settings.py``, ``tests/test_jobs.py``). Because ``params`` are one of Snakemake's rerun triggers,
 the slice is also what reruns a job: a job reruns when, and only when, a key in its slice changes. So the slices are
 as narrow as the rules allow:
 
@@ -25,11 +25,13 @@ as narrow as the rules allow:
   adding grid values or seeds adds jobs and reruns none; ``study_table``: the same with the whole study and ``seeds``.
 
 Rules that read only files (``select_seeds``, ``errors_table``, ``md_table``, ``figure_md``, ``figures_summary``) get
-no settings. A stage function parses its slice once into typed settings: :class:`qnnff.config.SystemSpec`,
-:class:`TrainingSettings`, :class:`MDSettings`, :class:`SliceSettings`, :class:`EffdimSettings`, :class:`AerSettings`,
-:class:`qnnff.qnn.spec.QNNCircuitConfig` and :class:`qnnff.studies.Study`, each over the schema's defaults; what it
-calls reads their attributes, not the config's keys. This module imports the standard library and
-:mod:`qnnff.config` at its top (the workflow parses it at every start-up; torch is never loaded by it).
+no settings. A job's script parses its slice once, at the job boundary, into its job's spec (:mod:`qnnff.jobs`), made
+of the typed settings below (:class:`TrainingSettings`, :class:`QNNSettings`, :class:`NNSettings`,
+:class:`BPNNSettings`, :class:`MDSettings`, :class:`SliceSettings`, :class:`EffdimSettings`, :class:`AerSettings`,
+:class:`ReproductionSettings`), :class:`qnnff.config.SystemSpec` and :class:`qnnff.studies.Study`, each over the
+schema's defaults, with its seeds and hashes; the stage function and what it calls read their attributes, not the
+config's keys. This module imports the standard library and :mod:`qnnff.config` at its top (the workflow parses it at
+every start-up; torch is never loaded by it).
 """
 
 from __future__ import annotations
@@ -267,3 +269,94 @@ class AerSettings:
         return cls(shots=int(a["shots"]), noise=str(a["noise"]), p1=float(a["p1"]), p2=float(a["p2"]), n_points=int(a["n_points"]),
                    forces=bool(a["forces"]), force_points=None if a.get("force_points") is None else int(a["force_points"]),
                    hardware={**schema_defaults("#qnn.hardware"), **(qc.get("hardware") or {})})
+
+
+@dataclass(frozen=True)
+class QNNSettings:
+    """A QNN's architecture and one protocol's initialisation: ``circuit``, the circuit keys over the schema's defaults
+    (:func:`qnnff.protocols.qnn_circuit_config`: the arguments of :class:`qnnff.qnn.spec.QNNCircuitConfig` but
+    ``n_features``), the rotation half-width and the feature-map weights (a number or ``auto``) of
+    :func:`qnnff.protocols.qnn_init`."""
+
+    circuit: dict[str, Any]
+    init_rotations: float
+    feature_map_weights: float | str
+
+    @classmethod
+    def of(cls, cfg: dict, system: str, protocol: str) -> QNNSettings:
+        from .protocols import qnn_circuit_config, qnn_init
+
+        init = qnn_init(cfg, system, protocol)
+        fm = init["feature_map_weights"]
+        return cls(circuit=qnn_circuit_config(cfg, system), init_rotations=float(init["rotations"]),
+                   feature_map_weights=fm if isinstance(fm, str) else float(fm))
+
+
+@dataclass(frozen=True)
+class NNSettings:
+    """An NN's architecture: its hidden widths and/or its parameter count (an NN with neither is sized to the QNN:
+    :func:`qnnff.protocols.resolved_model_config` fills in the QNN's weight count) and its activation."""
+
+    hidden: tuple[int, ...] | None
+    target_parameters: int | None
+    activation: str
+
+    @classmethod
+    def of(cls, cfg: dict, system: str) -> NNSettings:
+        from .protocols import resolved_model_config
+
+        mc = {**schema_defaults("#nn"), **resolved_model_config(cfg, system, "nn")}
+        hidden, target = mc.get("hidden"), mc.get("target_parameters")
+        return cls(hidden=None if hidden is None else tuple(int(h) for h in hidden),
+                   target_parameters=None if target is None else int(target), activation=str(mc["activation"]))
+
+
+@dataclass(frozen=True)
+class BPNNSettings:
+    """A BPNN's architecture: hidden widths (one list, or one per element), symmetry functions (absent: the defaults
+    of :class:`qnnff.acsf.ACSF`) and activation, as the config gives them over the schema's defaults."""
+
+    hidden: Any
+    symmetry_functions: Any
+    activation: str
+
+    @classmethod
+    def of(cls, cfg: dict, system: str) -> BPNNSettings:
+        from .protocols import model_config
+
+        mc = {**schema_defaults("#bpnn"), **model_config(cfg, system, "bpnn")}
+        return cls(hidden=copy.deepcopy(mc["hidden"]), symmetry_functions=copy.deepcopy(mc.get("symmetry_functions")),
+                   activation=str(mc["activation"]))
+
+
+ModelSettings = QNNSettings | NNSettings | BPNNSettings
+
+
+def model_settings_of(cfg: dict, system: str, kind: str, protocol: str | None = None) -> ModelSettings:
+    """The architecture of ``kind`` (a QNN's with the initialisation of ``protocol``, default: its first)."""
+    from .protocols import KINDS, protocols
+
+    if kind == "qnn":
+        return QNNSettings.of(cfg, system, protocol or protocols(cfg, system, kind)[0])
+    if kind == "nn":
+        return NNSettings.of(cfg, system)
+    if kind == "bpnn":
+        return BPNNSettings.of(cfg, system)
+    raise ConfigError(f"unknown model kind {kind!r} (use one of {KINDS})")
+
+
+@dataclass(frozen=True)
+class ReproductionSettings:
+    """``reproduction``: the paper's numbers (system -> kind -> metric -> value), the largest accepted ratios
+    (``targets``, same shape), the protocol held to them and the MD period check (``md_period``; absent: none)."""
+
+    paper: dict[str, dict[str, dict[str, float]]]
+    targets: dict[str, dict[str, dict[str, float]]]
+    protocol: str
+    md_period: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, cfg: dict) -> ReproductionSettings:
+        r = {**schema_defaults("reproduction"), **cfg["reproduction"]}
+        return cls(paper=copy.deepcopy(r["paper"]), targets=copy.deepcopy(r.get("targets") or {}), protocol=str(r["protocol"]),
+                   md_period=copy.deepcopy(r.get("md_period")))

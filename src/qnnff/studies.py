@@ -37,7 +37,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,8 +45,10 @@ from .config import ConfigError, _validate_schema, config_hash, fake_backend_nam
 from .integrity import stamp_arrays
 from .io import atomic_path, write_json_atomic
 from .protocols import check_models, model_hash, model_kinds, n_seeds, protocols
-from .seeding import derive_seed
 from .units import MEV_PER_EV
+
+if TYPE_CHECKING:
+    from .jobs import StudyJob, StudyPointJob
 
 log = logging.getLogger("qnnff")
 
@@ -298,10 +300,11 @@ def _subset(n_total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
 
 
-def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, train_xyz: str, test_xyz: str,
-              out_json: str, workdir: str, pipeline_model: str | None = None, pipeline_predictions: str | None = None,
+def run_point(job: StudyPointJob, *, train_xyz: str, test_xyz: str, out_json: str, workdir: str,
+              pipeline_model: str | None = None, pipeline_predictions: str | None = None,
               pipeline_summary: str | None = None) -> dict:
-    """Train (or reuse) one seed of one grid point, evaluate it on the test set (and with shots), write its metrics.
+    """Train (or reuse) seed ``job.seed_index`` of the grid point ``job.point`` (:class:`qnnff.jobs.StudyPointJob`: the
+    point's settings applied and parsed), evaluate it on the test set (and with shots), write its metrics.
 
     ``workdir`` keeps the trained model, learning curve and a training checkpoint (a killed job resumes from it)."""
     from . import dataset as ds
@@ -309,23 +312,20 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
     from .stages.features import build_featurizer, feature_arrays
     from .stages.train import train
 
-    study = parse_study(cfg, study_name)
-    point = study.point(point_name)
-    derived = apply_point(cfg, study, point.settings)
+    study, point, seed_index = job.study, job.point, job.seed_index
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     train_frames = ds.read_frames(train_xyz)
     test_frames = ds.read_frames(test_xyz)
-    feat, scaler = build_featurizer(derived, study.system, train_frames)  # the full training set's domain and scale
+    feat, scaler = build_featurizer(job.data, train_frames)  # the full training set's domain and scale
     outside = feat.out_of_domain(_positions(test_frames)).tolist()
     excluded = [a.info.get("point", str(i)) for i, (a, o) in enumerate(zip(test_frames, outside)) if o]
     if excluded:  # as in the pipeline's features stage: arcsin is undefined there; listed, never hidden
         log.warning("%s %s: %d test point(s) outside the training range are excluded: %s", study.name, point.name,
                     len(excluded), ", ".join(excluded))
     test_frames = [a for a, o in zip(test_frames, outside) if not o]
-    subset_seed = derive_seed(cfg["seed"], "study-subset", study.system, point.n_train or 0, int(seed_index))
-    idx = _subset(len(train_frames), point.n_train, subset_seed)
-    reused = pipeline_model is not None and reuses_pipeline_model(cfg, study, point)
+    idx = _subset(len(train_frames), point.n_train, job.subset_seed)
+    reused = pipeline_model is not None and job.reuses_pipeline_model
     if reused:
         predictions, summary_path = pipeline_predictions, pipeline_summary
     else:
@@ -337,9 +337,8 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
             with atomic_path(npz[split]) as tmp:
                 np.savez(tmp, **stamp_arrays(feature_arrays(feat, scaler, frames), len(frames)))
         predictions, summary_path = str(wd / "test_predictions.extxyz"), str(wd / "train_summary.json")
-        train(derived, study.system, study.kind, study.protocol, int(seed_index), str(scalers), str(npz["train"]),
-              str(npz["test"]), str(wd / "model.zip"), predictions, str(wd / "learning_curve.csv"), summary_path,
-              str(wd / "checkpoint.pt"))
+        train(job.train, str(scalers), str(npz["train"]), str(npz["test"]), str(wd / "model.zip"), predictions,
+              str(wd / "learning_curve.csv"), summary_path, str(wd / "checkpoint.pt"))
         for split in npz.values():
             split.unlink(missing_ok=True)
     err = prediction_errors(ds.read_frames(predictions))
@@ -349,7 +348,7 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
         "study": study.name, "system": study.system, "kind": study.kind, "protocol": study.protocol, "point": point.name,
         "settings": point.settings, "seed": int(seed_index), "n_train": len(idx), "n_test": len(err["dE"]),
         "excluded_test_points": excluded,
-        "reused_pipeline_model": bool(reused), "point_hash": point_hash(cfg, study, point),
+        "reused_pipeline_model": bool(reused), "point_hash": job.point_hash,
         "RMSE(E) [scaled]": rmse(err["dE"]) / scale, "RMSE(F) [scaled, 1/A]": rmse(err["dF"]) / scale,
         "RMSE(E) [meV]": MEV_PER_EV * rmse(err["dE"]), "RMSE(F) [meV/A]": MEV_PER_EV * rmse(err["dF"]),
         "parameters": int(summary["n_parameters"]), "iterations": int(summary["iterations"]),
@@ -366,7 +365,7 @@ def run_point(cfg: dict, study_name: str, point_name: str, seed_index: int, *, t
             for shots in study.evaluate["shots"]:
                 r = model.aer_energy(pos, shots=int(shots), noise=noise, p1=float(study.evaluate["p1"]),
                                      p2=float(study.evaluate["p2"]),
-                                     seed=derive_seed(cfg["seed"], "study-shots", study.name, point.name, int(seed_index), int(shots), noise))
+                                     seed=job.shot_seeds[int(shots), noise])
                 e, exact = np.asarray(r["energy"]), np.asarray(r["exact"])
                 out["shots"].append({
                     "shots": int(shots), "noise": noise, "n_points": n,
@@ -458,15 +457,14 @@ def summarise_study(rows: pd.DataFrame, shot_rows: pd.DataFrame, axes: Sequence[
     return summary, pd.DataFrame(slopes), pd.DataFrame(shots)
 
 
-def study_table(cfg: dict, study_name: str, metrics_jsons: Sequence[str], out_csv: str, out_md: str, out_png: str,
-                out_pdf: str) -> None:
+def study_table(job: StudyJob, metrics_jsons: Sequence[str], out_csv: str, out_md: str, out_png: str, out_pdf: str) -> None:
     """``table.csv`` (one row per point and seed, and per shots and noise), ``table.md`` (mean +- sd per point, the
-    fitted slopes, the shot-noise table) and the study's figure."""
+    fitted slopes, the shot-noise table) and the study's figure (``job``: :class:`qnnff.jobs.StudyJob`)."""
     import pandas as pd
 
     from .evaluation import pm
 
-    study = parse_study(cfg, study_name)
+    study = job.study
     rows, shot_rows = study_frames(metrics_jsons)
     axes = list(study.grid_keys)
     labels = {p.name: p.labels for p in study.points}
@@ -485,7 +483,7 @@ def study_table(cfg: dict, study_name: str, metrics_jsons: Sequence[str], out_cs
         per_seed = pd.concat([per_seed, shot_rows.assign(evaluation="aer")], ignore_index=True)
     with atomic_path(out_csv) as tmp:
         per_seed.to_csv(tmp, index=False, float_format="%.6g")
-    what = (cfg["studies"][study.name].get("description") or "").strip()
+    what = job.description
     md = [f"# Study {study.name}: {study.system} {study.kind} from protocol `{study.protocol}`", "",
           *([what, ""] if what else []),
           f"Grid over {', '.join(f'`{a}`' for a in axes) or 'nothing (the base protocol)'}; {study.seeds} seeds per point; "

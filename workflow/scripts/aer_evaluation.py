@@ -1,5 +1,6 @@
 from qnnff.stages import setup_logging
-from qnnff.stages.evaluate import aer_evaluation
+from qnnff.stages.evaluate import AerJob, aer_evaluation
 
 setup_logging(snakemake.log[0])
-aer_evaluation(snakemake.params.settings, snakemake.wildcards.system, snakemake.params.models, snakemake.input.test, snakemake.output[0])
+job = AerJob.of(snakemake.params.settings, system=snakemake.wildcards.system, protocol=snakemake.wildcards.protocol)
+aer_evaluation(job, snakemake.params.models, snakemake.input.test, snakemake.output[0])

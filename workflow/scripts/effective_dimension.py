@@ -1,6 +1,6 @@
 from qnnff.stages import setup_logging
-from qnnff.stages.evaluate import effective_dimension
+from qnnff.stages.evaluate import EffdimJob, effective_dimension
 
 setup_logging(snakemake.log[0])
-effective_dimension(snakemake.params.settings, snakemake.wildcards.system, snakemake.wildcards.kind, snakemake.input.model,
-                    snakemake.input.train, snakemake.output[0])
+job = EffdimJob.of(snakemake.params.settings, system=snakemake.wildcards.system, kind=snakemake.wildcards.kind)
+effective_dimension(job, snakemake.input.model, snakemake.input.train, snakemake.output[0])

@@ -1,6 +1,6 @@
 from qnnff.stages import setup_logging
-from qnnff.stages.features import featurize
+from qnnff.stages.features import DataJob, featurize
 
 setup_logging(snakemake.log[0])
-featurize(snakemake.params.settings, snakemake.wildcards.system, snakemake.input.train, snakemake.input.test, snakemake.output.scalers,
-          snakemake.output.train, snakemake.output.test)
+featurize(DataJob.of(snakemake.params.settings, system=snakemake.wildcards.system), snakemake.input.train, snakemake.input.test,
+          snakemake.output.scalers, snakemake.output.train, snakemake.output.test)

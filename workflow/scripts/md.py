@@ -1,8 +1,9 @@
 from qnnff.stages import setup_logging
-from qnnff.stages.md import run_md, run_md_dft
+from qnnff.stages.md import MDJob, run_md, run_md_dft
 
 setup_logging(snakemake.log[0])
+job = MDJob.of(snakemake.params.settings, system=snakemake.wildcards.system)
 if snakemake.params.models is None:  # rule run_md_dft (the DFT reference); else rule run_md
-    run_md_dft(snakemake.params.settings, snakemake.wildcards.system, snakemake.output.trajectory, snakemake.output.summary)
+    run_md_dft(job, snakemake.output.trajectory, snakemake.output.summary)
 else:
-    run_md(snakemake.params.settings, snakemake.wildcards.system, snakemake.params.models, snakemake.output.trajectory, snakemake.output.summary)
+    run_md(job, snakemake.params.models, snakemake.output.trajectory, snakemake.output.summary)

@@ -1,6 +1,6 @@
 from qnnff.stages import setup_logging
-from qnnff.stages.studies import study_table
+from qnnff.stages.studies import StudyJob, study_table
 
 setup_logging(snakemake.log[0])
-study_table(snakemake.params.settings, snakemake.wildcards.study, list(snakemake.input), snakemake.output.csv, snakemake.output.md,
-            snakemake.output.png, snakemake.output.pdf)
+study_table(StudyJob.of(snakemake.params.settings, study=snakemake.wildcards.study), list(snakemake.input), snakemake.output.csv,
+            snakemake.output.md, snakemake.output.png, snakemake.output.pdf)

@@ -15,12 +15,14 @@ module                     rule file                    rule -> function
 :mod:`.studies`            ``studies.smk``              study_point, study_table (wrappers of :mod:`qnnff.studies`)
 =========================  ===========================  =====================================================
 
-Every stage function takes plain paths, its rule's settings and the wildcard values (system, kind, protocol, seed,
-...) as arguments; the scripts in ``workflow/scripts/`` only pass ``snakemake.*`` on. The settings (the ``cfg``
-argument) are the slice of the configuration the rule receives as ``params.settings``
-(:func:`qnnff.settings.rule_settings`): a dict of the config's shape with only the keys the rule reads, parsed by the
-same typed readers as a whole config (:func:`qnnff.config.system_spec`, :func:`qnnff.protocols.training_settings`).
-No script reads ``snakemake.config``. A job imports this package (for
+Every stage function takes its job's spec, plain paths and the remaining wildcard values as arguments, and reads no
+config dict. The spec (the ``job`` argument: a frozen dataclass of :mod:`qnnff.jobs`, e.g. :class:`~qnnff.jobs.TrainJob`)
+holds the job's typed settings, its seeds and its provenance hashes; the job's script builds it from the slice of the
+configuration the rule receives as ``params.settings`` (:func:`qnnff.settings.rule_settings`: a dict of the config's
+shape with only the keys the rule reads) and the wildcard values, with its ``of`` classmethod
+(``train(TrainJob.of(snakemake.params.settings, system=..., kind=..., protocol=..., seed_index=...), ...)``), and
+passes the rest of ``snakemake.*`` on. Each stage module re-exports the specs of its rules, so a script imports from
+its one stage module. No script reads ``snakemake.config``. A job imports this package (for
 :func:`setup_logging`) and the one stage module of its rule: this package imports the standard library only, and a
 stage module imports at its top what all rules of its rule file need. torch and the models, PySCF, Qiskit and
 matplotlib are imported inside the functions of the rules that use them, because every job is a fresh process and

@@ -19,39 +19,39 @@ from pathlib import Path
 import pandas as pd
 
 from .. import dataset as ds
-from ..config import data_hash, system_spec
 from ..dft import pyscf_version, run_path, set_threads
 from ..integrity import IntegrityError, rebuild_hint
 from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..jobs import DataJob
 from ..sampling import plan_points
 from ..units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
 log = logging.getLogger("qnnff")
 
 
-def sample_points(cfg: dict, system: str, out_csv: str | Path) -> pd.DataFrame:
-    """Rule ``sample_points``: the sampling design of ``system`` as a CSV (one row per point)."""
-    spec = system_spec(cfg, system)
-    df = plan_points(spec, cfg["seed"])
+def sample_points(job: DataJob, out_csv: str | Path) -> pd.DataFrame:
+    """Rule ``sample_points``: the sampling design of the job's system as a CSV (one row per point)."""
+    spec, system = job.spec, job.system
+    df = plan_points(spec, job.seed)
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.12g")
     log.info("%s: %d train + %d test points in %d chunks", system, spec.n_points("train"), spec.n_points("test"), df["chunk"].nunique())
     return df
 
 
-def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xyz: str | Path, out_json: str | Path, threads: int = 1) -> dict:
+def dft_chunk(job: DataJob, points_csv: str | Path, chunk: str, out_xyz: str | Path, out_json: str | Path, threads: int = 1) -> dict:
     """Rule ``dft_chunk``: energies and forces of one chunk's points along their path. Converged points -> extxyz,
     all -> json."""
     from ..features import coordinate_values  # torch: this rule only (see the module docstring)
 
     set_threads(int(threads))
-    spec = system_spec(cfg, system)
+    spec, system = job.spec, job.system
     df = pd.read_csv(points_csv)
     rows = df[df["chunk"] == chunk]
     if rows.empty:
         raise ValueError(f"{points_csv}: no points in chunk {chunk!r}")
     geoms = [spec.geometry({v: float(r[v]) for v in spec.variable_names}) for _, r in rows.iterrows()]
-    chash = data_hash(cfg, system)
+    chash = job.data_hash
     t0 = time.perf_counter()
 
     def progress(k, res):
@@ -94,11 +94,11 @@ def dft_chunk(cfg: dict, system: str, points_csv: str | Path, chunk: str, out_xy
     return summary
 
 
-def assemble_dataset(cfg: dict, system: str, chunk_xyz: list[str], chunk_json: list[str], out_train: str | Path,
-                     out_test: str | Path, report_md: str | Path, report_json: str | Path) -> dict:
+def assemble_dataset(job: DataJob, chunk_xyz: list[str], chunk_json: list[str], out_train: str | Path, out_test: str | Path,
+                     report_md: str | Path, report_json: str | Path) -> dict:
     """Rule ``assemble_dataset``: concatenate chunks per split, write the per-system DFT report; fail above
     max_failed_fraction."""
-    spec = system_spec(cfg, system)
+    spec, system = job.spec, job.system
     statuses = [json.loads(Path(p).read_text()) for p in chunk_json]
     failures = [dict(p, chunk=s["chunk"]) for s in statuses for p in s["points"] if not p["converged"]]
     rescued = [dict(p, chunk=s["chunk"]) for s in statuses for p in s["points"] if p["converged"] and len(p["attempts"]) > 1]

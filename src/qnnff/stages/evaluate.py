@@ -27,9 +27,9 @@ import pandas as pd
 from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_table
 from ..integrity import load_npz
 from ..io import write_json_atomic
+from ..jobs import AerJob, EffdimJob
 from ..reproduction import scorecard, write_scorecard
-from ..seeding import derive_seed, rng
-from ..settings import AerSettings, EffdimSettings
+from ..settings import AerSettings, ReproductionSettings
 from ..units import MEV_PER_EV
 from . import SeedSet
 
@@ -39,17 +39,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("qnnff")
 
 # ---------------------------------------------------------------- effective dimension
-def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, train_npz: str, out_json: str) -> dict:
+def effective_dimension(job: EffdimJob, model_path: str, train_npz: str, out_json: str) -> dict:
     """Rule ``effective_dimension``: d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws
-    (parameters and inputs); mean +- sd (ddof = 1) at the training-set size and along the n grid. The trained weights
-    play no role: the parameters are drawn uniformly in ``theta_range``."""
+    (parameters and inputs, each from its seed ``job.draw_seeds[k]``); mean +- sd (ddof = 1) at the training-set size
+    and along the n grid. The trained weights play no role: the parameters are drawn uniformly in ``theta_range``."""
     import torch  # torch and the models: the rules that load a model only (see the module docstring)
 
     from ..effdim import model_effective_dimension
     from ..models.base import load_model
 
     torch.set_num_threads(1)
-    ec = EffdimSettings.of(cfg)
+    system, kind, ec = job.system, job.kind, job.effdim
     model = load_model(model_path)
     pos = load_npz(train_npz)["positions"]
     n_train = len(pos)
@@ -60,7 +60,7 @@ def effective_dimension(cfg: dict, system: str, kind: str, model_path: str, trai
     at = ns.index(n_train if n_train >= 20 else 20)
     draws, curves = [], []
     for k in range(ec.n_draws):
-        g = rng(cfg["seed"], "effdim", system, kind, k)
+        g = np.random.default_rng(job.draw_seeds[k])
         idx = np.sort(g.choice(len(pos), size=min(ec.n_inputs, len(pos)), replace=False))
         theta = torch.as_tensor(g.uniform(lo, hi, size=(ec.n_theta, n_params)))
         res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=ec.gamma)
@@ -100,12 +100,12 @@ def errors_table(system: str, selections: Sequence[str], effdims: dict[str, str]
     return df
 
 
-def reproduction_table(cfg: dict, errors: dict[str, str], effdims: Sequence[Sequence[str]], md_summaries: Sequence[str],
-                       period: Sequence[str] | None, out_csv: str, out_md: str) -> pd.DataFrame:
+def reproduction_table(reproduction: ReproductionSettings, errors: dict[str, str], effdims: Sequence[Sequence[str]],
+                       md_summaries: Sequence[str], period: Sequence[str] | None, out_csv: str, out_md: str) -> pd.DataFrame:
     """Rule ``reproduction_table``: every number of the paper's tables beside ours (mean +- sd), ratio and verdict.
     ``effdims`` lists (system, kind, effective_dimension.json); ``period`` the model and DFT trajectories whose
     oscillation periods are compared (empty: none)."""
-    df = scorecard(cfg, dict(errors), {(s, k): p for s, k, p in effdims}, list(md_summaries), tuple(period) if period else None)
+    df = scorecard(reproduction, dict(errors), {(s, k): p for s, k, p in effdims}, list(md_summaries), tuple(period) if period else None)
     write_scorecard(df, out_csv, out_md)
     return df
 
@@ -140,7 +140,7 @@ def _json_info(info: dict) -> dict:
     return out
 
 
-def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], test_npz: str, out_json: str) -> dict:
+def aer_evaluation(job: AerJob, models: SeedSet | Mapping[str, Any], test_npz: str, out_json: str) -> dict:
     """Rule ``aer_evaluation``: the median-seed QNN of one protocol (``models``: its :class:`~qnnff.stages.SeedSet`)
     evaluated with circuits on test geometries: on qiskit-aer with shots (and the configured noise), energies and,
     with ``aer.forces``, parameter-shift forces on the first ``aer.force_points`` of them; with ``hardware.backend``
@@ -151,8 +151,10 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
     from ..models.base import load_model
 
     models = SeedSet.of(models)
+    if models.protocol != job.protocol:
+        raise ValueError(f"aer_evaluation: the seeds are of protocol {models.protocol!r}, the job's of {job.protocol!r}")
     torch.set_num_threads(1)
-    ac = AerSettings.of(cfg, system)
+    system, ac = job.system, job.aer
     seed, model_path = models.median()
     model = load_model(model_path)
     f = load_npz(test_npz)
@@ -164,7 +166,7 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
            "runs": {}}
     for label, noise in runs:
         r = model.aer_energy(pos, shots=ac.shots, noise=noise, p1=ac.p1, p2=ac.p2,
-                             seed=derive_seed(cfg["seed"], "aer", system, models.protocol, label))
+                             seed=job.energy_seeds[label])
         e, err, exact = np.asarray(r["energy"]), np.asarray(r["stderr"]), np.asarray(r["exact"])
         z = np.abs(e - exact) / np.where(err > 0, err, np.inf)
         out["runs"][label] = {
@@ -179,7 +181,7 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
             per = model.shift_circuit().circuits_per_input
             k = min(n, ac.force_points if ac.force_points is not None else max(1, AER_FORCE_CIRCUIT_BUDGET // per))
             rf = model.aer_energy_and_forces(pos_all[:k], shots=ac.shots, noise=noise, p1=ac.p1,
-                                             p2=ac.p2, seed=derive_seed(cfg["seed"], "aer-forces", system, models.protocol, label))
+                                             p2=ac.p2, seed=job.force_seeds[label])
             out["runs"][label].update(_force_stats(rf, f_all[:k]))
             out["runs"][label]["force_info"] = _json_info(rf["info"])
             log.info("%s QNN on Aer (%s): RMSE(F) vs DFT %.1f meV/A, vs exact %.1f meV/A on %d points (%d circuits)", system,
@@ -188,16 +190,17 @@ def aer_evaluation(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], 
         log.info("%s QNN on Aer (%s): RMSE vs DFT %.1f meV, vs exact %.1f meV", system, label,
                  out["runs"][label]["RMSE(E) vs DFT [meV]"], out["runs"][label]["RMSE(E) vs exact QNN [meV]"])
     if ac.hardware["backend"] != "aer":
-        out["hardware"] = hardware_evaluation(model, ac.hardware, pos_all, e_all, f_all,
-                                              seed=derive_seed(cfg["seed"], "runtime", system, models.protocol))
+        out["hardware"] = hardware_evaluation(model, ac, pos_all, e_all, f_all, seed=job.runtime_seed)
     write_json_atomic(out_json, out)
     return out
 
 
-def hardware_evaluation(model, settings: dict, positions: np.ndarray, e_ref: np.ndarray, f_ref: np.ndarray, *, seed: int) -> dict:
-    """Energies and parameter-shift forces of the first ``settings["n_points"]`` geometries through Qiskit Runtime
-    (:class:`qnnff.qnn.runtime.RuntimeEvaluator`): cost printed and recorded first, the QPU-time cap enforced before
-    submission, the ISA layout recorded."""
+def hardware_evaluation(model, aer: AerSettings, positions: np.ndarray, e_ref: np.ndarray, f_ref: np.ndarray, *, seed: int) -> dict:
+    """Energies and parameter-shift forces of the first ``hardware.n_points`` geometries through Qiskit Runtime
+    (:class:`qnnff.qnn.runtime.RuntimeEvaluator`, built from ``aer.hardware``, the ``models.qnn.hardware`` block over
+    its defaults): cost printed and recorded first, the QPU-time cap enforced before submission, the ISA layout
+    recorded."""
+    settings = aer.hardware
     # Qiskit Runtime: only with models.qnn.hardware.backend set (see aer_evaluation)
     from ..qnn.runtime import RuntimeEvaluator
 

@@ -16,22 +16,24 @@ import numpy as np
 import torch
 
 from .. import dataset as ds
-from ..config import data_hash, schema_defaults, system_spec
 from ..features import EnergyScaler, Featurizer, extend_to_symmetric_point, internal_coordinates
 from ..integrity import stamp_arrays
 from ..io import atomic_path, write_json_atomic
+from ..jobs import DataJob
 
 log = logging.getLogger("qnnff")
 
 
-def build_featurizer(cfg: dict, system: str, train_frames) -> tuple[Featurizer, EnergyScaler]:
-    spec = system_spec(cfg, system)
+def build_featurizer(job: DataJob, train_frames) -> tuple[Featurizer, EnergyScaler]:
+    """The featurizer (its ranges from ``train_frames``, widened to the symmetric point) and the energy scaler fitted
+    on ``train_frames``."""
+    spec = job.spec
     arr = ds.to_arrays(train_frames)
     pos = torch.as_tensor(arr["positions"], dtype=torch.float64)
     q = internal_coordinates(spec.families, pos)
     lo, hi = extend_to_symmetric_point(spec.families, q.min(0).values.numpy(), q.max(0).values.numpy())
     feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=lo, hi=hi,
-                      margin=float({**schema_defaults("features"), **cfg.get("features", {})}["margin"]), symbols=list(spec.symbols))
+                      margin=job.feature_margin, symbols=list(spec.symbols))
     return feat, EnergyScaler.fit(arr["energy"])
 
 
@@ -55,14 +57,15 @@ def feature_arrays(feat: Featurizer, scaler: EnergyScaler, frames) -> dict[str, 
     }
 
 
-def featurize(cfg: dict, system: str, train_xyz: str, test_xyz: str, out_scalers: str, out_train: str, out_test: str) -> None:
+def featurize(job: DataJob, train_xyz: str, test_xyz: str, out_scalers: str, out_train: str, out_test: str) -> None:
     """Rule ``featurize``: the scalers file (featurizer, energy scaler, excluded test points) and the train/test npz
     (positions, energies, forces, features, Jacobians, scaled targets; with an integrity record)."""
+    system = job.system
     train = ds.read_frames(train_xyz)
     test = ds.read_frames(test_xyz)
-    feat, scaler = build_featurizer(cfg, system, train)
+    feat, scaler = build_featurizer(job, train)
     write_json_atomic(out_scalers, {"featurizer": feat.to_dict(), "energy_scaler": scaler.to_dict(),
-                                    "config_hash": data_hash(cfg, system),
+                                    "config_hash": job.data_hash,
                                     "units": {"energy": "eV", "forces": "eV/Angstrom", "positions": "Angstrom",
                                               "coordinates": "Angstrom (bonds), degrees (angles, dihedrals)"}})
     # test points whose derived coordinates leave the training range by more than the margin cannot be

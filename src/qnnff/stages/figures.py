@@ -28,10 +28,11 @@ import pandas as pd
 
 from .. import dataset as ds
 from .. import figures as fig
-from ..config import SystemSpec, config_hash, system_spec
+from ..config import SystemSpec
 from ..dft import run_path, set_threads
 from ..evaluation import prediction_errors
 from ..io import write_json_atomic, write_text_atomic
+from ..jobs import FiguresJob, MetricsJob
 from ..provenance import provenance
 from ..settings import SliceSettings
 from ..units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
@@ -50,11 +51,10 @@ def slice_geometries(spec: SystemSpec, sl: SliceSettings) -> tuple[np.ndarray, n
     return xs, np.stack([spec.geometry({**base, sl.variable: x}) for x in xs])
 
 
-def dft_slice(cfg: dict, system: str, out_xyz: str) -> None:
+def dft_slice(job: FiguresJob, out_xyz: str) -> None:
     """Rule ``dft_slice``: DFT energies and forces along the slice variable (failed SCF points kept, marked)."""
     set_threads(1)
-    spec = system_spec(cfg, system)
-    sl = SliceSettings.of(cfg, system, spec)
+    spec, system, sl = job.spec, job.system, job.slice
     xs, geoms = slice_geometries(spec, sl)
     results = run_path(spec.symbols, list(geoms), charge=spec.charge, spin=spec.spin, level=spec.level)
     var = sl.variable
@@ -80,7 +80,7 @@ def _band(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return v.min(axis=0), v.max(axis=0)
 
 
-def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[str, Any]],
+def figures_system(job: FiguresJob, models: Sequence[SeedSet | Mapping[str, Any]],
                    predictions: Sequence[SeedSet | Mapping[str, Any]], train_xyz: str, test_xyz: str, slice_xyz: str | None,
                    out: dict[str, str]) -> None:
     """Rule ``figures_system``: parity plot of each kind's median seed; energy/force curves of the median seed with
@@ -92,7 +92,7 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
     models = [SeedSet.of(m) for m in models]
     predictions = [SeedSet.of(m) for m in predictions]
     torch.set_num_threads(1)
-    spec = system_spec(cfg, system)
+    spec, system = job.spec, job.system
     data = {}
     for ss in predictions:
         err = prediction_errors(ds.read_frames(ss.median()[1]))
@@ -131,7 +131,7 @@ def figures_system(cfg: dict, system: str, models: Sequence[SeedSet | Mapping[st
                      bands=bands)
     else:
         frames = ds.read_frames(slice_xyz)
-        sl = SliceSettings.of(cfg, system, spec)
+        sl = job.slice
         var = sl.variable
         xs = np.array([a.info["slice_value"] for a in frames])
         ok = np.array([bool(a.info["converged"]) for a in frames])
@@ -208,12 +208,12 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def metrics(cfg: dict, error_csvs: Sequence[str], md_csv: str | None, artifacts: Sequence[str],
+def metrics(job: MetricsJob, error_csvs: Sequence[str], md_csv: str | None, artifacts: Sequence[str],
             out_metrics: str, out_manifest: str, reproduction_csv: str | None = None) -> None:
     """Rule ``metrics``: ``metrics.json`` (the error tables, MD table and scorecard as records, units, provenance) and
     the manifest (sha256 of every committed artifact and of ``metrics.json``)."""
     tables = {Path(p).name.split("_errors")[0]: pd.read_csv(p) for p in error_csvs}
-    prov = provenance(config_hash({k: v for k, v in cfg.items() if k != "studies"}))  # studies never change these results
+    prov = provenance(job.run_hash)  # the configuration but studies, which never change these results
     record = {"units": {"RMSE(E) [meV]": "meV", "RMSE(F) [meV/A]": "meV/Angstrom",
                         "RMSE(E) [scaled]": "energy / scaler scale (dimensionless)", "RMSE(F) [scaled, 1/A]": "force / scaler scale (1/Angstrom)"},
               "errors": {s: df.to_dict(orient="records") for s, df in tables.items()},

@@ -24,11 +24,11 @@ import pandas as pd
 from ase import Atoms
 
 from .. import dataset as ds
-from ..config import ConfigError, SystemSpec, system_spec
+from ..config import ConfigError, SystemSpec
 from ..dft import set_threads
 from ..evaluation import fmt
 from ..io import atomic_path, write_json_atomic, write_text_atomic
-from ..seeding import derive_seed
+from ..jobs import MDJob
 from ..settings import MDSettings
 from . import SeedSet
 
@@ -48,20 +48,20 @@ def _r_start(mc: MDSettings, spec: SystemSpec) -> float:
     return mc.r_start if mc.r_start is not None else float(np.mean(spec.variables[spec.variable_names[0]]))
 
 
-def run_md(cfg: dict, system: str, models: SeedSet | Mapping[str, Any], out_traj: str, out_json: str) -> dict:
+def run_md(job: MDJob, models: SeedSet | Mapping[str, Any], out_traj: str, out_json: str) -> dict:
     """Rule ``run_md``: one NVE trajectory driven by the median seed of ``models`` (the seeds of one kind and
     protocol, a :class:`~qnnff.stages.SeedSet`)."""
     models = SeedSet.of(models)
     seed, model = models.median()
-    return _nve(cfg, system, models.kind, model, out_traj, out_json, protocol=models.protocol, seed=seed)
+    return _nve(job, models.kind, model, out_traj, out_json, protocol=models.protocol, seed=seed)
 
 
-def run_md_dft(cfg: dict, system: str, out_traj: str, out_json: str) -> dict:
+def run_md_dft(job: MDJob, out_traj: str, out_json: str) -> dict:
     """Rule ``run_md_dft``: the DFT (PySCF) reference trajectory, ``md.n_steps_dft`` steps."""
-    return _nve(cfg, system, "dft", None, out_traj, out_json)
+    return _nve(job, "dft", None, out_traj, out_json)
 
 
-def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: str, out_json: str, *,
+def _nve(job: MDJob, kind: str, model_path: str | None, out_traj: str, out_json: str, *,
          protocol: str | None = None, seed: int | None = None) -> dict:
     import torch  # torch, the models and the calculators: the rules that run dynamics only (see the module docstring)
 
@@ -69,8 +69,7 @@ def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: st
     from ..md import run_nve, run_stretched_bond
 
     torch.set_num_threads(1)
-    spec = system_spec(cfg, system)
-    mc = MDSettings.of(cfg, system)
+    spec, system, mc = job.spec, job.system, job.md
     if kind == "dft":
         set_threads(1)
         calc = PySCFCalculator(level=spec.level, charge=spec.charge, spin=spec.spin)
@@ -86,7 +85,7 @@ def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: st
     else:
         atoms = Atoms(symbols=list(spec.symbols), positions=md_start(spec, mc))
         md = run_nve(calculator=calc, atoms=atoms, timestep_fs=mc.timestep_fs, n_steps=n_steps,
-                     temperature_K=mc.temperature_K, seed=derive_seed(cfg["seed"], "md", system),
+                     temperature_K=mc.temperature_K, seed=job.velocity_seed,
                      trajectory_path=out_traj, log_every=mc.log_every)
         extra = {"temperature_K_initial": mc.temperature_K}
     summary = {"system": system, "model": kind, "protocol": protocol, "seed": seed, **md.summary(), **extra}
@@ -96,11 +95,11 @@ def _nve(cfg: dict, system: str, kind: str, model_path: str | None, out_traj: st
     return summary
 
 
-def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[str, Any], exact_traj: str, out_traj: str,
+def run_md_shots(job: MDJob, shots: int, models: SeedSet | Mapping[str, Any], exact_traj: str, out_traj: str,
                  out_json: str) -> dict:
     """Rule ``run_md_shots``: LiH-style MD (a diatomic released from a stretched bond) driven by the forces of the
     median-seed QNN of ``models`` measured with ``shots`` shots per circuit on qiskit-aer
-    (:class:`qnnff.md.ShotNoiseCalculator`, seeded from the config seed), for ``md.n_steps_shots`` steps; records the
+    (:class:`qnnff.md.ShotNoiseCalculator`, seeded by ``job.shot_seeds``), for ``md.n_steps_shots`` steps; records the
     energy drift and the deviation of r(t) from the exact QNN trajectory ``exact_traj``."""
     import torch  # see _nve
 
@@ -111,15 +110,14 @@ def run_md_shots(cfg: dict, system: str, shots: int, models: SeedSet | Mapping[s
     seed_index, model_path = models.median()
     protocol = models.protocol
     torch.set_num_threads(1)
-    spec = system_spec(cfg, system)
-    mc = MDSettings.of(cfg, system)
+    spec, system, mc = job.spec, job.system, job.md
     key = f"systems.{system}.md.shots"
     if len(spec.symbols) != 2:
         raise ConfigError(f"{key}: shot-noise MD is implemented for diatomics (released from a stretched bond); {system} has "
                           f"{len(spec.symbols)} atoms")
     if int(shots) not in mc.shots:
         raise ConfigError(f"{key}: {shots} shots requested but the config lists {list(mc.shots)}")
-    seed = derive_seed(cfg["seed"], "md-shots", system, int(shots))
+    seed = job.shot_seeds[int(shots)]
     calc = ShotNoiseCalculator(load_model(model_path), shots=int(shots), seed=seed)
     r0 = _r_start(mc, spec)
     n_steps = mc.n_steps_shots

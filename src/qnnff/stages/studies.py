@@ -14,19 +14,18 @@ import os
 from collections.abc import Sequence
 
 from .. import studies
+from ..jobs import StudyJob, StudyPointJob
 
 
-def study_point(cfg: dict, study: str, point: str, seed: int, *, train_xyz: str, test_xyz: str, out_json: str,
-                pipeline_model: str | None = None, pipeline_predictions: str | None = None,
-                pipeline_summary: str | None = None) -> dict:
-    """Rule ``study_point``: seed ``seed`` of grid point ``point`` of study ``study``
+def study_point(job: StudyPointJob, *, train_xyz: str, test_xyz: str, out_json: str, pipeline_model: str | None = None,
+                pipeline_predictions: str | None = None, pipeline_summary: str | None = None) -> dict:
+    """Rule ``study_point``: seed ``job.seed_index`` of grid point ``job.point`` of study ``job.study``
     (:func:`qnnff.studies.run_point`); ``pipeline_*``: the pipeline's model of the same seed, when the point reuses it."""
-    return studies.run_point(cfg, study, point, int(seed), train_xyz=train_xyz, test_xyz=test_xyz, out_json=out_json,
-                             workdir=os.path.dirname(out_json), pipeline_model=pipeline_model,
-                             pipeline_predictions=pipeline_predictions, pipeline_summary=pipeline_summary)
+    return studies.run_point(job, train_xyz=train_xyz, test_xyz=test_xyz, out_json=out_json, workdir=os.path.dirname(out_json),
+                             pipeline_model=pipeline_model, pipeline_predictions=pipeline_predictions,
+                             pipeline_summary=pipeline_summary)
 
 
-def study_table(cfg: dict, study: str, metrics_jsons: Sequence[str], out_csv: str, out_md: str, out_png: str,
-                out_pdf: str) -> None:
+def study_table(job: StudyJob, metrics_jsons: Sequence[str], out_csv: str, out_md: str, out_png: str, out_pdf: str) -> None:
     """Rule ``study_table``: the study's table (CSV, Markdown) and figure (PNG, PDF) (:func:`qnnff.studies.study_table`)."""
-    studies.study_table(cfg, study, list(metrics_jsons), out_csv, out_md, out_png, out_pdf)
+    studies.study_table(job, list(metrics_jsons), out_csv, out_md, out_png, out_pdf)

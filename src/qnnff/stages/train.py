@@ -1,10 +1,11 @@
 """Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn`` and ``select_seeds``.
 
 The three ``train_*`` rules share one script and one function, :func:`train` (the model kind arrives as a rule
-param): it builds the model from the config (:func:`qnnff.models.factory.build_model`), trains one seed under one
-protocol (:func:`qnnff.training.train`, resuming from a checkpoint) and writes the model, its test predictions,
-learning curve and summary. :func:`select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors,
-mean +- sd and the median seed that figures, MD and Aer use.
+param, in the job's :class:`~qnnff.jobs.TrainJob`): it builds the model from the job's architecture
+(:func:`qnnff.models.factory.build_model_from`), trains one seed under one protocol (:func:`qnnff.training.train`,
+resuming from a checkpoint) and writes the model, its test predictions, learning curve and summary.
+:func:`select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors, mean +- sd and the median seed
+that figures, MD and Aer use.
 
 torch and the models are imported by :func:`train` (and :func:`predict_to_frames`) only: :func:`select_seeds` reads
 the seeds' predictions and summaries and starts without them.
@@ -23,9 +24,8 @@ from ..evaluation import energy_scale
 from ..evaluation import select_seeds as seed_statistics
 from ..integrity import load_npz
 from ..io import write_json_atomic
-from ..protocols import model_hash, train_seed
+from ..jobs import TrainJob
 from ..provenance import provenance
-from ..settings import TrainingSettings
 
 if TYPE_CHECKING:
     from ..models.base import ForceField
@@ -33,32 +33,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("qnnff")
 
 
-def train(cfg: dict, system: str, kind: str, protocol: str, seed_index: int, scalers_json: str, train_npz: str,
-          test_npz: str, out_model: str, out_predictions: str, out_curve: str, out_summary: str, checkpoint: str) -> dict:
-    """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: train seed ``seed_index`` of ``kind`` under ``protocol``;
-    write the model, its test predictions, learning curve and summary (iterations done out of configured, wall time,
-    provenance)."""
+def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_model: str, out_predictions: str,
+          out_curve: str, out_summary: str, checkpoint: str) -> dict:
+    """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: train seed ``job.seed_index`` of ``job.kind`` under
+    ``job.protocol``; write the model, its test predictions, learning curve and summary (iterations done out of
+    configured, wall time, provenance)."""
     import torch  # torch and the models: this function only (see the module docstring)
 
     from .. import training
     from ..features import load_scalers
-    from ..models.factory import build_model
+    from ..models.factory import build_model_from
 
+    system, kind, protocol, seed_index = job.system, job.kind, job.protocol, job.seed_index
     torch.set_num_threads(1)
     featurizer, scaler = load_scalers(scalers_json)
     is_feature_model = kind in ("qnn", "nn")
     batch = training.load_batch(train_npz, with_features=is_feature_model)
-    model = build_model(cfg, system, kind, featurizer, scaler, batch.positions.numpy(), protocol=protocol, seed_index=seed_index)
-    tc = TrainingSettings.of(cfg, system, kind, protocol)
+    model = build_model_from(job.model, job.init_seed, featurizer, scaler, batch.positions.numpy())
+    tc = job.training
     log.info("%s %s/%s seed %d: %d trainable parameters, %s for %d iterations, chi=%g", system, kind, protocol, seed_index,
              model.n_parameters(), tc.optimizer, tc.iterations, tc.chi)
     t0 = time.perf_counter()
     result = training.train(model, batch, optimizer=tc.optimizer, iterations=tc.iterations, lr=tc.lr, lr_final=tc.lr_final,
-                            chi=tc.chi, seed=train_seed(cfg, system, kind, protocol, seed_index), batch_size=tc.batch_size,
+                            chi=tc.chi, seed=job.train_seed, batch_size=tc.batch_size,
                             rhobeg=tc.rhobeg, checkpoint_path=checkpoint, checkpoint_every=tc.checkpoint_every, log=log.info,
                             curve_path=out_curve)
     seconds = time.perf_counter() - t0
-    prov = provenance(model_hash(cfg, system, kind, protocol), system=system, model=kind, protocol=protocol, seed_index=seed_index,
+    prov = provenance(job.model_hash, system=system, model=kind, protocol=protocol, seed_index=seed_index,
                       training=tc.as_dict(), train_seconds=round(seconds, 2))
     predictions = predict_to_frames(model, test_npz, kind)
     ds.write_frames(out_predictions, predictions)
