@@ -16,10 +16,10 @@
   - ``"frozen"``: a stock :class:`~qnnff.models.qnn.QNNForceField` (kind ``"qnn"``) is evaluated by
     :class:`~qnnff.qnn.frozen.FrozenQNN`, an exact numpy evaluation of the circuit compiled once with the current
     weights, and an analytic feature Jacobian (same energies and forces as the torch engine to ~1e-12; LiH MD runs
-    at >10,000 velocity-Verlet steps per second instead of ~300, see ``benchmarks/bench_md.py``). If the model's
-    weights, readout or featurizer bounds are changed in place later (e.g. further training), the next calculation
-    recompiles. ``ModelCalculator(model, frozen=False)`` keeps the torch path; ``frozen=True`` insists on the frozen
-    one (an error for other models).
+    at ~16,000 velocity-Verlet steps per second instead of ~1,200 on the torch path, see ``benchmarks/bench_md.py``).
+    If the model's weights, readout, featurizer bounds or scaler are changed later, in place (e.g. further training)
+    or by replacing them, the next calculation recompiles. ``ModelCalculator(model, frozen=False)`` keeps the torch
+    path; ``frozen=True`` insists on the frozen one (an error for other models).
   - ``"fused"``: any other plain :class:`~qnnff.models.base.FeatureForceField` (one that does not override
     ``energy``, ``energy_and_forces`` or ``scaled_energy``, with a stock :class:`~qnnff.features.Featurizer`) runs the
     torch chain with the domain check on the scaled coordinates of the energy evaluation itself.

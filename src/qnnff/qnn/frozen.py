@@ -26,7 +26,8 @@ falls back to the torch featurizer's autograd Jacobian. A scaled coordinate outs
 
 The weights are frozen at construction: :meth:`FrozenQNN.is_current` tells whether the model's parameters
 (weights, readout, featurizer bounds, scaler) are still those (same objects, same values), and
-:class:`~qnnff.calculators.ModelCalculator` recompiles when they are not.
+:class:`~qnnff.calculators.ModelCalculator` recompiles when they are not. The values are compared at every call; the
+objects are looked up again only after a structural change to one of the QNN's modules (:mod:`qnnff.revision`).
 
 Agreement with ``QNNForceField.energy_and_forces`` (torch autograd through the same kernel): ~1e-13 eV and
 eV/Angstrom for the paper's three circuits with random weights (``tests/test_qnn_frozen.py`` asserts 1e-12).
