@@ -262,16 +262,11 @@ def test_random_circuits_energies_input_gradients_and_force_loss_gradients_agree
 def test_hessian_vector_product_kernel_against_finite_differences_of_the_gradient_kernel():
     """The compiled Hessian-vector product is the directional derivative of the compiled gradient (central
     differences, h = 1e-5), on a circuit with fixed gates, monomials, bilinear angles and a non-diagonal observable."""
+    from circuit_helpers import mixed_program
+
     from qnnff.qnn import kernels
 
-    xp, wp = ParameterVector("x", 2), ParameterVector("w", 3)
-    qc = QuantumCircuit(3)
-    qc.h(0); qc.sx(2)
-    qc.ry(wp[0] * xp[0], 0); qc.rx(xp[0] * xp[1], 1); qc.rz(wp[1] + xp[1], 2)
-    qc.cx(0, 1); qc.cz(1, 2); qc.s(1)
-    qc.u(wp[2], xp[0], 0.3, 1); qc.swap(0, 2); qc.ry(wp[1] * wp[2], 0)
-    obs = SparsePauliOp(["XIZ", "IYY", "ZII"], [0.4, -0.7, 1.1])
-    prog = CompiledCircuit(qc, inputs=list(xp), weights=list(wp), observable=obs)
+    prog, _, _ = mixed_program()
     rng = np.random.default_rng(5)
     B = 37  # samples (several tiles: tests/test_kernels_fast_paths.py)
     phi = prog.angles_of(torch.tensor(rng.uniform(-1, 1, (B, 2))), torch.tensor(rng.uniform(-2, 2, 3))).numpy().copy()

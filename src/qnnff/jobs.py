@@ -41,8 +41,18 @@ from .studies import Study, StudyPoint
 AER_RUNS = ("shots", "shots+noise")  # the labels of the Aer runs (without and with the configured noise)
 
 
+class _OfSystem:
+    """A job of one system, given by its :class:`~qnnff.config.SystemSpec` ``spec``: ``job.system`` is its name."""
+
+    spec: SystemSpec
+
+    @property
+    def system(self) -> str:
+        return self.spec.name
+
+
 @dataclass(frozen=True)
-class DataJob:
+class DataJob(_OfSystem):
     """A system's reference data and features: its :class:`~qnnff.config.SystemSpec`, the config seed (the sampling
     design's), the provenance hash of its data (:func:`qnnff.config.data_hash`) and the featurizer's margin
     (``features.margin``)."""
@@ -52,10 +62,6 @@ class DataJob:
     data_hash: str
     feature_margin: float
 
-    @property
-    def system(self) -> str:
-        return self.spec.name
-
     @classmethod
     def of(cls, settings: dict, *, system: str) -> DataJob:
         return cls(spec=system_spec(settings, system), seed=int(settings["seed"]), data_hash=data_hash(settings, system),
@@ -63,7 +69,7 @@ class DataJob:
 
 
 @dataclass(frozen=True)
-class TrainJob:
+class TrainJob(_OfSystem):
     """One seed of one (kind, protocol) of a system: its optimiser settings, its model's architecture (an NN sized to
     the QNN with the QNN's weight count resolved), the seeds of its initial weights (:func:`qnnff.protocols.init_seed`,
     the same for every protocol of the kind) and of its optimiser (:func:`qnnff.protocols.train_seed`), and the
@@ -78,10 +84,6 @@ class TrainJob:
     init_seed: int
     train_seed: int
     model_hash: str
-
-    @property
-    def system(self) -> str:
-        return self.spec.name
 
     @classmethod
     def of(cls, settings: dict, *, system: str, kind: str, protocol: str, seed_index: int) -> TrainJob:
@@ -135,7 +137,7 @@ class AerJob:
 
 
 @dataclass(frozen=True)
-class MDJob:
+class MDJob(_OfSystem):
     """The MD runs of a system: its ``md`` settings, the seed of the Maxwell-Boltzmann velocities of a polyatomic start
     and, per configured shot count, the seed of the shot-noise MD."""
 
@@ -143,10 +145,6 @@ class MDJob:
     md: MDSettings
     velocity_seed: int
     shot_seeds: dict[int, int]
-
-    @property
-    def system(self) -> str:
-        return self.spec.name
 
     @classmethod
     def of(cls, settings: dict, *, system: str) -> MDJob:
@@ -157,16 +155,12 @@ class MDJob:
 
 
 @dataclass(frozen=True)
-class FiguresJob:
+class FiguresJob(_OfSystem):
     """A system's figures and its DFT slice: the system and the slice of its curve figure (the curve of a polyatomic;
     a diatomic's curve is the bond itself, its slice unused)."""
 
     spec: SystemSpec
     slice: SliceSettings
-
-    @property
-    def system(self) -> str:
-        return self.spec.name
 
     @classmethod
     def of(cls, settings: dict, *, system: str) -> FiguresJob:
