@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -69,6 +71,30 @@ def test_architecture_rule():
         architecture_for_parameters(3, 50, n_hidden_layers=1)
     with pytest.raises(ValueError, match="give `hidden`"):
         NNForceField(featurizer=lih_featurizer(), energy_scaler=SCALER)
+
+
+
+def test_architecture_search_equals_brute_force():
+    """The closed-form last width finds the same architecture as searching every width tuple."""
+
+    def brute(d, target, layers, lo, hi):
+        for skip in (False, True):
+            sols = [hs for hs in itertools.product(range(lo, hi + 1), repeat=layers) if mlp_parameter_count(d, hs, skip=skip) == target]
+            if sols:
+                return Architecture(hidden=min(sols, key=lambda hs: (max(hs) - min(hs), -hs[0], tuple(-h for h in hs))), skip=skip)
+        return None
+
+    found = 0
+    for d, layers, lo, hi in [(1, 1, 1, 40), (3, 2, 2, 12), (6, 3, 2, 9), (9, 3, 1, 7)]:
+        for target in range(10, 200, 7):
+            want = brute(d, target, layers, lo, hi)
+            if want is None:
+                with pytest.raises(ValueError, match=f"exactly {target} trainable"):
+                    architecture_for_parameters(d, target, n_hidden_layers=layers, min_width=lo, max_width=hi)
+            else:
+                found += 1
+                assert architecture_for_parameters(d, target, n_hidden_layers=layers, min_width=lo, max_width=hi) == want
+    assert found > 40  # the comparison is not vacuous
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
