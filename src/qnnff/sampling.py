@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import qmc
 
 from .config import SPLITS, SystemSpec
 from .seeding import derive_seed
@@ -22,6 +21,9 @@ def sample_unit(design: str, n: int, k: int, seed: int) -> np.ndarray:
         side = round(n ** (1.0 / k))
         axes = [np.linspace(0.0, 1.0, side)] * k
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, k)
+    if design in ("sobol", "lhs"):
+        from scipy.stats import qmc  # 0.5 s to import: not paid by the DFT and assembly jobs, which import this module
+
     if design == "sobol":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "balance properties ... not a power of 2"
