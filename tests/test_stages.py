@@ -412,7 +412,7 @@ def test_effective_dimension_is_the_mean_over_draws_and_repeats(trained, tmp_pat
     assert len(out["draws"]) == 3 and out["d_n_over_d"] == pytest.approx(np.mean(out["draws"]))
     assert out["d_n_over_d_sd"] == pytest.approx(np.std(out["draws"], ddof=1)) and out["d_n_over_d_sd"] > 0
     assert all(np.isfinite(v) and v > 0 for v in out["draws"]) and out["d_n"] == pytest.approx(out["d_n_over_d"] * out["n_params"])
-    assert out["curve"]["n"] == [20, 100, 1000] and out["n_train"] == 9  # below 20: reported at n = 20
+    assert out["curve"]["n"] == [20, 100, 1000] and out["n_train"] == 9 and out["n"] == 20  # below 20: reported at n = 20
     assert out["settings"] == {"n_theta": 4, "n_inputs": 5, "n_draws": 3, "gamma": 1.0, "theta_range": [-1.0, 1.0]}
     again = effective_dimension(job, *args, str(tmp_path / "b.json"))  # the config seed fixes every draw
     assert again["draws"] == out["draws"]

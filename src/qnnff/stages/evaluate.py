@@ -42,7 +42,8 @@ log = logging.getLogger("qnnff")
 def effective_dimension(job: EffdimJob, model_path: str, train_npz: str, out_json: str) -> dict:
     """Rule ``effective_dimension``: d_n/d of one model architecture over ``n_draws`` independent Monte-Carlo draws
     (parameters and inputs, each from its seed ``job.draw_seeds[k]``); mean +- sd (ddof = 1) at the training-set size
-    and along the n grid. The trained weights play no role: the parameters are drawn uniformly in ``theta_range``."""
+    (at n = 20 below it, where kappa <= 1 leaves d_n undefined; ``n`` in the JSON says which, and the log warns) and
+    along the n grid. The trained weights play no role: the parameters are drawn uniformly in ``theta_range``."""
     import torch  # torch and the models: the rules that load a model only (see the module docstring)
 
     from ..effdim import model_effective_dimension
@@ -58,6 +59,9 @@ def effective_dimension(job: EffdimJob, model_path: str, train_npz: str, out_jso
     lo, hi = ec.theta_range[kind]
     ns = sorted({n for n in ec.n_grid if n >= 20} | {n_train if n_train >= 20 else 20})
     at = ns.index(n_train if n_train >= 20 else 20)
+    if ns[at] != n_train:
+        log.warning("%s %s: d_n/d is undefined at the training-set size n = %d (kappa <= 1 below n = 20); it is reported "
+                    "at n = %d instead", system, kind, n_train, ns[at])
     draws, curves = [], []
     for k in range(ec.n_draws):
         g = np.random.default_rng(job.draw_seeds[k])
@@ -66,10 +70,10 @@ def effective_dimension(job: EffdimJob, model_path: str, train_npz: str, out_jso
         res = model_effective_dimension(model=effdim_model, positions=pos[idx], theta_samples=theta, n=ns, gamma=ec.gamma)
         draws.append(float(res.d_n_over_d[at]))
         curves.append([float(v) for v in res.d_n_over_d])
-        log.info("%s %s: draw %d: d_n/d = %.4f at n = %d", system, kind, k, draws[-1], n_train)
+        log.info("%s %s: draw %d: d_n/d = %.4f at n = %d", system, kind, k, draws[-1], ns[at])
     cur = np.asarray(curves)
     mean, sd = mean_sd(draws)
-    out = {"system": system, "model": kind, "n_params": int(n_params), "n_train": n_train,
+    out = {"system": system, "model": kind, "n_params": int(n_params), "n_train": n_train, "n": ns[at],
            "d_n_over_d": mean, "d_n_over_d_sd": sd, "d_n": mean * n_params, "draws": draws,
            "curve": {"n": ns, "d_n_over_d": [float(v) for v in cur.mean(axis=0)],
                      "d_n_over_d_sd": [float(v) for v in cur.std(axis=0, ddof=1)]},
