@@ -73,7 +73,6 @@ def test_architecture_rule():
         NNForceField(featurizer=lih_featurizer(), energy_scaler=SCALER)
 
 
-
 def test_architecture_search_equals_brute_force():
     """The closed-form last width finds the same architecture as searching every width tuple."""
 
