@@ -308,7 +308,17 @@ def test_errors_table(trained, tmp_path):
     np.testing.assert_allclose(saved["RMSE(E) [scaled]"], saved["RMSE(E) [meV]"] / 1000 / scale, rtol=1e-4)
     md = (tmp_path / "e.md").read_text()
     assert md.startswith("# LiH: errors on the held-out test set") and "| NN | best (Adam, chi=1) | 2 |" in md
-    assert "Test points outside the training range (excluded): 1." in md
+    assert "Test points outside the training range (excluded): 1." in md and "d_n/d at n =" not in md
+    # an effective dimension evaluated at n = 20 for a smaller training set says so under the table
+    ed = {"n_params": 50, "n_train": 9, "n": 20, "d_n_over_d": 0.5, "d_n_over_d_sd": 0.1}
+    (tmp_path / "ed.json").write_text(json.dumps(ed))
+    errors_table("LiH", [str(m / "seeds.json")], {"nn": str(tmp_path / "ed.json")}, [], str(d / "scalers.json"),
+                 str(tmp_path / "f.csv"), str(tmp_path / "f.md"))
+    assert "NN: d_n/d at n = 20, not at the training-set size 9" in (tmp_path / "f.md").read_text()
+    (tmp_path / "ed.json").write_text(json.dumps({**ed, "n": 9}))
+    errors_table("LiH", [str(m / "seeds.json")], {"nn": str(tmp_path / "ed.json")}, [], str(d / "scalers.json"),
+                 str(tmp_path / "g.csv"), str(tmp_path / "g.md"))
+    assert "d_n/d at n =" not in (tmp_path / "g.md").read_text()
 
 
 def test_run_md_drives_the_median_seed_and_md_table(trained, tmp_path):

@@ -113,6 +113,7 @@ def test_smoke_every_figure_and_table(smoke, test_config):
     for s in systems:
         md = (smoke / f"results/tables/{s}_errors.md").read_text()
         assert "meV" in md and "scaled" in md and "| QNN | best (Adam" in md and "| NN | best" in md and " ± " in md
+        assert "QNN: d_n/d at n = 20, not at the training-set size" in md  # the smoke sets have 8-10 training points
     # the manifest lists every committed artifact with its checksum
     import hashlib
 

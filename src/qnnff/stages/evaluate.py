@@ -100,6 +100,11 @@ def errors_table(system: str, selections: Sequence[str], effdims: dict[str, str]
     df = error_table(system, selections, effdims, aer_jsons, scale)
     excluded = json.loads(Path(scalers_json).read_text()).get("excluded_test_points", [])
     notes = [f"Energy scale: {scale:.6g} eV. Test points outside the training range (excluded): {len(excluded)}."]
+    for kind, path in effdims.items():
+        ed = json.loads(Path(path).read_text())
+        if ed.get("n", ed["n_train"]) != ed["n_train"]:
+            notes.append(f"{kind.upper()}: d_n/d at n = {ed['n']}, not at the training-set size {ed['n_train']}: below n = 20, "
+                         "kappa <= 1 leaves d_n undefined.")
     write_error_table(df, out_csv, out_md, title=f"{system}: errors on the held-out test set", notes=notes)
     return df
 
