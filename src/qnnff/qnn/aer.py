@@ -112,73 +112,18 @@ def aer_expectations(
 ) -> AerResult:
     """Expectation values of ``observable`` (default Z on qubit 0) for each row of ``x`` on qiskit-aer.
 
-    ``weight_values`` are bound first; the inputs ``x [B, d]`` go in as one batch of parameter values.
+    ``weight_values`` are bound first; the inputs ``x [B, d]`` then go in as one batch of parameter values
+    (:func:`aer_pub_expectations`).
     """
-    t0 = time.perf_counter()
-    n = circuit.num_qubits
     x = np.atleast_2d(np.asarray(x, dtype=float))
     wv = np.asarray(weight_values, dtype=float).ravel()
     if x.shape[1] != len(inputs):
         raise ValueError(f"x has {x.shape[1]} columns, the circuit has {len(inputs)} inputs")
     if wv.shape[0] != len(weights):
         raise ValueError(f"{wv.shape[0]} weight values for {len(weights)} weights")
-    if shots is not None and int(shots) < 1:
-        raise ValueError(f"shots must be a positive integer or None (exact), got {shots}")
-    if observable is None:
-        observable = SparsePauliOp("I" * (n - 1) + "Z")
     bound = circuit.assign_parameters(dict(zip(weights, wv.tolist())), inplace=False)
-    sim = make_simulator(noise, p1=p1, p2=p2, seed=seed, exact=shots is None)
-    nq = getattr(sim.target, "num_qubits", None) if noise not in (None, "none", "depolarizing") else None
-    if nq is not None and nq < n:
-        raise ValueError(f"backend {noise!r} has {nq} qubits, the circuit needs {n}")
-    pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=sim, seed_transpiler=int(seed))
-    if shots is None:
-        from qiskit_aer.primitives import EstimatorV2
-
-        isa = pm.run(bound)
-        obs = observable.apply_layout(isa.layout)
-        values = _bind_values(isa, inputs, x)
-        est = EstimatorV2.from_backend(sim, options={"default_precision": 0.0, "run_options": {"seed_simulator": int(seed)}})
-        ev = est.run([(isa, obs, values)]).result()[0].data.evs
-        vals, err = np.asarray(ev, dtype=float).reshape(-1), np.zeros(len(x))
-    else:
-        from qiskit_aer.primitives import SamplerV2
-
-        sup, reduced = _support(observable)
-        meas = bound.copy()
-        creg = ClassicalRegister(len(sup), "obs")
-        meas.add_register(creg)
-        for k, q in enumerate(sup):
-            meas.measure(q, creg[k])
-        isa = pm.run(meas)
-        values = _bind_values(isa, inputs, x)
-        sampler = SamplerV2.from_backend(sim, seed=int(seed))
-        bits = sampler.run([(isa, values)], shots=int(shots)).result()[0].data.obs
-        b = bits.to_bool_array(order="little").reshape(len(x), int(shots), len(sup))
-        index = (b.astype(np.int64) << np.arange(len(sup))).sum(-1)
-        samples = _diagonal(reduced)[index]
-        vals = samples.mean(1)
-        err = samples.std(1) / np.sqrt(int(shots))
-    info = {
-        "shots": shots, "noise": noise, "seed": int(seed), "optimization_level": optimization_level,
-        "isa_depth": isa.depth(), "isa_ops": {k: int(v) for k, v in isa.count_ops().items()},
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    if noise == "depolarizing":
-        info.update(p1=p1, p2=p2)
-    return AerResult(values=vals, stderr=err, info=info)
-
-
-def _bind_values(isa: QuantumCircuit, inputs: Sequence[Parameter], x: np.ndarray) -> np.ndarray:
-    """Parameter values [B, n_params] in the order of ``isa.parameters`` (all of which must be inputs)."""
-    col = {p: j for j, p in enumerate(inputs)}
-    params = list(isa.parameters)
-    missing = [str(p) for p in params if p not in col]
-    if missing:
-        raise ValueError(f"transpiled circuit has unbound non-input parameters {missing}")
-    if not params:
-        return np.zeros((len(x), 0))
-    return np.stack([x[:, col[p]] for p in params], axis=1)
+    return aer_pub_expectations(bound, parameters=inputs, values=x, observable=observable, shots=shots, noise=noise,
+                                p1=p1, p2=p2, seed=seed, optimization_level=optimization_level)
 
 
 def aer_pub_expectations(
