@@ -9,7 +9,7 @@ from geometry_helpers import water_batch
 from qnnff.features import CoordinateFamily, EnergyScaler, Featurizer
 from qnnff.models.base import TrainingBatch
 from qnnff.models.qnn import QNNForceField
-from qnnff.training import loss_terms, train
+from qnnff.training import Adam, loss_terms, train
 
 CIRCUIT = dict(n_qubits=3, depth=2, feature_map="full", feature_map_reps=2, trainable_feature_map="full",
                trainable_feature_map_reps=2)
@@ -29,6 +29,10 @@ def toy_energy(pos):
 
 @pytest.fixture(scope="module")
 def data():
+    return make_data()
+
+
+def make_data():
     pos = water_positions(40)
     fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2))), CoordinateFamily("a_HOH", "angle", ((1, 0, 2),))]
     probe = Featurizer(families=fams, feature_map="arcsin", lo=[0.0] * 3, hi=[1e3] * 3, symbols=["O", "H", "H"])
@@ -98,6 +102,70 @@ def test_same_seed_same_weights(data, optimizer):
           batch_size=16 if optimizer == "adam" else None,
           rhobeg=0.4, log=lambda s: None)
     assert not torch.equal(runs[0], weights(other))
+
+
+def _adam_run(opt, params, steps, lrs):
+    traj = []
+    for it in range(steps):
+        opt.param_groups[0]["lr"] = lrs[it]
+        opt.zero_grad()
+        loss = (params[0] ** 2).sum() + (params[0] * params[1]).sum().sin()
+        if it % 3 != 2:  # every third step the second tensor gets no gradient: both skip it
+            loss = loss + (params[1] ** 3).sum()
+        loss.backward()
+        if it % 3 == 2:
+            params[1].grad = None
+        opt.step()
+        traj.append(torch.cat([p.detach().reshape(-1).clone() for p in params]))
+    return traj
+
+
+def test_functional_adam_is_torch_adam_bitwise_and_shares_its_checkpoints():
+    def init():
+        g = torch.Generator().manual_seed(4)
+        return [torch.nn.Parameter(torch.randn(3, 2, dtype=torch.float64, generator=g)),
+                torch.nn.Parameter(torch.randn(2, dtype=torch.float64, generator=g))]
+
+    lrs = [0.05 * 0.9**k for k in range(12)]
+    p_ref, p_new = init(), init()
+    ref, new = torch.optim.Adam(p_ref, lr=lrs[0]), Adam(p_new, lr=lrs[0])
+    a, b = _adam_run(ref, p_ref, 12, lrs), _adam_run(new, p_new, 12, lrs)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], a[-1])
+    # a checkpoint of either continues in the other, bitwise
+    sd_ref, sd_new = ref.state_dict(), new.state_dict()
+    assert sd_ref["state"].keys() == sd_new["state"].keys()
+    for k, s in sd_ref["state"].items():
+        assert all(torch.equal(s[n], sd_new["state"][k][n]) and s[n].dtype == sd_new["state"][k][n].dtype for n in s)
+    cont = {}
+    for name, src, cls in (("new<-torch", sd_ref, Adam), ("torch<-new", sd_new, torch.optim.Adam)):
+        ps = [torch.nn.Parameter(p.detach().clone()) for p in p_ref]
+        opt = cls(ps, lr=1.0)
+        opt.load_state_dict(src)
+        cont[name] = _adam_run(opt, ps, 5, lrs[:5])
+    tail = _adam_run(ref, p_ref, 5, lrs[:5])
+    for name, traj in cont.items():
+        assert all(torch.equal(x, y) for x, y in zip(traj, tail)), name
+    with pytest.raises(ValueError, match="one group of 1"):
+        Adam([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], lr=0.1).load_state_dict(sd_ref)
+
+
+def test_adam_training_does_not_import_torch_dynamo():
+    """Building a torch Optimizer costs a training job 0.9 s of torch._dynamo import; a QNN trained with Adam must not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from test_training import fresh, make_data\n"
+            "from qnnff.training import train\n"
+            "data = make_data()\n"
+            "res = train(fresh(data), data[2], optimizer='adam', iterations=3, lr=0.02, chi=1.0, seed=0, log=lambda s: None)\n"
+            "assert res.iterations == 3 and res.final_loss < res.history[0]['loss'], res\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 class Killed(Exception):

@@ -10,7 +10,7 @@ are not computed at all (the energy path is cheaper); the learning curve's force
 
 Optimisers
 ----------
-* ``"adam"`` (:class:`torch.optim.Adam`, learning rate ``lr``, or decaying geometrically to ``lr_final`` at the last
+* ``"adam"`` (:class:`torch.optim.Adam`'s update, see :class:`Adam`; learning rate ``lr``, or decaying geometrically to ``lr_final`` at the last
   step, ``iterations`` steps), full batch by default or
   minibatches of ``batch_size`` frames drawn without replacement at every step from ``numpy.random.default_rng(seed)``.
 * ``"cobyla"`` (:func:`scipy.optimize.minimize`, method COBYLA, gradient-free) on the flattened trainable parameters,
@@ -370,10 +370,75 @@ def adam_learning_rate(it: int, iterations: int, lr: float, lr_final: float | No
     return lr * (lr_final / lr) ** ((it - 1) / (iterations - 1))
 
 
+class Adam:
+    """:class:`torch.optim.Adam` with its defaults (betas 0.9, 0.999; eps 1e-8; no weight decay), stepped through
+    torch's functional API :func:`torch.optim.adam.adam`, the function ``torch.optim.Adam.step`` itself calls.
+
+    Same update and same ``state_dict`` layout as ``torch.optim.Adam``: the weights are bitwise those of the class
+    (``tests/test_training.py``), and a checkpoint written by either loads into the other. Why not the class: building
+    a ``torch.optim.Optimizer`` imports ``torch._dynamo`` (0.9 s of a 3-4 s training job), which the functional API
+    does not need. ``lr`` is read from ``param_groups[0]["lr"]`` at each step, as with the class.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], *, lr: float) -> None:
+        from torch.optim.adam import adam
+
+        self._adam = adam
+        self.params = list(params)
+        self.param_groups = [{"lr": float(lr), "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                              "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                              "differentiable": False, "fused": None, "decoupled_weight_decay": False,
+                              "params": list(range(len(self.params)))}]
+        self.state: dict[int, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        g = self.param_groups[0]
+        idx = [i for i, p in enumerate(self.params) if p.grad is not None]  # as the class: no gradient, no update
+        for i in idx:
+            if i not in self.state:
+                p = self.params[i]
+                self.state[i] = {"step": torch.tensor(0.0, dtype=torch.float64 if torch.get_default_dtype() == torch.float64
+                                                      else torch.float32),
+                                 "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        st = [self.state[i] for i in idx]
+        self._adam([self.params[i] for i in idx], [self.params[i].grad for i in idx], [s["exp_avg"] for s in st],
+                   [s["exp_avg_sq"] for s in st], [], [s["step"] for s in st], foreach=g["foreach"],
+                   capturable=False, differentiable=False, fused=g["fused"],
+                   has_complex=any(torch.is_complex(self.params[i]) for i in idx), decoupled_weight_decay=False,
+                   amsgrad=False, beta1=g["betas"][0], beta2=g["betas"][1], lr=g["lr"], weight_decay=g["weight_decay"],
+                   eps=g["eps"], maximize=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": {i: {k: v.clone() for k, v in s.items()} for i, s in self.state.items()},
+                "param_groups": [dict(g, params=list(g["params"])) for g in self.param_groups]}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        groups = sd["param_groups"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
+            raise ValueError(f"optimizer state has {[len(g['params']) for g in groups]} parameters per group, "
+                             f"this Adam has one group of {len(self.params)}")
+        for k in ("betas", "eps", "weight_decay", "amsgrad", "maximize"):
+            if k in groups[0] and groups[0][k] != self.param_groups[0][k]:
+                raise ValueError(f"optimizer state has {k}={groups[0][k]!r}, this Adam has {self.param_groups[0][k]!r}")
+        order = {pid: j for j, pid in enumerate(groups[0]["params"])}
+        self.param_groups[0]["lr"] = groups[0]["lr"]
+        self.state = {}
+        for pid, s in sd["state"].items():
+            p = self.params[order[pid]]
+            self.state[order[pid]] = {k: (v.clone() if k == "step" else v.to(dtype=p.dtype, device=p.device).clone())
+                                      for k, v in s.items()}
+
+
 def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Generator, *, lr: float, lr_final: float | None,
                 batch_size: int | None, ck: dict[str, Any] | None) -> str:
     model, batch = ctx.model, ctx.batch
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = Adam(params, lr=lr)
     start = 0
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -391,7 +456,7 @@ def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Gene
         b = batch if batch_size is None else batch.subset(torch.as_tensor(np.sort(rng.choice(n, batch_size, replace=False))))
         for group in opt.param_groups:
             group["lr"] = adam_learning_rate(it, ctx.iterations, lr, lr_final)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         total, e, f = loss_terms(model, b, chi=ctx.chi, create_graph=True)
         if not torch.isfinite(total):
             raise FloatingPointError(f"training loss became {float(total)} at iteration {it}")
