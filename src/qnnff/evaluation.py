@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import dataset as ds
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .units import MEV_PER_EV
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODEL_LABELS = {"qnn": "QNN", "nn": "NN", "bpnn": "BPNN (n2p2-style)"}
 
@@ -127,6 +130,7 @@ def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
 def error_table(system: str, selections: Sequence[str | Path], effdims: dict[str, str | Path], aer_jsons: Sequence[str | Path],
                 scale: float) -> pd.DataFrame:
     """One row per trained seed (and per Aer evaluation): the CSV behind the Markdown table."""
+    import pandas as pd  # only the table rules need pandas: training and MD jobs start without it
     rows = []
     ed = {k: json.loads(Path(p).read_text()) for k, p in effdims.items()}
     for sel_path in selections:
@@ -146,6 +150,7 @@ def error_table(system: str, selections: Sequence[str | Path], effdims: dict[str
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean +- sd over seeds of every (model, protocol, evaluation) of a per-seed error table."""
+    import pandas as pd  # only the table rules need pandas: training and MD jobs start without it
     out = []
     keys = ["kind", "protocol", "evaluation"]
     for (kind, protocol, evaluation), g in df.groupby(keys, sort=False):

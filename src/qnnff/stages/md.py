@@ -17,10 +17,9 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from ase import Atoms
 
 from .. import dataset as ds
@@ -31,6 +30,9 @@ from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..jobs import MDJob
 from ..settings import MDSettings
 from . import SeedSet
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("qnnff")
 
@@ -142,6 +144,7 @@ def run_md_shots(job: MDJob, shots: int, models: SeedSet | Mapping[str, Any], ex
 
 def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFrame:
     """Rule ``md_table``: energy drift, speed and completion of every MD run (CSV and Markdown)."""
+    import pandas as pd  # only the table rules need pandas: training and MD jobs start without it
     rows = []
     for p in summaries:
         d = json.loads(Path(p).read_text())
