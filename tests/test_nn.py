@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -184,6 +186,12 @@ def test_save_load_roundtrip(water, tmp_path):
     e0, f0 = model.energy_and_forces(train)
     e1, f1 = back.energy_and_forces(train)
     assert (e0 - e1).abs().max() <= 1e-12 and (f0 - f1).abs().max() <= 1e-12
+    # an NN's MD or effective-dimension job loads its model without Qiskit, numba or the other model modules
+    code = ("import sys\nfrom qnnff.models import load_model\n"
+            f"m = load_model({str(path)!r})\n"
+            "print(type(m).__name__, sorted(k for k in ('qiskit', 'numba', 'qnnff.models.qnn', 'qnnff.models.bpnn') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["NNForceField", "[]"], out
 
 
 def test_wrong_species_or_shape_is_reported(water):

@@ -155,12 +155,16 @@ class FeatureForceField(ForceField):
         return y, f
 
 
+_BUILTIN_KINDS = ("qnn", "nn", "bpnn")  # kind -> module qnnff.models.<kind>
+
+
 def load_model(path: str | Path) -> ForceField:
     """Rebuild any registered model from its artifact file (no training code involved)."""
     arrays, meta, blobs = _artifact.load_artifact(path)
     kind = meta.get("kind")
-    if kind not in _REGISTRY:  # the model modules register themselves when imported (torch and qiskit: only on demand)
-        for module in ("qnn", "nn", "bpnn"):
+    if kind not in _REGISTRY:  # the model modules register themselves when imported: only the artifact's kind is
+        # imported (an NN's MD or effective-dimension job then starts without Qiskit and the QNN kernels)
+        for module in (kind,) if kind in _BUILTIN_KINDS else _BUILTIN_KINDS:
             importlib.import_module(f"{__package__}.{module}")
     if kind not in _REGISTRY:
         raise ValueError(f"{path}: unknown model kind {kind!r} (known: {sorted(_REGISTRY)})")
