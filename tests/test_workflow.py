@@ -29,7 +29,7 @@ def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeo
 def smoke(tmp_path_factory, repo, pytestconfig):
     work = tmp_path_factory.mktemp("smoke")
     say = terminal_writer(pytestconfig)
-    say("smoke fixture: the whole workflow on config/test.yaml (about 3 min on 2 cores)")
+    say("smoke fixture: the whole workflow on config/test.yaml (about 1.5 min on 2 cores)")
     run_snakemake(repo, work, repo / "config" / "test.yaml", say=say)
     keep = os.environ.get("QNNFF_KEEP_SMOKE_RUN")
     if keep:  # .ci/run: the SLURM proof compares its SLURM run with this local run instead of making another one
@@ -97,6 +97,28 @@ def test_fourth_molecule_needs_config_only(tmp_path, repo, test_config):
         assert f["x"].shape == (7, 3)
         # the energy curve of a bond stretch has its minimum inside the sampled range
         assert np.argmin(f["energy"]) not in (0, 6)
+
+
+def test_one_job_per_seed_trains_the_same_models_as_one_job_for_all_seeds(smoke, repo, test_config, tmp_path):
+    """config/test.yaml trains the seeds of a model in one job (`seeds_in_one_job`); the default layout, one job per
+    seed, gives byte-identical predictions and weights: seed 1 is the same trained after seed 0 in one process."""
+    from qnnff.models.artifact import load_artifact
+
+    assert test_config["seeds_in_one_job"] is True
+    work = tmp_path / "per_seed"
+    shutil.copytree(smoke, work, symlinks=True)  # with .snakemake: data and features are not redone
+    cfg = {**test_config, "seeds_in_one_job": False}
+    cf = tmp_path / "per_seed.yaml"
+    cf.write_text(yaml.safe_dump(cfg, sort_keys=False))  # the key order too: Snakemake compares params as written
+    targets = [f"results/{s}/models/{k}/{p}/seed1/test_predictions.extxyz"
+               for s, k, p in (("H2O", "qnn", "paper"), ("H2O", "qnn", "best"), ("H2O", "bpnn", "best"), ("H3O+", "nn", "paper"))]
+    proc = run_snakemake(repo, work, cf, *targets)
+    log = proc.stdout + proc.stderr
+    assert all(f"rule {r}:" in log for r in ("train_qnn", "train_nn", "train_bpnn")) and "rule dft_chunk:" not in log
+    for t in targets:
+        assert (work / t).read_bytes() == (smoke / t).read_bytes(), t
+        mine, ref = (load_artifact(d / t.replace("test_predictions.extxyz", "model.zip"))[0] for d in (work, smoke))
+        assert mine.keys() == ref.keys() and all(np.array_equal(mine[k], ref[k]) for k in ref), t
 
 
 def test_smoke_every_figure_and_table(smoke, test_config):

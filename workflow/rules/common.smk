@@ -55,6 +55,7 @@ def bench_path(rule, *parts):
 MODELS = {name: model_kinds(config, name) for name in SYSTEMS}
 VARIANTS = {name: variants(config, name) for name in SYSTEMS}
 SEEDS = list(range(n_seeds(config)))
+SEEDS_IN_ONE_JOB = bool(config.get("seeds_in_one_job", False))  # job layout only: the models are the same
 
 
 wildcard_constraints:

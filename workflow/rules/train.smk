@@ -1,21 +1,33 @@
-# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn), one job per (system, protocol, seed);
-# they share one script. A killed training resumes from its checkpoint (params.checkpoint, not an output, so
-# Snakemake keeps it); the model file itself is written atomically at the end. `select_seeds` gathers the seeds of
-# one (kind, protocol): per-seed test errors, mean +- sd and the median seed that figures, MD and Aer use.
+# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn), one job per (system, protocol, seed), or
+# per (system, protocol) training every seed in turn with `seeds_in_one_job: true` (configs whose trainings take less
+# than a job's start-up; config/README.md); they share one script. A killed training resumes from its checkpoint
+# (params.checkpoint, not an output, so Snakemake keeps it); the model file itself is written atomically at the end.
+# `select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors, mean +- sd and the median seed that
+# figures, MD and Aer use.
+TRAIN_JOB = ("{system}", "{protocol}") if SEEDS_IN_ONE_JOB else ("{system}", "{protocol}", "{seed}")
+
+
+def job_seeds(wc):
+    """The seeds a training job trains: every seed, or its own."""
+    return SEEDS if SEEDS_IN_ONE_JOB else [int(wc.seed)]
 
 
 def model_outputs(kind):
-    base = "results/{system}/models/" + kind + "/{protocol}/seed{seed}/"
-    return dict(
-        model=base + "model.zip",
-        predictions=base + "test_predictions.extxyz",
-        curve=base + "learning_curve.csv",
-        summary=base + "train_summary.json",
+    """The files of a training job, as lists (one entry per seed it trains)."""
+    base = "results/{system}/models/" + kind + "/{protocol}/seed"
+    seeds = SEEDS if SEEDS_IN_ONE_JOB else ["{seed}"]
+    names = dict(
+        model="model.zip", predictions="test_predictions.extxyz", curve="learning_curve.csv", summary="train_summary.json"
     )
+    return {key: [f"{base}{k}/{name}" for k in seeds] for key, name in names.items()}
+
+
+def checkpoints(kind):
+    return lambda wc: [f"results/{wc.system}/models/{kind}/{wc.protocol}/seed{k}/checkpoint.pt" for k in job_seeds(wc)]
 
 
 rule train_qnn:
-    """Train one seed of the QNN (a Qiskit circuit run by qnnff's exact torch statevector engine) under one protocol."""
+    """Train the QNN (a Qiskit circuit run by qnnff's exact torch statevector engine) under one protocol: one seed, or every seed."""
     input:
         scalers="results/{system}/features/scalers.json",
         train="results/{system}/features/train.npz",
@@ -23,9 +35,9 @@ rule train_qnn:
     output:
         **model_outputs("qnn"),
     log:
-        log_path("train_qnn", "{system}", "{protocol}", "{seed}"),
+        log_path("train_qnn", *TRAIN_JOB),
     benchmark:
-        bench_path("train_qnn", "{system}", "{protocol}", "{seed}")
+        bench_path("train_qnn", *TRAIN_JOB)
     priority: 10  # the QNN trainings are the longest jobs: start them as soon as their features exist
     conda:
         "../../envs/qnnff.yaml"
@@ -33,9 +45,9 @@ rule train_qnn:
     params:
         kind="qnn",
         protocol=lambda wc: wc.protocol,
-        seed=lambda wc: int(wc.seed),
+        seeds=job_seeds,
         settings=settings("train", kind="qnn"),
-        checkpoint="results/{system}/models/qnn/{protocol}/seed{seed}/checkpoint.pt",
+        checkpoint=checkpoints("qnn"),
     script:
         "../scripts/train.py"
 
@@ -44,32 +56,32 @@ use rule train_qnn as train_nn with:
     output:
         **model_outputs("nn"),
     log:
-        log_path("train_nn", "{system}", "{protocol}", "{seed}"),
+        log_path("train_nn", *TRAIN_JOB),
     benchmark:
-        bench_path("train_nn", "{system}", "{protocol}", "{seed}")
+        bench_path("train_nn", *TRAIN_JOB)
     priority: 0
     params:
         kind="nn",
         protocol=lambda wc: wc.protocol,
-        seed=lambda wc: int(wc.seed),
+        seeds=job_seeds,
         settings=settings("train", kind="nn"),
-        checkpoint="results/{system}/models/nn/{protocol}/seed{seed}/checkpoint.pt",
+        checkpoint=checkpoints("nn"),
 
 
 use rule train_qnn as train_bpnn with:
     output:
         **model_outputs("bpnn"),
     log:
-        log_path("train_bpnn", "{system}", "{protocol}", "{seed}"),
+        log_path("train_bpnn", *TRAIN_JOB),
     benchmark:
-        bench_path("train_bpnn", "{system}", "{protocol}", "{seed}")
+        bench_path("train_bpnn", *TRAIN_JOB)
     priority: 0
     params:
         kind="bpnn",
         protocol=lambda wc: wc.protocol,
-        seed=lambda wc: int(wc.seed),
+        seeds=job_seeds,
         settings=settings("train", kind="bpnn"),
-        checkpoint="results/{system}/models/bpnn/{protocol}/seed{seed}/checkpoint.pt",
+        checkpoint=checkpoints("bpnn"),
 
 
 rule select_seeds:
