@@ -30,7 +30,7 @@ RULE_FILES = ("data", "features", "train", "evaluate", "md", "figures", "studies
 
 # ------------------------------------------------------------------ the contract: rule files, scripts, imports
 def stage_function(rule: str) -> str:
-    return "train" if rule.startswith("train_") else rule  # train_qnn, train_nn, train_bpnn share one function
+    return "train_seeds" if rule.startswith("train_") else rule  # train_qnn, train_nn, train_bpnn share one function
 
 
 def test_every_rule_has_its_function_in_the_module_of_its_rule_file():

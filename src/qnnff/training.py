@@ -10,9 +10,9 @@ are not computed at all (the energy path is cheaper); the learning curve's force
 
 Optimisers
 ----------
-* ``"adam"`` (:class:`torch.optim.Adam`'s update, see :class:`Adam`; learning rate ``lr``, or decaying geometrically to ``lr_final`` at the last
-  step, ``iterations`` steps), full batch by default or
-  minibatches of ``batch_size`` frames drawn without replacement at every step from ``numpy.random.default_rng(seed)``.
+* ``"adam"`` (the update of :class:`torch.optim.Adam`, see :class:`Adam`; learning rate ``lr``, or decaying
+  geometrically to ``lr_final`` at the last step, ``iterations`` steps), full batch by default or minibatches of
+  ``batch_size`` frames drawn without replacement at every step from ``numpy.random.default_rng(seed)``.
 * ``"cobyla"`` (:func:`scipy.optimize.minimize`, method COBYLA, gradient-free) on the flattened trainable parameters,
   ``iterations`` = the budget of loss evaluations (``maxiter``), initial trust radius ``rhobeg``. Every evaluation is a
   row of the learning curve; the model ends with the best parameters evaluated. COBYLA needs at least

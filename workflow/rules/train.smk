@@ -8,22 +8,27 @@ TRAIN_JOB = ("{system}", "{protocol}") if SEEDS_IN_ONE_JOB else ("{system}", "{p
 
 
 def job_seeds(wc):
-    """The seeds a training job trains: every seed, or its own."""
-    return SEEDS if SEEDS_IN_ONE_JOB else [int(wc.seed)]
+    """The seed of a training job, or every seed (a list) with seeds_in_one_job."""
+    return SEEDS if SEEDS_IN_ONE_JOB else int(wc.seed)
 
 
 def model_outputs(kind):
-    """The files of a training job, as lists (one entry per seed it trains)."""
+    """The files of a training job: one seed's, or lists over every seed with seeds_in_one_job."""
     base = "results/{system}/models/" + kind + "/{protocol}/seed"
-    seeds = SEEDS if SEEDS_IN_ONE_JOB else ["{seed}"]
     names = dict(
         model="model.zip", predictions="test_predictions.extxyz", curve="learning_curve.csv", summary="train_summary.json"
     )
-    return {key: [f"{base}{k}/{name}" for k in seeds] for key, name in names.items()}
+    if SEEDS_IN_ONE_JOB:
+        return {key: [f"{base}{k}/{name}" for k in SEEDS] for key, name in names.items()}
+    return {key: base + "{seed}/" + name for key, name in names.items()}
 
 
 def checkpoints(kind):
-    return lambda wc: [f"results/{wc.system}/models/{kind}/{wc.protocol}/seed{k}/checkpoint.pt" for k in job_seeds(wc)]
+    """params.checkpoint; one job per seed keeps the pattern it always had, so that layout reruns nothing."""
+    base = "results/{system}/models/" + kind + "/{protocol}/seed"
+    if SEEDS_IN_ONE_JOB:
+        return lambda wc: [f"results/{wc.system}/models/{kind}/{wc.protocol}/seed{k}/checkpoint.pt" for k in SEEDS]
+    return base + "{seed}/checkpoint.pt"
 
 
 rule train_qnn:
@@ -45,7 +50,7 @@ rule train_qnn:
     params:
         kind="qnn",
         protocol=lambda wc: wc.protocol,
-        seeds=job_seeds,
+        seed=job_seeds,
         settings=settings("train", kind="qnn"),
         checkpoint=checkpoints("qnn"),
     script:
@@ -63,7 +68,7 @@ use rule train_qnn as train_nn with:
     params:
         kind="nn",
         protocol=lambda wc: wc.protocol,
-        seeds=job_seeds,
+        seed=job_seeds,
         settings=settings("train", kind="nn"),
         checkpoint=checkpoints("nn"),
 
@@ -79,7 +84,7 @@ use rule train_qnn as train_bpnn with:
     params:
         kind="bpnn",
         protocol=lambda wc: wc.protocol,
-        seeds=job_seeds,
+        seed=job_seeds,
         settings=settings("train", kind="bpnn"),
         checkpoint=checkpoints("bpnn"),
 

@@ -1,7 +1,8 @@
 """Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn`` and ``select_seeds``.
 
-The three ``train_*`` rules share one script and one function, :func:`train` (the model kind arrives as a rule
-param, in the job's :class:`~qnnff.jobs.TrainJob`): it builds the model from the job's architecture
+The three ``train_*`` rules share one script and one function, :func:`train_seeds` (the model kind arrives as a rule
+param, in each seed's :class:`~qnnff.jobs.TrainJob`), which runs :func:`train` for the job's seed, or for every seed
+with ``seeds_in_one_job``: it builds the model from the job's architecture
 (:func:`qnnff.models.factory.build_model_from`), trains one seed under one protocol (:func:`qnnff.training.train`,
 resuming from a checkpoint) and writes the model, its test predictions, learning curve and summary.
 :func:`select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors, mean +- sd and the median seed
@@ -74,6 +75,26 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
     write_json_atomic(out_summary, summary)
     Path(checkpoint).unlink(missing_ok=True)
     return summary
+
+
+def train_seeds(settings: dict, system: str, kind: str, protocol: str, seeds: int | Sequence[int], scalers_json: str,
+                train_npz: str, test_npz: str, out_models: str | Sequence[str], out_predictions: str | Sequence[str],
+                out_curves: str | Sequence[str], out_summaries: str | Sequence[str], checkpoints: str | Sequence[str]) -> list[dict]:
+    """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: :func:`train` one seed (a job per seed), or every seed of
+    the (kind, protocol) in turn (``seeds_in_one_job``: one file per seed in each of the lists, in the seeds' order).
+    A seed trains the same either way: its job spec is built from the same settings slice, and nothing carries over
+    from the seed before it (``tests/test_workflow.py`` compares the two layouts)."""
+    many = not isinstance(seeds, (int, str))
+    as_list = (lambda v: [str(f) for f in v]) if many else (lambda v: [str(v)])
+    seed_list = [int(k) for k in seeds] if many else [int(seeds)]
+    files = [as_list(v) for v in (out_models, out_predictions, out_curves, out_summaries, checkpoints)]
+    if any(len(f) != len(seed_list) for f in files):
+        raise ValueError(f"{system} {kind}/{protocol}: {len(seed_list)} seeds but {[len(f) for f in files]} output files")
+    out = []
+    for k, model, predictions, curve, summary, checkpoint in zip(seed_list, *files):
+        job = TrainJob.of(settings, system=system, kind=kind, protocol=protocol, seed_index=k)
+        out.append(train(job, scalers_json, train_npz, test_npz, model, predictions, curve, summary, checkpoint))
+    return out
 
 
 def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> list:
