@@ -31,6 +31,7 @@ Like :mod:`qnnff.settings`, this module imports the standard library and the tor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import SystemSpec, config_hash, data_hash, schema_defaults, system_spec
@@ -95,6 +96,13 @@ class TrainJob(_OfSystem):
                    model=model_settings_of(settings, system, kind, protocol), init_seed=init_seed(settings, system, kind, k),
                    train_seed=train_seed(settings, system, kind, protocol, k),
                    model_hash=model_hash(settings, system, kind, protocol))
+
+    @classmethod
+    def each(cls, settings: dict, *, system: str, kind: str, protocol: str, seeds: int | Sequence[int]) -> list[TrainJob]:
+        """The jobs of one training job's seeds: its seed (an int: one job per seed) or every seed (a list:
+        ``seeds_in_one_job``), each exactly as :meth:`of` builds it."""
+        ks = [int(seeds)] if isinstance(seeds, (int, str)) else [int(k) for k in seeds]
+        return [cls.of(settings, system=system, kind=kind, protocol=protocol, seed_index=k) for k in ks]
 
 
 @dataclass(frozen=True)

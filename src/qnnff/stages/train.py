@@ -77,24 +77,18 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
     return summary
 
 
-def train_seeds(settings: dict, system: str, kind: str, protocol: str, seeds: int | Sequence[int], scalers_json: str,
-                train_npz: str, test_npz: str, out_models: str | Sequence[str], out_predictions: str | Sequence[str],
-                out_curves: str | Sequence[str], out_summaries: str | Sequence[str], checkpoints: str | Sequence[str]) -> list[dict]:
-    """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: :func:`train` one seed (a job per seed), or every seed of
-    the (kind, protocol) in turn (``seeds_in_one_job``: one file per seed in each of the lists, in the seeds' order).
-    A seed trains the same either way: its job spec is built from the same settings slice, and nothing carries over
-    from the seed before it (``tests/test_workflow.py`` compares the two layouts)."""
-    many = not isinstance(seeds, (int, str))
-    as_list = (lambda v: [str(f) for f in v]) if many else (lambda v: [str(v)])
-    seed_list = [int(k) for k in seeds] if many else [int(seeds)]
-    files = [as_list(v) for v in (out_models, out_predictions, out_curves, out_summaries, checkpoints)]
-    if any(len(f) != len(seed_list) for f in files):
-        raise ValueError(f"{system} {kind}/{protocol}: {len(seed_list)} seeds but {[len(f) for f in files]} output files")
-    out = []
-    for k, model, predictions, curve, summary, checkpoint in zip(seed_list, *files):
-        job = TrainJob.of(settings, system=system, kind=kind, protocol=protocol, seed_index=k)
-        out.append(train(job, scalers_json, train_npz, test_npz, model, predictions, curve, summary, checkpoint))
-    return out
+def train_seeds(jobs: Sequence[TrainJob], scalers_json: str, train_npz: str, test_npz: str, out_models: str | Sequence[str],
+                out_predictions: str | Sequence[str], out_curves: str | Sequence[str], out_summaries: str | Sequence[str],
+                checkpoints: str | Sequence[str]) -> list[dict]:
+    """Rules ``train_qnn``, ``train_nn``, ``train_bpnn``: :func:`train` each job (:meth:`TrainJob.each`): one seed (a
+    job per seed; file arguments are paths), or every seed of the (kind, protocol) in turn (``seeds_in_one_job``; file
+    arguments are lists, in the jobs' order). A seed trains the same either way: nothing carries over from the seed
+    before it (``tests/test_workflow.py`` compares the two layouts)."""
+    files = [[str(v)] if isinstance(v, (str, Path)) else [str(f) for f in v]
+             for v in (out_models, out_predictions, out_curves, out_summaries, checkpoints)]
+    if any(len(f) != len(jobs) for f in files):
+        raise ValueError(f"{len(jobs)} training jobs but {[len(f) for f in files]} files per output")
+    return [train(job, scalers_json, train_npz, test_npz, *paths) for job, *paths in zip(jobs, *files)]
 
 
 def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> list:
