@@ -24,7 +24,7 @@ def model_outputs(kind):
 
 
 def checkpoints(kind):
-    """params.checkpoint; one job per seed keeps the pattern it always had, so that layout reruns nothing."""
+    """params.checkpoint; one job per seed keeps the pattern it always had (its jobs' params are unchanged)."""
     base = "results/{system}/models/" + kind + "/{protocol}/seed"
     if SEEDS_IN_ONE_JOB:
         return lambda wc: [f"results/{wc.system}/models/{kind}/{wc.protocol}/seed{k}/checkpoint.pt" for k in SEEDS]
