@@ -81,7 +81,7 @@ def test_import_lightness():
     for m in ("features", "train", "evaluate", "md", "figures", "studies"):
         assert "scipy.stats" not in loaded[m], m  # scipy.stats: the sampling designs (sample_points) only
     for m in ("features", "studies", "train", "md"):
-        assert "pandas" not in loaded[m], m  # pandas: the table rules only (training and MD jobs are 22 of the smoke's 84)
+        assert "pandas" not in loaded[m], m  # pandas: the table rules only (not the smoke run's 11 training and 11 MD jobs)
     # an NN sized to the QNN reads the circuit's spec only: no Qiskit, no numba engine
     assert not loaded_after_import("qnnff.qnn.spec")["qnnff.qnn.spec"] & {"qiskit", "numba", "torch"}
 
