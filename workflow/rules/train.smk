@@ -25,10 +25,9 @@ def model_outputs(kind):
 
 def checkpoints(kind):
     """params.checkpoint; one job per seed keeps the pattern it always had (its jobs' params are unchanged)."""
-    base = "results/{system}/models/" + kind + "/{protocol}/seed"
     if SEEDS_IN_ONE_JOB:
-        return lambda wc: [f"results/{wc.system}/models/{kind}/{wc.protocol}/seed{k}/checkpoint.pt" for k in SEEDS]
-    return base + "{seed}/checkpoint.pt"
+        return lambda wc: [f"{Variant(wc.system, kind, wc.protocol).model_dir(k)}/checkpoint.pt" for k in SEEDS]
+    return "results/{system}/models/" + kind + "/{protocol}/seed{seed}/checkpoint.pt"
 
 
 rule train_qnn:
