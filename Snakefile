@@ -78,10 +78,11 @@ rule train:
 
 
 rule evaluate:
-    """Stage 4: error tables (test set, every seed), effective dimensions and the reproduction scorecard."""
+    """Stage 4: error tables (test set, every seed), effective dimensions, information floors and the reproduction scorecard."""
     input:
         expand("results/tables/{system}_errors.{ext}", system=SYSTEMS, ext=["csv", "md"]),
         kind_files("effective_dimension.json"),
+        kind_files("information_floor.json"),
         ["results/tables/reproduction.md"] if REPRODUCTION else [],
 
 

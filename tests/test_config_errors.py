@@ -148,3 +148,25 @@ def test_model_hash_ignores_other_protocols_seeds_and_aer(paper_config):
     cfg = copy.deepcopy(paper_config)
     cfg["systems"]["H2O"]["models"]["qnn"]["init"] = {"feature_map_weights": 0.5}
     assert model_hash(cfg, "H2O", "qnn", "best") != h
+
+
+@pytest.mark.parametrize("protocol, key", [
+    ({"optimizer": "adam+lbfgs", "iterations": 100, "chi": 1.0}, "lbfgs_evaluations: optimizer adam+lbfgs needs it"),
+    ({"optimizer": "adam", "iterations": 100, "chi": 1.0, "lbfgs_evaluations": 50}, "lbfgs_evaluations: only for optimizer adam+lbfgs"),
+    ({"optimizer": "adam", "iterations": 100, "chi": 1.0, "history_size": 20}, "history_size: an L-BFGS setting needs optimizer: lbfgs"),
+    ({"optimizer": "lbfgs", "iterations": 100, "chi": 1.0, "batch_size": 50}, "batch_size: LBFGS evaluates the full training set"),
+    ({"optimizer": "lbfgs", "iterations": 100, "chi": 1.0, "lr_final": 1e-3}, "lr_final: a learning-rate schedule needs optimizer: adam"),
+])
+def test_lbfgs_protocol_errors_name_the_key(paper_config, protocol, key):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["nn"]["protocols"]["best"] = protocol
+    msg = _err(cfg)
+    assert "systems.H2O.models.nn.protocols.best." + key in msg, msg
+
+
+def test_lbfgs_protocols_are_valid(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["nn"]["protocols"] |= {
+        "l": {"optimizer": "lbfgs", "iterations": 100, "chi": 1.0, "history_size": 20, "tolerance_grad": 0.0},
+        "al": {"optimizer": "adam+lbfgs", "iterations": 100, "lbfgs_evaluations": 300, "lr": 0.01, "lr_final": 1e-3, "chi": 1.0}}
+    check_config(cfg)

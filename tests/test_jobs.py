@@ -13,7 +13,7 @@ from test_settings import jobs
 
 from qnnff import jobs as job_specs
 from qnnff.config import SystemSpec, config_hash, data_hash, replace_with_cli_configfiles, system_spec
-from qnnff.jobs import AerJob, DataJob, EffdimJob, FiguresJob, MDJob, MetricsJob, StudyJob, StudyPointJob, TrainJob
+from qnnff.jobs import AerJob, DataJob, EffdimJob, FiguresJob, FloorJob, MDJob, MetricsJob, StudyJob, StudyPointJob, TrainJob
 from qnnff.protocols import init_seed, model_hash, model_kinds, protocols, qnn_circuit_config, qnn_init, train_seed, variants
 from qnnff.seeding import derive_seed
 from qnnff.settings import RULES, SHOT_MD_KEYS, MDSettings, NNSettings, QNNSettings, ReproductionSettings, rule_settings
@@ -57,6 +57,8 @@ def test_specs_carry_the_hashes_and_seeds_of_the_whole_config(cfg):
         for kind in model_kinds(cfg, s):
             ed = EffdimJob.of(rule_settings(cfg, "effective_dimension"), system=s, kind=kind)
             assert list(ed.draw_seeds) == [derive_seed(seed, "effdim", s, kind, k) for k in range(ed.effdim.n_draws)]
+            fl = FloorJob.of(rule_settings(cfg, "information_floor"), system=s, kind=kind)
+            assert fl.seed == derive_seed(seed, "information_floor", s) and fl.floor.n_restarts == 1
         if "qnn" in model_kinds(cfg, s):
             for p in protocols(cfg, s, "qnn"):
                 aer = AerJob.of(rule_settings(cfg, "aer_evaluation", system=s), system=s, protocol=p)
@@ -194,7 +196,7 @@ def test_no_stage_function_takes_a_config_dict():
 
 
 def test_every_rule_with_settings_gets_its_spec_as_the_first_argument():
-    specs = {DataJob, TrainJob, EffdimJob, AerJob, MDJob, FiguresJob, MetricsJob, StudyPointJob, StudyJob, ReproductionSettings}
+    specs = {DataJob, TrainJob, EffdimJob, FloorJob, AerJob, MDJob, FiguresJob, MetricsJob, StudyPointJob, StudyJob, ReproductionSettings}
     with_settings = {r for r in rule_scripts() if r in RULES or r.startswith("train_")}  # the train_* rules share "train"
     assert len(with_settings) == len(RULES) + 2
     functions = {name: (stem, fn) for stem, name, fn in stage_functions()}

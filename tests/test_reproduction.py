@@ -74,7 +74,7 @@ def test_error_table_rows_and_mean_sd_agree_with_the_csv(tmp_path):
     a = make_variant(tmp_path, "qnn", "paper", [(0.02, 0.2), (0.03, 0.3), (0.025, 0.1)])
     b = make_variant(tmp_path, "qnn", "best", [(0.002, 0.02), (0.003, 0.03), (0.001, 0.04)])
     sels = [tmp_path / "qnn" / "paper" / "seeds.json", tmp_path / "qnn" / "best" / "seeds.json"]
-    df = error_table("H2O", sels, {"qnn": effdim_file(tmp_path, "qnn", 0.6, 0.01, 87)}, [], SCALE)
+    df = error_table("H2O", sels, {"qnn": effdim_file(tmp_path, "qnn", 0.6, 0.01, 87)}, {}, [], SCALE)
     write_error_table(df, tmp_path / "t.csv", tmp_path / "t.md", title="t")
     csv = pd.read_csv(tmp_path / "t.csv")
     assert len(csv) == 6 and set(csv["protocol"]) == {"paper", "best"}
@@ -102,7 +102,7 @@ def scorecard_inputs(tmp_path, qnn_best_errors):
     make_variant(tmp_path, "qnn", "best", qnn_best_errors)
     sels = [tmp_path / "qnn" / "paper" / "seeds.json", tmp_path / "qnn" / "best" / "seeds.json"]
     eds = {"qnn": effdim_file(tmp_path, "qnn", 0.6, 0.005, 87)}
-    write_error_table(error_table("H2O", sels, eds, [], SCALE), tmp_path / "H2O_errors.csv", tmp_path / "H2O_errors.md", title="t")
+    write_error_table(error_table("H2O", sels, eds, {}, [], SCALE), tmp_path / "H2O_errors.csv", tmp_path / "H2O_errors.md", title="t")
     cfg = {"reproduction": {"protocol": "best", "paper": {"H2O": {"qnn": {"rmse_e": 0.005, "rmse_f": 0.06, "dn_over_d": 0.72, "d": 87}}},
                             "targets": {"H2O": {"qnn": {"rmse_e": 1.0, "rmse_f": 1.0}}}}}
     md = tmp_path / "md_summary.json"
@@ -146,7 +146,7 @@ def results_dir(tmp_path, name, errors):
     work = tmp_path / f"{name}-work"
     make_variant(work, "qnn", "best", errors)
     sel = [work / "qnn" / "best" / "seeds.json"]
-    df = error_table("H2O", sel, {"qnn": effdim_file(work, "qnn", 0.6, 0.005, 87)}, [], SCALE)
+    df = error_table("H2O", sel, {"qnn": effdim_file(work, "qnn", 0.6, 0.005, 87)}, {}, [], SCALE)
     write_error_table(df, d / "H2O_errors.csv", d / "H2O_errors.md", title="t")
     pd.DataFrame([{"system": "H2O", "model": "qnn", "protocol": "best", "seed": 1, "completed": "yes"}]).to_csv(d / "md.csv", index=False)
     return tmp_path / name

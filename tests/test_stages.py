@@ -301,7 +301,7 @@ def test_errors_table(trained, tmp_path):
     from qnnff.stages.evaluate import errors_table
 
     cfg, d, m, sel = trained
-    df = errors_table("LiH", [str(m / "seeds.json")], {}, [], str(d / "scalers.json"), str(tmp_path / "e.csv"), str(tmp_path / "e.md"))
+    df = errors_table("LiH", [str(m / "seeds.json")], {}, {}, [], str(d / "scalers.json"), str(tmp_path / "e.csv"), str(tmp_path / "e.md"))
     saved = pd.read_csv(tmp_path / "e.csv")
     assert len(saved) == len(df) == 2 and set(saved["seed"]) == {0, 1} and saved["median seed"].sum() == 1
     scale = json.loads((d / "scalers.json").read_text())["energy_scaler"]["scale"]
@@ -312,11 +312,11 @@ def test_errors_table(trained, tmp_path):
     # an effective dimension evaluated at n = 20 for a smaller training set says so under the table
     ed = {"n_params": 50, "n_train": 9, "n": 20, "d_n_over_d": 0.5, "d_n_over_d_sd": 0.1}
     (tmp_path / "ed.json").write_text(json.dumps(ed))
-    errors_table("LiH", [str(m / "seeds.json")], {"nn": str(tmp_path / "ed.json")}, [], str(d / "scalers.json"),
+    errors_table("LiH", [str(m / "seeds.json")], {"nn": str(tmp_path / "ed.json")}, {}, [], str(d / "scalers.json"),
                  str(tmp_path / "f.csv"), str(tmp_path / "f.md"))
     assert "NN: d_n/d at n = 20, not at the training-set size 9" in (tmp_path / "f.md").read_text()
     (tmp_path / "ed.json").write_text(json.dumps({**ed, "n": 9}))
-    errors_table("LiH", [str(m / "seeds.json")], {"nn": str(tmp_path / "ed.json")}, [], str(d / "scalers.json"),
+    errors_table("LiH", [str(m / "seeds.json")], {"nn": str(tmp_path / "ed.json")}, {}, [], str(d / "scalers.json"),
                  str(tmp_path / "g.csv"), str(tmp_path / "g.md"))
     assert "d_n/d at n =" not in (tmp_path / "g.md").read_text()
 
@@ -349,7 +349,7 @@ def test_metrics_records_tables_and_manifest(trained, tmp_path, lih_config):
     from qnnff.stages.figures import metrics, sha256
 
     cfg, d, m, sel = trained
-    errors_table("LiH", [str(m / "seeds.json")], {}, [], str(d / "scalers.json"), str(tmp_path / "LiH_errors.csv"), str(tmp_path / "e.md"))
+    errors_table("LiH", [str(m / "seeds.json")], {}, {}, [], str(d / "scalers.json"), str(tmp_path / "LiH_errors.csv"), str(tmp_path / "e.md"))
     pd.DataFrame([{"system": "LiH", "model": "nn", "drift [eV/atom/ps]": 1e-4}]).to_csv(tmp_path / "md.csv", index=False)
     artifacts = [str(tmp_path / "LiH_errors.csv"), str(tmp_path / "md.csv")]
     metrics(MetricsJob.of(rule_settings(lih_config, "metrics")), [artifacts[0]], artifacts[1], artifacts, str(tmp_path / "metrics.json"),
@@ -383,7 +383,7 @@ from qnnff.stages.md import md_table
 from qnnff.stages.figures import MetricsJob, metrics
 o = a["out"]
 select_seeds("LiH", "nn", "best", a["sel"], a["sum"], a["scalers"], o + "/seeds.json")
-errors_table("LiH", [a["seeds"]], {{}}, [], a["scalers"], o + "/e.csv", o + "/e.md")
+errors_table("LiH", [a["seeds"]], {{}}, {{}}, [], a["scalers"], o + "/e.csv", o + "/e.md")
 md_table([o + "/md.json"], o + "/md.csv", o + "/md.md")
 metrics(MetricsJob.of(a["cfg"]), [o + "/e.csv"], o + "/md.csv", [o + "/e.csv", o + "/md.csv"], o + "/metrics.json", o + "/MANIFEST")
 print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))

@@ -280,3 +280,93 @@ def test_first_eta_excludes_warm_up(data):
     it_lines = [m for m in messages if m.startswith("iter ")]
     assert "s left" not in it_lines[0] and "estimated after" in it_lines[0]
     assert "s left" in it_lines[-1]
+
+
+# ------------------------------------------------------------------ L-BFGS (issue 30)
+LBFGS = dict(optimizer="lbfgs", chi=1.0, seed=2, history_size=20, log=lambda s: None)
+
+
+def test_lbfgs_lowers_the_loss_far_below_adam_at_equal_evaluations(data):
+    from qnnff.models.nn import NNForceField
+
+    fz, sc, batch = data
+    runs = {}
+    for opt in ("adam", "lbfgs"):
+        model = NNForceField(featurizer=fz, energy_scaler=sc, hidden=[6, 6], seed=1)
+        runs[opt] = train(model, batch, iterations=150, lr=0.02, **{**LBFGS, "optimizer": opt})
+    # a smooth, small, full-batch problem: the second-order method goes much further with the same loss evaluations
+    assert runs["lbfgs"].final_loss < 0.2 * runs["adam"].final_loss
+    assert 150 <= runs["lbfgs"].iterations <= 150 + 25 or "converged" in runs["lbfgs"].message
+    its = [r["iteration"] for r in runs["lbfgs"].history]
+    assert its == list(range(1, len(its) + 1))  # one learning-curve row per loss evaluation
+
+
+def test_lbfgs_resume_after_a_kill_between_two_line_searches_equals_the_uninterrupted_run(data, tmp_path):
+    from qnnff.training import LBFGS_STEP_EVALUATIONS
+
+    _, _, batch = data
+    kw = dict(iterations=60, **LBFGS)
+    ref = fresh(data)
+    ref_result = train(ref, batch, **kw)
+    assert ref_result.iterations >= 60 and "budget" in ref_result.message
+    ck = tmp_path / "ck.pt"
+    seen = {}
+
+    def kill(it, rec):  # mid-step: after the first checkpoint, in the middle of a later outer step's line searches
+        if ck.exists() and "at" not in seen:
+            seen["at"] = it + 3
+        if it == seen.get("at"):
+            raise Killed
+
+    model = fresh(data)
+    with pytest.raises(Killed):
+        train(model, batch, checkpoint_path=ck, checkpoint_every=10, callback=kill, **kw)
+    at = torch.load(ck, weights_only=True)["iteration"]
+    assert 10 <= at < seen["at"] and at <= 10 + LBFGS_STEP_EVALUATIONS + 25
+    resumed = fresh(data)
+    result = train(resumed, batch, checkpoint_path=ck, checkpoint_every=10, **kw)
+    assert result.resumed_from == at and result.iterations == ref_result.iterations
+    assert torch.equal(weights(resumed), weights(ref))
+    assert [r["loss"] for r in result.history] == [r["loss"] for r in ref_result.history]
+
+
+def test_lbfgs_stops_when_converged_and_refuses_minibatches(data):
+    _, _, batch = data
+    model = fresh(data)
+    res = train(model, batch, iterations=100, **{**LBFGS, "tolerance_grad": 1e3})  # every gradient is below this
+    assert res.iterations == 1 and "converged" in res.message
+    with pytest.raises(ValueError, match="full-batch"):
+        train(fresh(data), batch, iterations=10, batch_size=8, **LBFGS)
+    with pytest.raises(ValueError, match="history_size"):
+        train(fresh(data), batch, iterations=10, **{**LBFGS, "history_size": 0})
+
+
+@pytest.mark.parametrize("phase", ["adam", "lbfgs"])  # killed in the Adam phase, or between two line searches of L-BFGS
+def test_adam_then_lbfgs_resumes_bitwise_from_either_phase(data, tmp_path, phase):
+    _, _, batch = data
+    kw = dict(optimizer="adam+lbfgs", iterations=6, lbfgs_evaluations=60, lr=0.03, chi=1.0, seed=4, history_size=10,
+              log=lambda s: None)
+    ref = fresh(data)
+    ref_result = train(ref, batch, **kw)
+    its = [r["iteration"] for r in ref_result.history]
+    assert its == list(range(1, len(its) + 1)) and 66 <= its[-1] <= 66 + 25 and "after 6 Adam steps" in ref_result.message
+    ck = tmp_path / "ck.pt"
+    at = {}
+
+    def kill(it, rec):
+        if phase == "adam" and it == 4:
+            raise Killed
+        if phase == "lbfgs" and "it" not in at and ck.exists() and torch.load(ck, weights_only=True)["phase"] == "lbfgs":
+            at["it"] = it + 3
+        if it == at.get("it"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(fresh(data), batch, checkpoint_path=ck, checkpoint_every=3, callback=kill, **kw)
+    assert torch.load(ck, weights_only=True)["phase"] == phase
+    resumed = fresh(data)
+    result = train(resumed, batch, checkpoint_path=ck, checkpoint_every=3, **kw)
+    assert torch.equal(weights(resumed), weights(ref))
+    assert [r["loss"] for r in result.history] == [r["loss"] for r in ref_result.history]
+    with pytest.raises(ValueError, match="lbfgs_evaluations"):
+        train(fresh(data), batch, **{**kw, "lbfgs_evaluations": None})

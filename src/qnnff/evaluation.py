@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import dataset as ds
+from .floor import AT_FLOOR_RATIO, FLOOR, at_floor
 from .io import atomic_path, write_json_atomic, write_text_atomic
 from .units import MEV_PER_EV
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MODEL_LABELS = {"qnn": "QNN", "nn": "NN", "bpnn": "BPNN (n2p2-style)"}
+OPTIMIZER_LABELS = {"adam": "Adam", "lbfgs": "L-BFGS", "adam+lbfgs": "Adam + L-BFGS", "cobyla": "COBYLA"}
 
 
 def energy_scale(scalers_json: str | Path) -> float:
@@ -127,12 +129,15 @@ def aer_rows(aer_json: str | Path, scale: float) -> list[dict]:
     return rows
 
 
-def error_table(system: str, selections: Sequence[str | Path], effdims: dict[str, str | Path], aer_jsons: Sequence[str | Path],
-                scale: float) -> pd.DataFrame:
-    """One row per trained seed (and per Aer evaluation): the CSV behind the Markdown table."""
+def error_table(system: str, selections: Sequence[str | Path], effdims: dict[str, str | Path], floors: dict[str, str | Path],
+                aer_jsons: Sequence[str | Path], scale: float) -> pd.DataFrame:
+    """One row per trained seed (and per Aer evaluation): the CSV behind the Markdown table. ``floors``: per kind, its
+    inputs' information floor (``information_floor.json``; a kind without one gets NaN)."""
     import pandas as pd  # only the table rules need pandas: training and MD jobs start without it
     rows = []
     ed = {k: json.loads(Path(p).read_text()) for k, p in effdims.items()}
+    fl = {k: json.loads(Path(p).read_text()) for k, p in floors.items()}
+    nan = float("nan")
     for sel_path in selections:
         sel = json.loads(Path(sel_path).read_text())
         for r in sel["seeds"]:
@@ -140,7 +145,9 @@ def error_table(system: str, selections: Sequence[str | Path], effdims: dict[str
             rows.append({"model": MODEL_LABELS.get(r["kind"], r["kind"]), "evaluation": "exact", **r,
                          "median seed": r["seed"] == sel["median_seed"],
                          "d_n/d": e["d_n_over_d"] if e else float("nan"), "d_n/d sd": e["d_n_over_d_sd"] if e else float("nan"),
-                         "d": int(e["n_params"]) if e else r["parameters"]})
+                         "d": int(e["n_params"]) if e else r["parameters"],
+                         FLOOR: fl[r["kind"]]["floor [scaled]"] if r["kind"] in fl else nan,
+                         "floor (inputs) [meV]": fl[r["kind"]]["floor [meV]"] if r["kind"] in fl else nan})
     for p in aer_jsons:
         rows += aer_rows(p, scale)
     df = pd.DataFrame(rows)
@@ -157,13 +164,20 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         row = {"model": g["model"].iloc[0], "kind": kind, "protocol": protocol, "evaluation": evaluation, "n_seeds": len(g)}
         for m in SEED_METRICS:
             row[m], row[m + " sd"] = mean_sd(g[m].dropna())
-        for c in ("d_n/d", "d_n/d sd", "d", "n_test", "optimizer", "chi", "iterations", "iterations configured", "train time [s]"):
+        for c in ("d_n/d", "d_n/d sd", "d", FLOOR, "n_test", "optimizer", "chi", "iterations", "iterations configured", "train time [s]"):
             if c in g:
                 row[c] = g[c].iloc[0] if c not in ("iterations", "train time [s]") else g[c].mean()
         if "iterations" in g:
             row["iterations min"] = g["iterations"].min()
         out.append(row)
     return pd.DataFrame(out)
+
+
+def floor_cell(rmse_e: float, floor: float) -> str:
+    """The floor of a model's inputs, marked ``(at floor)`` when the model's RMSE(E) is within AT_FLOOR_RATIO of it."""
+    if not np.isfinite(floor):
+        return "n/a"
+    return f"{floor:.3g}" + (" (at floor)" if at_floor(rmse_e, floor) else "")
 
 
 def fmt(v) -> str:
@@ -181,16 +195,17 @@ def write_error_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path,
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     sm = summarise(df)
-    cols = ["model", "protocol", "seeds", "RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]", "d_n/d", "d", "RMSE(E) [meV]",
-            "RMSE(F) [meV/A]", "iterations", "n_test"]
+    cols = ["model", "protocol", "seeds", "RMSE(E) [scaled]", "floor (inputs) [scaled]", "RMSE(F) [scaled, 1/A]", "d_n/d", "d",
+            "RMSE(E) [meV]", "RMSE(F) [meV/A]", "iterations", "n_test"]
     lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in sm.iterrows():
         exact = r["evaluation"] == "exact"
-        prot = f"{r['protocol']} ({str(r['optimizer']).upper() if r['optimizer'] == 'cobyla' else 'Adam'}, chi={r['chi']:g})" if exact \
+        prot = f"{r['protocol']} ({OPTIMIZER_LABELS.get(str(r['optimizer']), r['optimizer'])}, chi={r['chi']:g})" if exact \
             else f"{r['protocol']}, median seed"
         its = f"{int(r['iterations min'])}/{int(r['iterations configured'])}" if exact else "n/a"
         cells = [r["model"], prot, str(int(r["n_seeds"])),
                  pm(r["RMSE(E) [scaled]"], r["RMSE(E) [scaled] sd"]) if exact else fmt(r["RMSE(E) [scaled]"]),
+                 floor_cell(r["RMSE(E) [scaled]"], r.get(FLOOR, float("nan"))) if exact else "n/a",
                  pm(r["RMSE(F) [scaled, 1/A]"], r["RMSE(F) [scaled, 1/A] sd"]) if exact else fmt(r["RMSE(F) [scaled, 1/A]"]),
                  pm(r["d_n/d"], r["d_n/d sd"], 2) if exact else "n/a", fmt(r["d"]) if exact else "n/a",
                  pm(r["RMSE(E) [meV]"], r["RMSE(E) [meV] sd"]) if exact else fmt(r["RMSE(E) [meV]"]),
@@ -202,5 +217,8 @@ def write_error_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path,
               "RMSE(F) [scaled] is in 1/Angstrom; meV and meV/Angstrom are physical units. d = trainable parameters",
               "(for the QNN the circuit's; its readout E = a<Z> + b adds 2); d_n/d = normalised effective dimension at",
               "n = the training-set size, mean ± sd over Monte-Carlo draws. iterations = fewest done over seeds / configured.",
+              "floor (inputs) = the information floor of the inputs the model sees: test RMSE(E) [scaled] of a Gaussian process",
+              f"fitted to them (energies only); 'at floor': the model's mean RMSE(E) lies within {AT_FLOOR_RATIO:g}x of it, so only",
+              "other inputs, not more capacity, data or training, can lower it.",
               *notes, ""]
     write_text_atomic(out_md, "\n".join(lines))

@@ -94,7 +94,7 @@ def learning_curves(curves: Mapping[str, Mapping[str, tuple[np.ndarray, ...]]], 
             ax.semilogy(it, loss, color=COLORS.get(kind), label=LABELS.get(kind, kind))
             if band:
                 ax.fill_between(it, band[0], band[1], color=COLORS.get(kind), alpha=0.2, lw=0)
-        ax.set(xlabel="iteration (Adam step / COBYLA evaluation)", ylabel="training loss (scaled units)", title=system)
+        ax.set(xlabel="iteration (Adam step / L-BFGS or COBYLA evaluation)", ylabel="training loss (scaled units)", title=system)
         ax.legend()
     fig.tight_layout()
     save(fig, png, pdf)

@@ -15,6 +15,7 @@ spec                   rules
 :class:`DataJob`       ``sample_points``, ``dft_chunk``, ``assemble_dataset``, ``featurize``
 :class:`TrainJob`      ``train_qnn``, ``train_nn``, ``train_bpnn`` (and each study point's training)
 :class:`EffdimJob`     ``effective_dimension``
+:class:`FloorJob`      ``information_floor``
 :class:`AerJob`        ``aer_evaluation``
 :class:`MDJob`         ``run_md``, ``run_md_dft``, ``run_md_shots``
 :class:`FiguresJob`    ``dft_slice``, ``figures_system``
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 from .config import SystemSpec, config_hash, data_hash, schema_defaults, system_spec
 from .seeding import derive_seed
-from .settings import AerSettings, EffdimSettings, MDSettings, ModelSettings, SliceSettings, TrainingSettings, model_settings_of
+from .settings import AerSettings, EffdimSettings, FloorSettings, MDSettings, ModelSettings, SliceSettings, TrainingSettings, model_settings_of
 from .studies import Study, StudyPoint
 
 AER_RUNS = ("shots", "shots+noise")  # the labels of the Aer runs (without and with the configured noise)
@@ -124,6 +125,22 @@ class EffdimJob:
 
 
 @dataclass(frozen=True)
+class FloorJob:
+    """The information floor of one model kind's inputs: the GP settings and its seed. The seed is the system's, not
+    the kind's, so two kinds that see the same inputs (the QNN and the NN) get the same floor."""
+
+    system: str
+    kind: str
+    floor: FloorSettings
+    seed: int
+
+    @classmethod
+    def of(cls, settings: dict, *, system: str, kind: str) -> FloorJob:
+        return cls(system=system, kind=kind, floor=FloorSettings.of(settings),
+                   seed=derive_seed(int(settings["seed"]), "information_floor", system))
+
+
+@dataclass(frozen=True)
 class AerJob:
     """The circuit evaluation of one protocol's median-seed QNN: the ``aer`` and ``hardware`` settings and the seeds of
     its energies and forces per run (``shots``, ``shots+noise``) and of its Qiskit Runtime evaluation."""
@@ -193,7 +210,8 @@ class StudyPointJob:
     """One seed of one grid point of a study, parsed from the configuration with the point's settings applied
     (:func:`qnnff.studies.apply_point`): its features (``data``, rebuilt in the job) and training (``train``), the seed
     of its training subset, whether it trains exactly the pipeline's model (then reused), its provenance hash
-    (:func:`qnnff.studies.point_hash`) and the seeds of its shot evaluations, per (shots, noise)."""
+    (:func:`qnnff.studies.point_hash`), the seeds of its shot evaluations, per (shots, noise), and, with
+    ``evaluate.floor``, the settings and seed of its inputs' information floor (the system's seed, as in the pipeline)."""
 
     study: Study
     point: StudyPoint
@@ -204,6 +222,8 @@ class StudyPointJob:
     reuses_pipeline_model: bool
     point_hash: str
     shot_seeds: dict[tuple[int, str], int]
+    floor: FloorSettings | None = None  # evaluate.floor: the information floor of the point's inputs, with ``floor_seed``
+    floor_seed: int = 0
 
     @classmethod
     def of(cls, settings: dict, *, study: str, point: str, seed_index: int) -> StudyPointJob:
@@ -220,7 +240,9 @@ class StudyPointJob:
                    reuses_pipeline_model=studies.reuses_pipeline_model(settings, st, pt),
                    point_hash=studies.point_hash(settings, st, pt),
                    shot_seeds={(int(n), noise): derive_seed(seed, "study-shots", st.name, pt.name, k, int(n), noise)
-                               for noise in st.evaluate["noise"] for n in st.evaluate["shots"]})
+                               for noise in st.evaluate["noise"] for n in st.evaluate["shots"]},
+                   floor=FloorSettings.of(settings) if st.evaluate["floor"] else None,
+                   floor_seed=derive_seed(seed, "information_floor", st.system))
 
 
 @dataclass(frozen=True)

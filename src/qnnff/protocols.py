@@ -86,8 +86,10 @@ def protocol_config(cfg: dict, system: str, kind: str, protocol: str) -> dict:
 def training_settings(cfg: dict, system: str, kind: str, protocol: str) -> dict:
     """The protocol's optimiser settings with the defaults filled in (no ``init``)."""
     pc = protocol_config(cfg, system, kind, protocol)
-    # lr_final and batch_size absent: a constant rate, the full batch (the schema has no value for "absent")
-    return {"lr_final": None, "batch_size": None, **schema_defaults("#training"), **{k: v for k, v in pc.items() if k != "init"}}
+    # lr_final, batch_size, lbfgs_evaluations absent: a constant rate, the full batch, no L-BFGS phase (the schema has no
+    # value for "absent")
+    return {"lr_final": None, "batch_size": None, "lbfgs_evaluations": None, **schema_defaults("#training"),
+            **{k: v for k, v in pc.items() if k != "init"}}
 
 
 def qnn_init(cfg: dict, system: str, protocol: str) -> dict:
@@ -166,12 +168,18 @@ def check_models(cfg: dict, system: str) -> None:
             if "init" in pc and kind != "qnn":
                 raise ConfigError(f"{pkey}.init: only a qnn protocol has an initialisation block")
             ts = training_settings(cfg, system, kind, name)
-            if ts["lr_final"] is not None and ts["optimizer"] != "adam":
+            if ts["lr_final"] is not None and ts["optimizer"] not in ("adam", "adam+lbfgs"):
                 raise ConfigError(f"{pkey}.lr_final: a learning-rate schedule needs optimizer: adam (got {ts['optimizer']})")
+            if (ts["lbfgs_evaluations"] is None) == (ts["optimizer"] == "adam+lbfgs"):
+                raise ConfigError(f"{pkey}.lbfgs_evaluations: " + ("optimizer adam+lbfgs needs it (the L-BFGS budget after the "
+                                  "Adam steps)" if ts["optimizer"] == "adam+lbfgs" else f"only for optimizer adam+lbfgs, not {ts['optimizer']}"))
             if ts["lr_final"] is not None and not 0 < float(ts["lr_final"]) <= float(ts["lr"]):
                 raise ConfigError(f"{pkey}.lr_final: must lie in (0, lr = {ts['lr']}], got {ts['lr_final']}")
-            if ts["batch_size"] is not None and ts["optimizer"] == "cobyla":
-                raise ConfigError(f"{pkey}.batch_size: COBYLA evaluates the full training set; remove batch_size")
+            if ts["batch_size"] is not None and ts["optimizer"] in ("cobyla", "lbfgs", "adam+lbfgs"):
+                raise ConfigError(f"{pkey}.batch_size: {ts['optimizer'].upper()} evaluates the full training set; remove batch_size")
+            for k in ("history_size", "tolerance_grad", "tolerance_change"):
+                if k in pc and ts["optimizer"] not in ("lbfgs", "adam+lbfgs"):
+                    raise ConfigError(f"{pkey}.{k}: an L-BFGS setting needs optimizer: lbfgs (got {ts['optimizer']})")
             n_train = system_spec(cfg, system).n_points("train")
             if ts["batch_size"] is not None and int(ts["batch_size"]) > n_train:
                 raise ConfigError(f"{pkey}.batch_size: {ts['batch_size']} exceeds the {n_train} training points")

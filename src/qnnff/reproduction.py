@@ -26,6 +26,7 @@ import pandas as pd
 
 from . import dataset as ds
 from .evaluation import MODEL_LABELS, mean_sd, pm
+from .floor import AT_FLOOR_RATIO, FLOOR, at_floor
 from .io import atomic_path, write_text_atomic
 from .settings import ReproductionSettings
 
@@ -98,11 +99,14 @@ def scorecard(rep: ReproductionSettings, error_csvs: dict[str, str | Path], effd
                     m, sd = mean_sd(g[col])
                     ratio = m / paper[key]
                     target = rep.targets.get(system, {}).get(kind, {}).get(key) if protocol == held else None
+                    floor = float(g[FLOOR].iloc[0]) if key == "rmse_e" and FLOOR in g else float("nan")
                     rows.append({"system": system, "model": label, "kind": kind, "protocol": protocol, "metric": name,
                                  "unit": unit, "paper": paper[key], "ours": m, "ours sd": sd, "n": len(g), "ratio": ratio,
                                  "verdict": error_verdict(ratio),
                                  "target": "" if target is None else f"ratio <= {target:g}",
-                                 "target met": "" if target is None else ("yes" if ratio <= target else "no"), "note": ""})
+                                 "target met": "" if target is None else ("yes" if ratio <= target else "no"),
+                                 "floor (inputs)": floor,
+                                 "note": "at the floor of its inputs" if at_floor(m, floor) else ""})
             ed_path = effdims.get((system, kind))
             ed = json.loads(Path(ed_path).read_text()) if ed_path else None
             if "dn_over_d" in paper:
@@ -142,10 +146,17 @@ def _num(v: float) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:.3g}"
 
 
+def _floor(v) -> str:
+    return "-" if not np.isfinite(v) else f"{v:.3g}"
+
+
 def write_scorecard(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path) -> None:
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    cols = ["system", "model", "metric", "protocol", "paper", "ours (mean ± sd)", "n", "ratio", "verdict", "target", "target met", "unit"]
+    cols = ["system", "model", "metric", "protocol", "paper", "ours (mean ± sd)", "n", "ratio", "verdict", "target", "target met",
+            "floor (inputs)", "unit"]
+    if "floor (inputs)" not in df:
+        df = df.assign(**{"floor (inputs)": float("nan")})
     lines = ["# Reproduction scorecard: Kiss et al., MLST 3, 035004 (2022) against this pipeline", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
@@ -154,11 +165,14 @@ def write_scorecard(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path) -
         note = f" ({r['note']})" if r["note"] else ""
         lines.append("| " + " | ".join([r["system"], r["model"], r["metric"], r["protocol"] or "-", _num(r["paper"]), ours,
                                         str(int(r["n"])), _num(r["ratio"]), r["verdict"] + note, r["target"] or "-",
-                                        r["target met"] or "-", r["unit"]]) + " |")
+                                        r["target met"] or "-", _floor(r["floor (inputs)"]), r["unit"]]) + " |")
     met = df[df["target met"] != ""]
     lines += ["", f"Targets met: {int((met['target met'] == 'yes').sum())} of {len(met)}.", "",
               "ours: mean ± sample standard deviation over n seeds (RMSE) or n Monte-Carlo draws (d_n/d); ratio = ours / paper.",
               "Verdicts: RMSE better (ratio <= 1), within 2x (<= 2) or worse; d_n/d within 2x or outside 2x; d equal or differs;",
               "MD completed or failure; MD period agrees within the stated tolerance or differs (the paper column is DFT's period).",
-              "Scaled units: energies and forces divided by the energy scaler's scale (half the training energy range).", ""]
+              "Scaled units: energies and forces divided by the energy scaler's scale (half the training energy range).",
+              "floor (inputs): the information floor of the inputs the model sees, the test RMSE(E) [scaled] of a Gaussian process",
+              f"fitted to them (energies only); a model within {AT_FLOOR_RATIO:g}x of it is at the floor of its inputs: only other",
+              "inputs, not more capacity, data or training, can lower its error.", ""]
     write_text_atomic(out_md, "\n".join(lines))

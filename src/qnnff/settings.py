@@ -105,6 +105,8 @@ def study_settings(cfg: dict, study: str, point: str | None = None) -> dict:
     if kind == "nn" and mc.get("hidden") is None and mc.get("target_parameters") is None and "qnn" in cfg["systems"][system]["models"]:
         models["qnn"] = {k: copy.deepcopy(v) for k, v in model_config(cfg, system, "qnn").items() if k not in MODEL_EVALUATION_KEYS}
     out["systems"][system]["models"] = models
+    if (sd.get("evaluate") or {}).get("floor") and "information_floor" in cfg:
+        out["information_floor"] = copy.deepcopy(cfg["information_floor"])
     if point is None:
         if "seeds" in cfg:
             out["seeds"] = cfg["seeds"]
@@ -127,6 +129,9 @@ RULES: dict[str, Callable[..., dict]] = {
     "effective_dimension": lambda cfg, w: {"seed": cfg["seed"],
                                            **({"effective_dimension": copy.deepcopy(cfg["effective_dimension"])}
                                               if "effective_dimension" in cfg else {})},
+    "information_floor": lambda cfg, w: {"seed": cfg["seed"],
+                                         **({"information_floor": copy.deepcopy(cfg["information_floor"])}
+                                            if "information_floor" in cfg else {})},
     "aer_evaluation": lambda cfg, w: _qnn_evaluation(cfg, w["system"]),
     "reproduction_table": lambda cfg, w: {"reproduction": copy.deepcopy(cfg["reproduction"])},
     "run_md": lambda cfg, w: _with_system_keys(cfg, w["system"], ("md",), drop=SHOT_MD_KEYS),
@@ -165,6 +170,10 @@ class TrainingSettings:
     batch_size: int | None
     rhobeg: float
     checkpoint_every: int
+    history_size: int = 50
+    tolerance_grad: float = 1e-10
+    tolerance_change: float = 1e-14
+    lbfgs_evaluations: int | None = None
 
     @classmethod
     def of(cls, cfg: dict, system: str, kind: str, protocol: str) -> TrainingSettings:
@@ -174,7 +183,9 @@ class TrainingSettings:
         return cls(optimizer=str(t["optimizer"]), iterations=int(t["iterations"]), chi=float(t["chi"]), lr=float(t["lr"]),
                    lr_final=None if t["lr_final"] is None else float(t["lr_final"]),
                    batch_size=None if t["batch_size"] is None else int(t["batch_size"]), rhobeg=float(t["rhobeg"]),
-                   checkpoint_every=int(t["checkpoint_every"]))
+                   checkpoint_every=int(t["checkpoint_every"]), history_size=int(t["history_size"]),
+                   tolerance_grad=float(t["tolerance_grad"]), tolerance_change=float(t["tolerance_change"]),
+                   lbfgs_evaluations=None if t["lbfgs_evaluations"] is None else int(t["lbfgs_evaluations"]))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,6 +256,18 @@ class EffdimSettings:
         return cls(n_theta=int(e["n_theta"]), n_inputs=int(e["n_inputs"]), n_draws=int(e["n_draws"]), gamma=float(e["gamma"]),
                    n_grid=tuple(int(n) for n in e["n_grid"]),
                    theta_range={k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()})
+
+
+@dataclass(frozen=True)
+class FloorSettings:
+    """``information_floor``: the Gaussian process of :func:`qnnff.floor.information_floor`."""
+
+    n_restarts: int
+
+    @classmethod
+    def of(cls, cfg: dict) -> FloorSettings:
+        f = {**schema_defaults("information_floor"), **(cfg.get("information_floor") or {})}
+        return cls(n_restarts=int(f["n_restarts"]))
 
 
 @dataclass(frozen=True)

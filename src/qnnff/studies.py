@@ -4,7 +4,7 @@ A study (``studies.{name}`` in the config; config/README.md) names a base ``syst
 ``protocol`` of the pipeline and a ``grid``: for every key a list of values, the grid being their Cartesian
 product. Grid keys:
 
-* training keys of a protocol: ``optimizer``, ``iterations``, ``lr``, ``lr_final``, ``chi``, ``rhobeg``,
+* training keys of a protocol: ``optimizer``, ``iterations``, ``lr``, ``lr_final``, ``chi``, ``rhobeg``, ``history_size``, ``lbfgs_evaluations``,
   ``batch_size``, and the QNN initialisation ``init.feature_map_weights``, ``init.rotations``;
 * ``model.<key>``: a key of the model kind's block (``model.depth``, ``model.entanglement``,
   ``model.trainable_feature_map``, ``model.hidden``, ...);
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import ConfigError, _validate_schema, config_hash, fake_backend_names, schema, schema_defaults, system_spec
+from .floor import AT_FLOOR_RATIO, FLOOR
 from .integrity import stamp_arrays
 from .io import atomic_path, write_json_atomic
 from .protocols import check_models, model_hash, model_kinds, n_seeds, protocols
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qnnff")
 
-TRAINING_KEYS = ("optimizer", "iterations", "lr", "lr_final", "chi", "rhobeg", "batch_size")
+TRAINING_KEYS = ("optimizer", "iterations", "lr", "lr_final", "chi", "rhobeg", "batch_size", "history_size", "lbfgs_evaluations")
 INIT_KEYS = ("init.feature_map_weights", "init.rotations")
 SYSTEM_KEYS = ("system.feature_map", "system.coordinates")
 MODEL_EXCLUDED = ("protocols", "aer", "hardware", "init")  # evaluation settings and the protocols themselves are not model axes
@@ -354,10 +355,13 @@ def run_point(job: StudyPointJob, *, train_xyz: str, test_xyz: str, out_json: st
         "parameters": int(summary["n_parameters"]), "iterations": int(summary["iterations"]),
         "train time [s]": float(summary["train_seconds"]), "energy scale [eV]": scale, "shots": [],
     }
-    if study.evaluate["shots"]:
+    if study.evaluate["shots"] or job.floor is not None:
         from .models.base import load_model
 
         model = load_model(pipeline_model if reused else str(wd / "model.zip"))
+    if job.floor is not None:
+        out.update(_point_floor(job, model, [train_frames[i] for i in idx], test_frames, scaler))
+    if study.evaluate["shots"]:
         n = min(int(study.evaluate["n_points"]), len(test_frames))
         pos = _positions(test_frames[:n]).numpy()
         e_ref = np.array([a.info["REF_energy"] for a in test_frames[:n]])
@@ -382,6 +386,23 @@ def run_point(job: StudyPointJob, *, train_xyz: str, test_xyz: str, out_json: st
     return out
 
 
+def _point_floor(job: StudyPointJob, model, train_frames, test_frames, scaler) -> dict:
+    """The information floor of the inputs ``model`` sees, on the point's training set (:mod:`qnnff.floor`)."""
+    import torch
+
+    from .floor import information_floor
+
+    with torch.no_grad():
+        x_train, x_test = (model.model_inputs(_positions(f)).numpy() for f in (train_frames, test_frames))
+    y_train, y_test = ((np.array([a.info["REF_energy"] for a in f]) - scaler.center) / scaler.scale for f in (train_frames, test_frames))
+    res = information_floor(x_train, y_train, x_test, y_test, seed=job.floor_seed, n_restarts=job.floor.n_restarts)
+    for w in res["optimizer_warnings"]:
+        log.warning("%s %s: GP optimiser: %s", job.study.name, job.point.name, w)
+    log.info("%s %s seed %d: information floor of the inputs %.4g (scaled), GP fit %.1f s", job.study.name, job.point.name,
+             job.seed_index, res["rmse"], res["seconds"])
+    return {FLOOR: res["rmse"], "floor_gp": res}
+
+
 def _positions(frames):
     import torch
 
@@ -402,7 +423,7 @@ def study_frames(metrics_jsons: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFra
         base = {"point": d["point"], **{k: _cell(v) for k, v in d["settings"].items()}, "seed": d["seed"],
                 "n_train": d["n_train"]}
         rows.append({**base, **{m: d[m] for m in METRICS}, "parameters": d["parameters"], "train time [s]": d["train time [s]"],
-                     "reused pipeline model": d["reused_pipeline_model"]})
+                     "reused pipeline model": d["reused_pipeline_model"], **({FLOOR: d[FLOOR]} if FLOOR in d else {})})
         for s in d["shots"]:
             shot_rows.append({**base, "noise": s["noise"], "shots": s["shots"], "RMSE(E) vs DFT [meV]": s["RMSE(E) vs DFT [meV]"],
                               "RMSE(E) vs exact QNN [meV]": s["RMSE(E) vs exact QNN [meV]"],
@@ -434,8 +455,8 @@ def summarise_study(rows: pd.DataFrame, shot_rows: pd.DataFrame, axes: Sequence[
     summ = []
     for point, g in rows.groupby("point", sort=False):
         rec = {"point": point, **{a: g[a].iloc[0] for a in axes}, "n_train": int(g["n_train"].iloc[0]), "seeds": len(g)}
-        for m in METRICS:
-            rec[m], rec[m + " sd"] = mean_sd(g[m])
+        for m in METRICS + ((FLOOR,) if FLOOR in g else ()):
+            rec[m], rec[m + " sd"] = mean_sd(g[m].dropna()) if m == FLOOR else mean_sd(g[m])
         rec["train time [s]"] = float(g["train time [s]"].mean())
         summ.append(rec)
     summary = pd.DataFrame(summ)
@@ -462,7 +483,7 @@ def study_table(job: StudyJob, metrics_jsons: Sequence[str], out_csv: str, out_m
     fitted slopes, the shot-noise table) and the study's figure (``job``: :class:`qnnff.jobs.StudyJob`)."""
     import pandas as pd
 
-    from .evaluation import pm
+    from .evaluation import floor_cell, pm
 
     study = job.study
     rows, shot_rows = study_frames(metrics_jsons)
@@ -490,15 +511,22 @@ def study_table(job: StudyJob, metrics_jsons: Sequence[str], out_csv: str, out_m
           f"test set errors, mean ± sd over seeds. Scaled units: divided by the energy scale "
           f"({float(rows['RMSE(E) [meV]'].iloc[0] / MEV_PER_EV / rows['RMSE(E) [scaled]'].iloc[0]):.4g} eV, half the training "
           "energy range); forces then in 1/A. One row per seed in table.csv.", ""]
-    cols = ["point", *[a for a in axes if a != "n_train"], "n_train", "seeds", "RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]",
-            "RMSE(E) [meV]", "RMSE(F) [meV/A]", "train time [s]"]
+    with_floor = FLOOR in summary
+    cols = ["point", *[a for a in axes if a != "n_train"], "n_train", "seeds", "RMSE(E) [scaled]",
+            *([FLOOR] if with_floor else []), "RMSE(F) [scaled, 1/A]", "RMSE(E) [meV]", "RMSE(F) [meV/A]", "train time [s]"]
     md.append("| " + " | ".join(cols) + " |")
     md.append("|" + "---|" * len(cols))
     for _, r in summary.iterrows():
         cells = [str(r["point"]), *[str(r[a]) for a in axes if a != "n_train"], str(int(r["n_train"])), str(int(r["seeds"]))]
         cells += [pm(r[m], r[m + " sd"]) for m in METRICS]
+        if with_floor:
+            cells.insert(len(cells) - 3, floor_cell(r["RMSE(E) [scaled]"], r[FLOOR]))
         cells.append(f"{r['train time [s]']:.1f}")
         md.append("| " + " | ".join(cells) + " |")
+    if with_floor:
+        md += ["", f"{FLOOR}: the information floor of the point's inputs (qnnff.floor: test RMSE(E) of a Gaussian process "
+               "fitted to the inputs the model sees, energies only, on the point's training set); 'at floor': the model's mean "
+               f"RMSE(E) lies within {AT_FLOOR_RATIO:g}x of it."]
     if len(slopes):
         md += ["", "Fitted slope of log(mean test RMSE) against log(training-set size) (0: no gain from data; "
                "-0.5: the 1/sqrt(n) of a well-specified parametric model):", ""]

@@ -13,6 +13,17 @@ Optimisers
 * ``"adam"`` (the update of :class:`torch.optim.Adam`, see :class:`Adam`; learning rate ``lr``, or decaying
   geometrically to ``lr_final`` at the last step, ``iterations`` steps), full batch by default or minibatches of
   ``batch_size`` frames drawn without replacement at every step from ``numpy.random.default_rng(seed)``.
+* ``"lbfgs"`` (:class:`torch.optim.LBFGS`, full batch, strong-Wolfe line search, step length 1): ``iterations`` = the
+  budget of loss evaluations (line-search evaluations included; the run stops at the first step boundary at or past
+  it, so at most one line search over), ``history_size`` curvature pairs, and torch's stopping tolerances
+  ``tolerance_grad`` (max |gradient|) and ``tolerance_change`` (loss or step change). Every evaluation is a row of the
+  learning curve. It runs as outer steps of :data:`LBFGS_STEP_ITERATIONS` L-BFGS iterations (one ``.step()`` call
+  each); the optimiser's whole state (history, direction, step) is kept across steps, and checkpoints fall between
+  them. It stops early when torch's tolerances say it has converged (the ``message`` says so).
+* ``"adam+lbfgs"``: ``iterations`` Adam steps (``lr``, ``lr_final`` as for Adam, full batch), then L-BFGS from where
+  Adam ended with a budget of ``lbfgs_evaluations`` loss evaluations; the learning curve numbers the Adam steps
+  1..iterations and the L-BFGS evaluations after them. Adam moves the weights out of the flat start (L-BFGS from a
+  random QNN start settles higher), L-BFGS then converges far further than Adam's first-order steps do.
 * ``"cobyla"`` (:func:`scipy.optimize.minimize`, method COBYLA, gradient-free) on the flattened trainable parameters,
   ``iterations`` = the budget of loss evaluations (``maxiter``), initial trust radius ``rhobeg``. Every evaluation is a
   row of the learning curve; the model ends with the best parameters evaluated. COBYLA needs at least
@@ -30,6 +41,9 @@ lr, chi, seed, batch size, rhobeg, model kind and size, number of frames), train
 
 * Adam: parameters, optimiser state, iteration, numpy and torch RNG states and the history are restored, so a killed
   and resumed run ends with bitwise the same weights as an uninterrupted one;
+* L-BFGS: parameters, the optimiser's state and the history are restored at the boundary of an outer step, so a run
+  killed anywhere (also between two line searches) resumes from its last checkpoint and ends with bitwise the same
+  weights as an uninterrupted one (the loss is deterministic: full batch, no random numbers);
 * COBYLA: the optimiser's internal state (simplex, trust radius) cannot be saved through scipy, so the run *restarts*
   COBYLA from the best parameters of the checkpoint with the remaining evaluation budget (and ``rhobeg``); the result
   is valid but not identical to an uninterrupted run. If fewer than ``n_parameters + 2`` evaluations are left
@@ -68,7 +82,9 @@ from .integrity import load_npz
 from .io import atomic_path, write_text_atomic
 from .models.base import FeatureForceField, ForceField, TrainingBatch
 
-OPTIMIZERS = ("adam", "cobyla")
+OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs", "cobyla")
+LBFGS_STEP_ITERATIONS = 10  # L-BFGS iterations per outer step (one .step() call); checkpoints fall between outer steps
+LBFGS_STEP_EVALUATIONS = 25  # at most this many loss evaluations per outer step (torch's max_eval)
 CHECKPOINT_VERSION = 1
 _log = logging.getLogger("qnnff")
 
@@ -231,6 +247,10 @@ def train(
     batch_size: int | None = None,
     rhobeg: float = 0.5,
     tol: float = 1e-8,
+    history_size: int = 50,
+    tolerance_grad: float = 1e-10,
+    tolerance_change: float = 1e-14,
+    lbfgs_evaluations: int | None = None,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 100,
     log: Callable[[str], Any] | logging.Logger | None = None,
@@ -258,12 +278,20 @@ def train(
     if len(train_batch) < 1:
         raise ValueError("empty training batch")
     iterations = int(iterations)
+    adam_steps = iterations
+    if optimizer == "adam+lbfgs":
+        if lbfgs_evaluations is None or int(lbfgs_evaluations) < 1:
+            raise ValueError(f"adam+lbfgs needs lbfgs_evaluations >= 1 (the L-BFGS budget after the Adam steps), got {lbfgs_evaluations}")
+        iterations = adam_steps + int(lbfgs_evaluations)  # the whole run: Adam steps, then L-BFGS evaluations
+    elif lbfgs_evaluations is not None:
+        raise ValueError(f"lbfgs_evaluations is for optimizer adam+lbfgs, not {optimizer!r}")
     say = _logger(log)
     log_every = int(log_every or max(1, iterations // 20))
     curve_every = int(curve_every or max(50, log_every))
     val_every = int(val_every or log_every)
     full = batch_size is None or int(batch_size) >= len(train_batch)
-    if optimizer == "adam":
+    settings: dict[str, Any] = {}
+    if optimizer in ("adam", "adam+lbfgs"):
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if lr_final is not None and not 0 < lr_final <= lr:
@@ -271,7 +299,19 @@ def train(
         settings = {"optimizer": "adam", "lr": float(lr), "chi": float(chi), "seed": int(seed), "batch_size": None if full else int(batch_size)}
         if lr_final is not None:
             settings["lr_final"] = float(lr_final)
-    else:
+    if optimizer in ("lbfgs", "adam+lbfgs"):
+        if int(history_size) < 1:
+            raise ValueError(f"history_size must be >= 1, got {history_size}")
+        if not (tolerance_grad >= 0 and tolerance_change >= 0):
+            raise ValueError(f"tolerance_grad and tolerance_change must be >= 0, got {tolerance_grad}, {tolerance_change}")
+        if not full:
+            raise ValueError(f"{optimizer} is a full-batch optimiser: batch_size must be absent")
+        settings = {**settings, "optimizer": optimizer, "chi": float(chi), "seed": int(seed), "history_size": int(history_size),
+                    "tolerance_grad": float(tolerance_grad), "tolerance_change": float(tolerance_change),
+                    "step_iterations": LBFGS_STEP_ITERATIONS, "step_evaluations": LBFGS_STEP_EVALUATIONS}
+        if optimizer == "adam+lbfgs":
+            settings["adam_steps"] = adam_steps
+    if optimizer == "cobyla":
         if not rhobeg > 0:
             raise ValueError(f"rhobeg must be > 0, got {rhobeg}")
         n_vars = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -294,9 +334,19 @@ def train(
         say(f"resuming {model.kind} training ({optimizer}) from checkpoint {checkpoint_path} at iteration {ctx.resumed_from}")
     say(f"training {model.kind}: {sum(p.numel() for p in params)} trainable parameters, {optimizer}, {iterations} iterations, "
         f"chi={chi:g}, {len(train_batch)} frames" + ("" if full else f", minibatch {batch_size}"))
+    lbfgs_kw = dict(history_size=int(history_size), tolerance_grad=float(tolerance_grad), tolerance_change=float(tolerance_change))
     if optimizer == "adam":
         message = _train_adam(ctx, params, rng, lr=float(lr), lr_final=None if lr_final is None else float(lr_final),
                               batch_size=None if full else int(batch_size), ck=ck)
+    elif optimizer == "lbfgs":
+        message = _train_lbfgs(ctx, params, **lbfgs_kw, ck=ck)
+    elif optimizer == "adam+lbfgs":
+        in_lbfgs = ck is not None and ck.get("phase") == "lbfgs"  # a checkpoint of the L-BFGS phase: Adam is done
+        if not in_lbfgs:
+            _train_adam(ctx, params, rng, lr=float(lr), lr_final=None if lr_final is None else float(lr_final), batch_size=None,
+                        ck=ck, steps=adam_steps)
+            say(f"Adam done after {adam_steps} steps; L-BFGS for {iterations - adam_steps} loss evaluations")
+        message = _train_lbfgs(ctx, params, **lbfgs_kw, ck=ck if in_lbfgs else None, start=adam_steps)
     else:
         message = _train_cobyla(ctx, params, rhobeg=float(rhobeg), tol=float(tol), ck=ck)
     final, fe, ff = loss_terms(model, train_batch, chi=float(chi), create_graph=False)
@@ -355,11 +405,15 @@ class _Run:
         return rec
 
     def after(self, it: int, rec: dict[str, float], state: Callable[[], dict[str, Any]]) -> None:
-        if self.checkpoint_path is not None and it % self.checkpoint_every == 0 and it < self.iterations:
-            _save_checkpoint(self.checkpoint_path, {"fingerprint": self.fingerprint, "iteration": it, "history": self.history,
-                                                    "elapsed": self.elapsed(), **state()})
+        if it % self.checkpoint_every == 0 and it < self.iterations:
+            self.checkpoint(it, state)
         if self.callback is not None:
             self.callback(it, rec)
+
+    def checkpoint(self, it: int, state: Callable[[], dict[str, Any]]) -> None:
+        if self.checkpoint_path is not None:
+            _save_checkpoint(self.checkpoint_path, {"fingerprint": self.fingerprint, "iteration": it, "history": self.history,
+                                                    "elapsed": self.elapsed(), **state()})
 
 
 def adam_learning_rate(it: int, iterations: int, lr: float, lr_final: float | None) -> float:
@@ -436,8 +490,10 @@ class Adam:
 
 
 def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Generator, *, lr: float, lr_final: float | None,
-                batch_size: int | None, ck: dict[str, Any] | None) -> str:
+                batch_size: int | None, ck: dict[str, Any] | None, steps: int | None = None) -> str:
+    """``steps`` Adam steps (default: the run's iterations; fewer when L-BFGS follows)."""
     model, batch = ctx.model, ctx.batch
+    steps = ctx.iterations if steps is None else int(steps)
     opt = Adam(params, lr=lr)
     start = 0
     if ck is not None:
@@ -449,13 +505,13 @@ def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Gene
 
     def state() -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(), "phase": "adam"}
 
     n = len(batch)
-    for it in range(start + 1, ctx.iterations + 1):
+    for it in range(start + 1, steps + 1):
         b = batch if batch_size is None else batch.subset(torch.as_tensor(np.sort(rng.choice(n, batch_size, replace=False))))
         for group in opt.param_groups:
-            group["lr"] = adam_learning_rate(it, ctx.iterations, lr, lr_final)
+            group["lr"] = adam_learning_rate(it, steps, lr, lr_final)
         opt.zero_grad()
         total, e, f = loss_terms(model, b, chi=ctx.chi, create_graph=True)
         if not torch.isfinite(total):
@@ -465,6 +521,53 @@ def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Gene
         rec = ctx.record(it, total.detach(), e.detach(), f.detach())
         ctx.after(it, rec, state)
     return ""
+
+
+def _train_lbfgs(ctx: _Run, params: list[torch.nn.Parameter], *, history_size: int, tolerance_grad: float,
+                 tolerance_change: float, ck: dict[str, Any] | None, start: int = 0) -> str:
+    """L-BFGS until the run's iterations (loss evaluations, numbered from ``start``: the Adam steps before it)."""
+    from torch.optim import LBFGS  # its Optimizer base imports torch._dynamo (0.9 s): only L-BFGS runs pay it
+
+    model, batch = ctx.model, ctx.batch
+    opt = LBFGS(params, lr=1.0, max_iter=LBFGS_STEP_ITERATIONS, max_eval=LBFGS_STEP_EVALUATIONS, tolerance_grad=tolerance_grad,
+                tolerance_change=tolerance_change, history_size=history_size, line_search_fn="strong_wolfe")
+    count = {"it": int(start)}
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        count["it"] = int(ck["iteration"])
+
+    def state() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "phase": "lbfgs"}
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        total, e, f = loss_terms(model, batch, chi=ctx.chi, create_graph=True)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"training loss became {float(total)} at evaluation {count['it'] + 1}")
+        total.backward()
+        count["it"] += 1
+        rec = ctx.record(count["it"], total.detach(), e.detach(), f.detach())
+        if ctx.callback is not None:
+            ctx.callback(count["it"], rec)
+        return total
+
+    last_checkpoint = count["it"]
+    while count["it"] < ctx.iterations:
+        n_iter = opt.state[params[0]].get("n_iter", 0)
+        first = count["it"]
+        opt.step(closure)
+        done = opt.state[params[0]].get("n_iter", 0) - n_iter
+        # a step that ends before its iteration and evaluation limits was ended by torch's tolerances (gradient below
+        # tolerance_grad, or loss or step change below tolerance_change): converged; another step would not move
+        if done < LBFGS_STEP_ITERATIONS and count["it"] - first < LBFGS_STEP_EVALUATIONS:
+            return (f"L-BFGS converged after {count['it'] - start} evaluations: torch's tolerances ended its last step after {done} "
+                    f"iteration(s) (tolerance_grad {tolerance_grad:g}, tolerance_change {tolerance_change:g})")
+        if count["it"] // ctx.checkpoint_every > last_checkpoint // ctx.checkpoint_every and count["it"] < ctx.iterations:
+            ctx.checkpoint(count["it"], state)
+            last_checkpoint = count["it"]
+    return (f"L-BFGS: evaluation budget reached ({count['it'] - start} evaluations, {opt.state[params[0]]['n_iter']} iterations"
+            + (f", after {start} Adam steps)" if start else ")"))
 
 
 def _train_cobyla(ctx: _Run, params: list[torch.nn.Parameter], *, rhobeg: float, tol: float, ck: dict[str, Any] | None) -> str:

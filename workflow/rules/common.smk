@@ -176,7 +176,7 @@ def committed_artifacts():
         out += [f"results/{s}/features/scalers.json"]
     for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json"):
         out += seed_files(n)
-    out += variant_files("seeds.json") + kind_files("effective_dimension.json")
+    out += variant_files("seeds.json") + kind_files("effective_dimension.json") + kind_files("information_floor.json")
     out += aer_files()
     out += md_files("summary.json") + md_files("trajectory.extxyz")
     return out

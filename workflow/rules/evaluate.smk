@@ -28,6 +28,27 @@ rule effective_dimension:
         "../scripts/effective_dimension.py"
 
 
+rule information_floor:
+    """The information floor of one model kind's inputs: test RMSE(E) of a Gaussian process on the inputs the model sees."""
+    input:
+        model=first_seed_model,
+        train="results/{system}/features/train.npz",
+        test="results/{system}/features/test.npz",
+    output:
+        "results/{system}/models/{kind}/information_floor.json",
+    log:
+        log_path("information_floor", "{system}", "{kind}"),
+    benchmark:
+        bench_path("information_floor", "{system}", "{kind}")
+    conda:
+        "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        settings=settings("information_floor"),
+    script:
+        "../scripts/information_floor.py"
+
+
 rule aer_evaluation:
     """The median-seed QNN of one protocol with circuits: test energies and parameter-shift forces on qiskit-aer with a
     finite number of shots (and the configured noise model); with models.qnn.hardware.backend set, also through IBM
@@ -56,6 +77,7 @@ rule errors_table:
     input:
         selections=lambda wc: variant_files("seeds.json", [wc.system]),
         effdims=lambda wc: kind_files("effective_dimension.json", [wc.system]),
+        floors=lambda wc: kind_files("information_floor.json", [wc.system]),
         scalers="results/{system}/features/scalers.json",
         aer=lambda wc: aer_files([wc.system]),
     output:
@@ -70,6 +92,7 @@ rule errors_table:
     threads: 1
     params:
         effdims=lambda wc: {k: f"results/{wc.system}/models/{k}/effective_dimension.json" for k in MODELS[wc.system]},
+        floors=lambda wc: {k: f"results/{wc.system}/models/{k}/information_floor.json" for k in MODELS[wc.system]},
     script:
         "../scripts/errors_table.py"
 

@@ -87,6 +87,11 @@ class ForceField(torch.nn.Module, abc.ABC):
     def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> ForceField:
         ...
 
+    def model_inputs(self, positions: torch.Tensor) -> torch.Tensor:
+        """positions [B, n, 3] -> [B, m]: what the model sees of each geometry, one fixed-length vector per frame (the
+        inputs whose information floor, :func:`qnnff.floor.information_floor`, its errors are held against)."""
+        raise NotImplementedError(f"{self.kind} model: no model_inputs; its information floor cannot be measured")
+
     # ---- shared
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -144,6 +149,10 @@ class FeatureForceField(ForceField):
 
     def scaled_energy(self, positions: torch.Tensor) -> torch.Tensor:
         return self.regressor(self.featurizer(positions))
+
+    def model_inputs(self, positions: torch.Tensor) -> torch.Tensor:
+        """The features (internal coordinates, scaled, mapped): the regressor sees nothing else."""
+        return self.featurizer(positions)
 
     def scaled_energy_and_forces(self, batch: TrainingBatch, *, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.x is None or batch.jac is None:

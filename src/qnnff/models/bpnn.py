@@ -201,6 +201,11 @@ class BPNNForceField(ForceField):
         G = self.acsf(positions)
         return (G - self.g_mean[self.atom_element]) / self.g_std[self.atom_element]
 
+    def model_inputs(self, positions: torch.Tensor) -> torch.Tensor:
+        """Every atom's standardised symmetry functions, concatenated in atom order [B, n * size]: the atomic networks
+        see nothing else (each sees its own atom's part), so their information floor bounds the BPNN's."""
+        return self.standardised_descriptors(positions).flatten(1)
+
     def _atomic_from_g(self, g: torch.Tensor) -> torch.Tensor:
         out = g.new_zeros(g.shape[:2])
         for e, idx in self._atoms_of.items():

@@ -1,16 +1,18 @@
-"""Stage 4, evaluation (``workflow/rules/evaluate.smk``): rules ``effective_dimension``, ``aer_evaluation``,
-``errors_table`` and ``reproduction_table``.
+"""Stage 4, evaluation (``workflow/rules/evaluate.smk``): rules ``effective_dimension``, ``information_floor``,
+``aer_evaluation``, ``errors_table`` and ``reproduction_table``.
 
 * :func:`effective_dimension`: the normalised effective dimension d_n/d (Abbas et al. 2021) of one model kind, mean
   +- sd over Monte-Carlo draws, and its curve over n;
+* :func:`information_floor`: the information floor of one model kind's inputs (:mod:`qnnff.floor`);
 * :func:`aer_evaluation`: the median-seed QNN of one protocol with circuits, on qiskit-aer with shots (and noise) and,
   where configured, through IBM Qiskit Runtime;
 * :func:`errors_table`: the paper's error table of one system (every seed, mean +- sd);
 * :func:`reproduction_table`: the reproduction scorecard (:mod:`qnnff.reproduction`).
 
-torch and the models are imported by the two rules that load a model (:func:`effective_dimension`,
-:func:`aer_evaluation`), Qiskit by :func:`aer_evaluation` alone (an effective dimension of a QNN loads it through the
-model registry): the two table rules read files only and start without them.
+torch and the models are imported by the three rules that load a model (:func:`effective_dimension`,
+:func:`information_floor`, :func:`aer_evaluation`), scikit-learn by :func:`information_floor` alone, Qiskit by
+:func:`aer_evaluation` alone (an effective dimension of a QNN loads it through the model registry): the two table rules
+read files only and start without them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pandas as pd
 from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_table
 from ..integrity import load_npz
 from ..io import write_json_atomic
-from ..jobs import AerJob, EffdimJob
+from ..jobs import AerJob, EffdimJob, FloorJob
 from ..reproduction import scorecard, write_scorecard
 from ..settings import AerSettings, ReproductionSettings
 from ..units import MEV_PER_EV
@@ -91,13 +93,42 @@ def _effdim_parameters(model: torch.nn.Module):
     return [p for p in mod.parameters() if p.requires_grad]
 
 
+# ---------------------------------------------------------------- information floor
+def information_floor(job: FloorJob, model_path: str, train_npz: str, test_npz: str, out_json: str) -> dict:
+    """Rule ``information_floor``: the test RMSE(E) (scaled units, meV) of a Gaussian process fitted to the inputs the
+    model kind sees (:meth:`~qnnff.models.base.ForceField.model_inputs`) on the training set, energies only. The
+    trained weights play no role: the model is loaded for its inputs (featurizer or symmetry functions) alone."""
+    import torch  # torch and the models: the rules that load a model only (see the module docstring)
+
+    from ..floor import information_floor as gp_floor
+    from ..models.base import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(model_path)
+    train, test = load_npz(train_npz), load_npz(test_npz)
+    with torch.no_grad():
+        x_train, x_test = (model.model_inputs(torch.as_tensor(d["positions"], dtype=torch.float64)).numpy() for d in (train, test))
+    res = gp_floor(x_train, train["y"], x_test, test["y"], seed=job.seed, n_restarts=job.floor.n_restarts)
+    scale = float(model.energy_scaler.scale)
+    for w in res["optimizer_warnings"]:
+        log.warning("%s %s: GP optimiser: %s", job.system, job.kind, w)
+    inputs = (f"{len(model.featurizer.coordinate_labels())} internal coordinates ({', '.join(model.featurizer.coordinate_labels())}), "
+              f"{model.featurizer.feature_map} map" if hasattr(model, "featurizer") else f"{x_train.shape[1]} model inputs")
+    out = {"system": job.system, "model": job.kind, "inputs": inputs, "floor [scaled]": res["rmse"],
+           "floor [meV]": res["rmse"] * scale * MEV_PER_EV, "energy scale [eV]": scale, "gp": res}
+    write_json_atomic(out_json, out)
+    log.info("%s %s: information floor RMSE(E) = %.3g scaled (%.3g meV) from %d inputs, GP fit %.1f s",
+             job.system, job.kind, res["rmse"], out["floor [meV]"], res["n_inputs"], res["seconds"])
+    return out
+
+
 # ---------------------------------------------------------------- errors
-def errors_table(system: str, selections: Sequence[str], effdims: dict[str, str], aer_jsons: Sequence[str], scalers_json: str,
-                 out_csv: str, out_md: str) -> pd.DataFrame:
+def errors_table(system: str, selections: Sequence[str], effdims: dict[str, str], floors: dict[str, str], aer_jsons: Sequence[str],
+                 scalers_json: str, out_csv: str, out_md: str) -> pd.DataFrame:
     """Rule ``errors_table``: one CSV row per seed; Markdown mean +- sd of RMSE(E), RMSE(F) (scaled, meV, meV/A),
-    d_n/d and d, with the circuit evaluations' rows."""
+    d_n/d and d, each model's information floor of its inputs, with the circuit evaluations' rows."""
     scale = energy_scale(scalers_json)
-    df = error_table(system, selections, effdims, aer_jsons, scale)
+    df = error_table(system, selections, effdims, floors, aer_jsons, scale)
     excluded = json.loads(Path(scalers_json).read_text()).get("excluded_test_points", [])
     notes = [f"Energy scale: {scale:.6g} eV. Test points outside the training range (excluded): {len(excluded)}."]
     for kind, path in effdims.items():

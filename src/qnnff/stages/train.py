@@ -57,7 +57,9 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
     t0 = time.perf_counter()
     result = training.train(model, batch, optimizer=tc.optimizer, iterations=tc.iterations, lr=tc.lr, lr_final=tc.lr_final,
                             chi=tc.chi, seed=job.train_seed, batch_size=tc.batch_size,
-                            rhobeg=tc.rhobeg, checkpoint_path=checkpoint, checkpoint_every=tc.checkpoint_every, log=log.info,
+                            rhobeg=tc.rhobeg, history_size=tc.history_size, tolerance_grad=tc.tolerance_grad,
+                            tolerance_change=tc.tolerance_change, lbfgs_evaluations=tc.lbfgs_evaluations,
+                            checkpoint_path=checkpoint, checkpoint_every=tc.checkpoint_every, log=log.info,
                             curve_path=out_curve)
     seconds = time.perf_counter() - t0
     prov = provenance(job.model_hash, system=system, model=kind, protocol=protocol, seed_index=seed_index,
