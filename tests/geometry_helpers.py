@@ -37,3 +37,14 @@ def water_batch(n: int, seed: int = 0, *, oriented: bool = True) -> torch.Tensor
         q, _ = np.linalg.qr(rng.normal(size=(n, 3, 3)))
         pos = pos @ q + rng.normal(size=(n, 1, 3))
     return torch.tensor(pos)
+
+
+def assert_jacobian_matches_finite_differences(feat, pos: torch.Tensor, *, h: float = 1e-6, atol: float = 1e-6) -> None:
+    """A featurizer's d(features)/d(positions) against central differences, every atom and axis of ``pos`` [B, n, 3]."""
+    _, jac = feat.features_and_jacobian(pos)
+    for a in range(pos.shape[1]):
+        for k in range(3):
+            dp = torch.zeros_like(pos)
+            dp[:, a, k] = h
+            fd = (feat(pos + dp) - feat(pos - dp)) / (2 * h)
+            assert torch.allclose(jac[:, :, a, k], fd, atol=atol), (a, k)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import assert_jacobian_matches_finite_differences
 from scipy.spatial.transform import Rotation
 
 from qnnff.config import system_spec
@@ -53,14 +54,7 @@ def test_features_invariant(paper_config, system, perm):
 def test_feature_jacobian_matches_finite_differences(paper_config):
     spec = system_spec(paper_config, "H3O+")
     feat, pos = _featurizer(spec, sample_values(spec, "train", seed=2)[:30])
-    x, jac = feat.features_and_jacobian(pos[:3])
-    h = 1e-6
-    for a in range(4):
-        for k in range(3):
-            dp = torch.zeros_like(pos[:3])
-            dp[:, a, k] = h
-            fd = (feat(pos[:3] + dp) - feat(pos[:3] - dp)) / (2 * h)
-            assert torch.allclose(jac[:, :, a, k], fd, atol=1e-6)
+    assert_jacobian_matches_finite_differences(feat, pos[:3])
 
 
 def test_scaling_maps_training_range_inside_unit_interval(paper_config):

@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import assert_jacobian_matches_finite_differences
 
 from qnnff.config import system_spec
 from qnnff.features import EnergyScaler, Featurizer, extend_to_symmetric_point, internal_coordinates
@@ -79,14 +80,7 @@ def test_the_zmatrix_set_is_complete_but_not_invariant(paper_config):
 def test_distance_set_jacobian_matches_finite_differences(paper_config):
     feat, pos = featurizer(paper_config, "coupled_distances", n=30, seed=2)
     assert feat.n_features == 9
-    x, jac = feat.features_and_jacobian(pos[:3])
-    h = 1e-6
-    for a in range(4):
-        for k in range(3):
-            dp = torch.zeros_like(pos[:3])
-            dp[:, a, k] = h
-            fd = (feat(pos[:3] + dp) - feat(pos[:3] - dp)) / (2 * h)
-            assert torch.allclose(jac[:, :, a, k], fd, atol=1e-6)
+    assert_jacobian_matches_finite_differences(feat, pos[:3])
 
 
 def test_md_from_permuted_labels_is_the_permuted_run(paper_config):
