@@ -134,7 +134,9 @@ def test_smoke_every_figure_and_table(smoke, test_config):
         assert (smoke / f).is_file() and (smoke / f).stat().st_size > 0, f
     for s in systems:
         md = (smoke / f"results/tables/{s}_errors.md").read_text()
-        assert "meV" in md and "scaled" in md and "| QNN | best (Adam" in md and "| NN | best" in md and " ± " in md
+        qnn_opt = "L-BFGS" if s == "H3O+" else "Adam"  # config/test.yaml: the H3O+ best protocols use lbfgs, adam+lbfgs
+        assert "meV" in md and "scaled" in md and f"| QNN | best ({qnn_opt}, chi=1)" in md and "| NN | best" in md and " ± " in md
+        assert "| floor (inputs) [scaled] |" in md  # every model's inputs' information floor
         assert "QNN: d_n/d at n = 20, not at the training-set size" in md  # the smoke sets have 8-10 training points
     # the manifest lists every committed artifact with its checksum
     import hashlib
@@ -228,7 +230,7 @@ def _study_config(repo: Path, path: Path, extra_sizes=()) -> Path:
         "tiny": {"system": "H2O", "kind": "qnn", "seeds": 2,
                  "grid": {"n_train": [5, 10, *extra_sizes], "init.feature_map_weights": [0.2]},
                  "evaluate": {"shots": [64, 1024], "noise": ["none"], "n_points": 4}},
-        "reuse": {"system": "LiH", "kind": "nn", "seeds": 2},
+        "reuse": {"system": "LiH", "kind": "nn", "seeds": 2, "evaluate": {"floor": True}},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -268,6 +270,11 @@ def test_smoke_study_runs_reruns_nothing_and_adds_only_a_new_point(smoke, repo, 
         m = json.loads((base / f"reuse/base/seed{k}/metrics.json").read_text())
         want = next(r for r in sel["seeds"] if r["seed"] == k)
         assert m["reused_pipeline_model"] and m["RMSE(E) [scaled]"] == pytest.approx(want["RMSE(E) [scaled]"], rel=1e-9)
+        # evaluate.floor: the floor of the point's inputs, here the pipeline's own (same inputs, same seed)
+        floor = json.loads((smoke / "results/LiH/models/nn/information_floor.json").read_text())["floor [scaled]"]
+        assert m["floor (inputs) [scaled]"] == pytest.approx(floor, rel=1e-9) and floor > 0
+    assert "| floor (inputs) [scaled] |" in (base / "reuse/table.md").read_text()
+    assert "floor (inputs) [scaled]" not in (base / "tiny/table.md").read_text()
     # a rerun does nothing; one more training-set size runs that point's seeds (and the table), nothing else
     dry = run_snakemake(repo, smoke, cfgfile, "studies", "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -16,6 +16,7 @@ the tables call it the floor *of the inputs* and give the kernel it found.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 
 AT_FLOOR_RATIO = 1.5  # a model whose RMSE(E) is within this factor of its inputs' floor is at the floor of its inputs
 FLOOR = "floor (inputs) [scaled]"  # the tables' column: the floor as a test RMSE(E) in scaled units
+_log = logging.getLogger("qnnff")
 
 
 def information_floor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, seed: int,
@@ -84,3 +86,18 @@ def information_floor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 def at_floor(rmse: float, floor: float) -> bool:
     """Whether a model's RMSE(E) lies within :data:`AT_FLOOR_RATIO` of its inputs' floor."""
     return bool(np.isfinite(rmse) and np.isfinite(floor) and rmse <= AT_FLOOR_RATIO * floor)
+
+
+def model_floor(model, positions_train: np.ndarray, y_train: np.ndarray, positions_test: np.ndarray, y_test: np.ndarray, *,
+                seed: int, n_restarts: int = 1, label: str = "") -> dict[str, Any]:
+    """:func:`information_floor` of the inputs a model sees (:meth:`~qnnff.models.base.ForceField.model_inputs` of the
+    positions, Angstrom); the optimiser's warnings are logged under ``label``."""
+    import torch
+
+    with torch.no_grad():
+        x_train, x_test = (model.model_inputs(torch.as_tensor(np.asarray(p), dtype=torch.float64)).numpy()
+                           for p in (positions_train, positions_test))
+    res = information_floor(x_train, y_train, x_test, y_test, seed=seed, n_restarts=n_restarts)
+    for w in res["optimizer_warnings"]:
+        _log.warning("%s: GP optimiser: %s", label, w)
+    return res

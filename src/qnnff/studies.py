@@ -388,16 +388,11 @@ def run_point(job: StudyPointJob, *, train_xyz: str, test_xyz: str, out_json: st
 
 def _point_floor(job: StudyPointJob, model, train_frames, test_frames, scaler) -> dict:
     """The information floor of the inputs ``model`` sees, on the point's training set (:mod:`qnnff.floor`)."""
-    import torch
+    from .floor import model_floor
 
-    from .floor import information_floor
-
-    with torch.no_grad():
-        x_train, x_test = (model.model_inputs(_positions(f)).numpy() for f in (train_frames, test_frames))
     y_train, y_test = ((np.array([a.info["REF_energy"] for a in f]) - scaler.center) / scaler.scale for f in (train_frames, test_frames))
-    res = information_floor(x_train, y_train, x_test, y_test, seed=job.floor_seed, n_restarts=job.floor.n_restarts)
-    for w in res["optimizer_warnings"]:
-        log.warning("%s %s: GP optimiser: %s", job.study.name, job.point.name, w)
+    res = model_floor(model, _positions(train_frames), y_train, _positions(test_frames), y_test, seed=job.floor_seed,
+                      n_restarts=job.floor.n_restarts, label=f"{job.study.name} {job.point.name}")
     log.info("%s %s seed %d: information floor of the inputs %.4g (scaled), GP fit %.1f s", job.study.name, job.point.name,
              job.seed_index, res["rmse"], res["seconds"])
     return {FLOOR: res["rmse"], "floor_gp": res}

@@ -100,20 +100,17 @@ def information_floor(job: FloorJob, model_path: str, train_npz: str, test_npz: 
     trained weights play no role: the model is loaded for its inputs (featurizer or symmetry functions) alone."""
     import torch  # torch and the models: the rules that load a model only (see the module docstring)
 
-    from ..floor import information_floor as gp_floor
+    from ..floor import model_floor
     from ..models.base import load_model
 
     torch.set_num_threads(1)
     model = load_model(model_path)
     train, test = load_npz(train_npz), load_npz(test_npz)
-    with torch.no_grad():
-        x_train, x_test = (model.model_inputs(torch.as_tensor(d["positions"], dtype=torch.float64)).numpy() for d in (train, test))
-    res = gp_floor(x_train, train["y"], x_test, test["y"], seed=job.seed, n_restarts=job.floor.n_restarts)
+    res = model_floor(model, train["positions"], train["y"], test["positions"], test["y"], seed=job.seed,
+                      n_restarts=job.floor.n_restarts, label=f"{job.system} {job.kind}")
     scale = float(model.energy_scaler.scale)
-    for w in res["optimizer_warnings"]:
-        log.warning("%s %s: GP optimiser: %s", job.system, job.kind, w)
     inputs = (f"{len(model.featurizer.coordinate_labels())} internal coordinates ({', '.join(model.featurizer.coordinate_labels())}), "
-              f"{model.featurizer.feature_map} map" if hasattr(model, "featurizer") else f"{x_train.shape[1]} model inputs")
+              f"{model.featurizer.feature_map} map" if hasattr(model, "featurizer") else f"{res['n_inputs']} model inputs")
     out = {"system": job.system, "model": job.kind, "inputs": inputs, "floor [scaled]": res["rmse"],
            "floor [meV]": res["rmse"] * scale * MEV_PER_EV, "energy scale [eV]": scale, "gp": res}
     write_json_atomic(out_json, out)
