@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from qnnff.config import ConfigError, check_config
+from qnnff.checks import check_config
+from qnnff.config import ConfigError
 
 
 def _err(cfg) -> str:
@@ -170,3 +171,23 @@ def test_lbfgs_protocols_are_valid(paper_config):
         "l": {"optimizer": "lbfgs", "iterations": 100, "chi": 1.0, "history_size": 20, "tolerance_grad": 0.0},
         "al": {"optimizer": "adam+lbfgs", "iterations": 100, "lbfgs_evaluations": 300, "lr": 0.01, "lr_final": 1e-3, "chi": 1.0}}
     check_config(cfg)
+
+
+@pytest.mark.parametrize("where", [
+    ("systems", "H2O", "models", "qnn", "protocols", "best", "lr"),
+    ("systems", "H2O", "models", "qnn", "protocols", "best", "chi"),
+    ("systems", "H2O", "md", "temperature_K"),
+    ("features", "margin"),
+    ("dft", "max_failed_fraction"),
+    ("systems", "LiH", "md", "shots_tolerance_A"),
+])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_is_refused_with_its_key(paper_config, where, value):
+    """NaN passes every schema bound (``nan > 0`` and ``nan < 1`` are both false); it is refused at start-up."""
+    cfg = copy.deepcopy(paper_config)
+    node = cfg
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = value
+    msg = _err(cfg)
+    assert ".".join(where) in msg and "not a finite number" in msg

@@ -143,7 +143,7 @@ def test_corrupt_model_artifact_names_the_rebuild_command(tmp_path):
 
 def test_damaged_model_is_found_at_start_up(tmp_path):
     """Issue 11.6: the start-up check (common.smk) lists a damaged model.zip before any job could read it."""
-    from qnnff.integrity import damaged_models
+    from qnnff.models.artifact import damaged_models
 
     models, _ = _water_models()
     good, bad = tmp_path / "results/X/models/nn/model.zip", tmp_path / "results/X/models/bpnn/model.zip"
@@ -288,7 +288,8 @@ def test_user_configfile_from_the_repository_root_replaces_the_paper_config(tmp_
 ])
 def test_late_keys_are_checked_at_start_up(paper_config, edit, key):
     """Issue 11.5: MD start keys, the slice variable and the Aer backend are checked at start-up, naming the key."""
-    from qnnff.config import ConfigError, check_config
+    from qnnff.checks import check_config
+    from qnnff.config import ConfigError
 
     edit(paper_config)
     with pytest.raises(ConfigError) as err:
@@ -298,7 +299,8 @@ def test_late_keys_are_checked_at_start_up(paper_config, edit, key):
 
 def test_yaml_errors_name_file_line_and_column(tmp_path):
     """Issue 11.5: a YAML syntax error names file, line and column; an empty file names the file."""
-    from qnnff.config import ConfigError, load_config
+    from qnnff.checks import load_config
+    from qnnff.config import ConfigError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 1\nsystems: {LiH: [1, 2}\n")

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from qnnff.config import ConfigError, check_config
+from qnnff.checks import check_config
+from qnnff.config import ConfigError
 from qnnff.features import EnergyScaler
 from qnnff.models.factory import build_model, qnn_circuit_config
 from qnnff.models.qnn import QNNForceField

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from test_qnn_shift import lih_model, lih_positions
 
-from qnnff.config import ConfigError, check_config
+from qnnff.checks import check_config
+from qnnff.config import ConfigError
 from qnnff.qnn import runtime as rt
 
 

@@ -173,3 +173,34 @@ def test_comparison_passes_on_a_rerun_and_fails_on_a_perturbed_table(tmp_path, c
     md["completed"] = "left the model's domain at 10.0 fs"
     md.to_csv(same / "tables" / "md.csv", index=False)
     assert any(c.ok is False and "MD" in c.what for c in compare_tables(committed, same))
+
+
+def test_comparison_fails_when_the_fresh_run_has_fewer_seeds(tmp_path):
+    """A 1-seed run is not a reproduction of a 3-seed table: the seed-count check fails (issue 26, item 4)."""
+    committed = results_dir(tmp_path, "committed", [(0.002, 0.02), (0.003, 0.03), (0.0025, 0.025)])
+    one = results_dir(tmp_path, "one", [(0.0025, 0.025)])
+    failed = [c.what for c in compare_tables(committed, one) if c.ok is False]
+    assert failed == ["H2O qnn/best seeds: committed 3, fresh 1 (a different number of seeds: the means are not comparable "
+                      "at 2 sd; rerun with the committed seed count)"]
+    assert compare_main([str(committed), str(one)]) == 1
+
+
+def test_comparison_of_unusable_inputs_is_a_clear_error_naming_the_file(tmp_path, capsys):
+    """Missing directories, empty and header-only tables, a missing column, a bad --n-sd: one line each, no traceback."""
+    committed = results_dir(tmp_path, "committed", [(0.002, 0.02), (0.003, 0.03)])
+    fresh = results_dir(tmp_path, "fresh", [(0.002, 0.02), (0.003, 0.03)])
+    assert compare_main([str(tmp_path / "nowhere"), str(fresh)]) == 2
+    assert "nowhere: no tables/ directory" in capsys.readouterr().err
+    csv = fresh / "tables" / "H2O_errors.csv"
+    good = csv.read_text()
+    for text, expect in (("", "empty file"), (good.splitlines()[0] + "\n", "a header and no rows"),
+                         (good.replace("RMSE(E) [scaled]", "energy error"), "column(s) ['RMSE(E) [scaled]'] missing")):
+        csv.write_text(text)
+        assert compare_main([str(committed), str(fresh)]) == 2
+        err = capsys.readouterr().err
+        assert str(csv) in err and expect in err and "Traceback" not in err
+    csv.write_text(good)
+    for bad in ("nan", "-5", "inf", "two"):
+        with pytest.raises(SystemExit) as exc:
+            compare_main([str(committed), str(fresh), "--n-sd", bad])
+        assert exc.value.code == 2 and "--n-sd" in capsys.readouterr().err

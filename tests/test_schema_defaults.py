@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qnnff import checks as qchecks
 from qnnff import config as qconfig
 from qnnff.protocols import qnn_init, training_settings
 from qnnff.settings import EffdimSettings, MDSettings
@@ -15,7 +16,7 @@ SRC = Path(qconfig.__file__).resolve().parent
 
 @pytest.fixture
 def paper_cfg():
-    return qconfig.load_config(Path(__file__).resolve().parents[1] / "config/config.yaml")
+    return qchecks.load_config(Path(__file__).resolve().parents[1] / "config/config.yaml")
 
 
 def test_blocks_resolve_to_the_schema_defaults():

@@ -396,9 +396,9 @@ print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
     assert len(pd.read_csv(tmp_path / "e.csv")) == 2 and json.loads((tmp_path / "metrics.json").read_text())["md"][0]["model"] == "nn"
 
 
-# ------------------------------------------------------------------ studies: wrappers of qnnff.studies
+# ------------------------------------------------------------------ studies
 def test_study_point_works_next_to_its_metrics(monkeypatch):
-    from qnnff import studies
+    from qnnff.stages import studies
     from qnnff.stages.studies import study_point
 
     seen = {}

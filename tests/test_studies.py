@@ -3,15 +3,18 @@ The workflow run of a tiny study on the smoke config is in tests/test_workflow.p
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from qnnff.config import ConfigError, check_config
+from qnnff.checks import check_config
+from qnnff.config import ConfigError
 from qnnff.jobs import StudyJob
-from qnnff.studies import apply_point, loglog_slope, parse_studies, parse_study, reuses_pipeline_model, study_table
+from qnnff.stages.studies import loglog_slope, study_table
+from qnnff.studies import apply_point, parse_studies, parse_study, reuses_pipeline_model
 
 
 def _with_study(cfg: dict, **study) -> dict:
@@ -149,3 +152,22 @@ def test_coordinate_alternatives_are_labelled(test_config):
     assert reuses_pipeline_model(cfg, st, st.points[0]) and not reuses_pipeline_model(cfg, st, st.points[1])
     msg = _err(_with_study(test_config, grid={"system.coordinates": [coords]}))
     assert "studies.s.grid.system.coordinates" in msg and "mapping of labels" in msg
+
+
+def test_a_union_of_grids_prints_the_base_values_where_a_point_leaves_a_key(tmp_path, test_config):
+    """An optimiser study (one grid per optimiser): the base row shows the base protocol's own settings (H2O QNN: Adam,
+    20 steps, lr 0.02), a key the base protocol does not set prints '-', and integers stay integers."""
+    from qnnff.studies import base_values
+
+    cfg = _with_study(test_config, seeds=2, grid=[{}, {"optimizer": ["lbfgs"], "iterations": [30]},
+                                                  {"optimizer": ["cobyla"], "iterations": [40], "rhobeg": [0.3]}])
+    st = parse_study(cfg, "s")
+    assert base_values(cfg, st) == {"optimizer": "adam", "iterations": "20", "rhobeg": "-"}
+    files = _fake_metrics(tmp_path, cfg, "s", lambda p, k: 0.01 * (1 + k))
+    out = {n: str(tmp_path / f"table.{n}") for n in ("csv", "md", "png", "pdf")}
+    study_table(StudyJob.of(cfg, study="s"), files, out["csv"], out["md"], out["png"], out["pdf"])
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:5]] for ln in Path(out["md"]).read_text().splitlines()
+            if ln.startswith("| base") or ln.startswith("| optimizer")}
+    assert rows["base"] == ["adam", "20", "-"]
+    assert rows["optimizer-lbfgs__iterations-30"] == ["lbfgs", "30", "-"]
+    assert rows["optimizer-cobyla__iterations-40__rhobeg-0.3"] == ["cobyla", "40", "0.3"]

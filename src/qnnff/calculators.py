@@ -37,7 +37,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,48 +46,19 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .dft import LevelOfTheory, single_point
-from .errors import OutOfDomainError, UnsupportedCircuitError, domain_error_message
+from .errors import (  # noqa: F401
+    MIN_DISTANCE_A,
+    NonFiniteGeometryError,
+    OutOfDomainError,
+    OverlappingAtomsError,
+    UnsupportedCircuitError,
+    check_geometry,
+    domain_error_message,
+)
 from .units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
 __all__ = ["ModelCalculator", "NonFiniteGeometryError", "OutOfDomainError", "OverlappingAtomsError", "PySCFCalculator",
            "SCFNotConvergedError", "SpeciesMismatchError", "check_geometry", "domain_error_message"]
-
-
-class NonFiniteGeometryError(OutOfDomainError):
-    """Positions contain NaN or infinity."""
-
-
-class OverlappingAtomsError(OutOfDomainError):
-    """Two atoms are closer than the calculator's ``min_distance``."""
-
-
-MIN_DISTANCE_A = 0.3  # Angstrom; no qnnff system has atoms this close, and no calculator gives a meaningful number there
-
-
-def check_geometry(positions: np.ndarray, who: str, min_distance: float = MIN_DISTANCE_A) -> None:
-    """Raise (before any evaluation) for an empty geometry, NaN/inf positions, or two atoms closer than ``min_distance``
-    Angstrom. Costs a few microseconds for the small molecules of qnnff (called at every MD step)."""
-    pos = np.asarray(positions, dtype=float)
-    if pos.ndim != 2 or pos.shape[0] == 0:
-        raise ValueError(f"{who}: empty Atoms (no atoms to evaluate)")
-    if not np.isfinite(pos).all():
-        bad = sorted({int(i) for i in np.nonzero(~np.isfinite(pos))[0]})
-        raise NonFiniteGeometryError(f"{who}: positions of atom(s) {bad} are NaN or infinite")
-    if len(pos) == 2:  # a diatomic (every MD step of LiH): one distance, without the pair matrix
-        d = pos[1] - pos[0]
-        r2 = float(d @ d)
-        if r2 < min_distance * min_distance:
-            raise OverlappingAtomsError(f"{who}: atoms 0 and 1 are {math.sqrt(r2):.4f} A apart, closer than "
-                                        f"{min_distance} A (overlapping atoms)")
-    elif len(pos) > 2:
-        d = pos[:, None, :] - pos[None, :, :]
-        r2 = np.einsum("ijk,ijk->ij", d, d)
-        r2[np.diag_indices(len(pos))] = np.inf
-        k = int(np.argmin(r2))
-        if r2.flat[k] < min_distance * min_distance:
-            i, j = divmod(k, len(pos))
-            raise OverlappingAtomsError(f"{who}: atoms {i} and {j} are {np.sqrt(r2.flat[k]):.4f} A apart, closer than "
-                                        f"{min_distance} A (overlapping atoms)")
 
 
 class SpeciesMismatchError(ValueError):
@@ -105,7 +75,8 @@ class ModelCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces"]
 
     def __init__(self, model: Any, *, frozen: bool | None = None, **kwargs: Any) -> None:
-        from .models.base import ForceField, load_model
+        from .models.base import ForceField
+        from .models.factory import load_model
 
         if isinstance(model, (str, Path)):
             model = load_model(model)
@@ -114,8 +85,7 @@ class ModelCalculator(Calculator):
         super().__init__(**kwargs)
         self.model = model
         self.symbols = list(model.symbols)
-        featurizer = getattr(model, "featurizer", None)
-        self._domain = getattr(featurizer, "out_of_domain", None) or getattr(model, "out_of_domain", None)
+        self._domain = model.out_of_domain
         self._checked_numbers: bytes | None = None
         self._fused = _fusable(model)
         self._frozen = None
@@ -151,16 +121,7 @@ class ModelCalculator(Calculator):
         self._checked_numbers = numbers.tobytes()
 
     def _domain_error(self, pos: torch.Tensor) -> OutOfDomainError:
-        featurizer = getattr(self.model, "featurizer", None)
-        if featurizer is None and hasattr(self.model, "domain_message"):
-            return OutOfDomainError(self.model.domain_message(pos))
-        if featurizer is None:
-            return OutOfDomainError(f"geometry outside the {self.model.kind} model's domain")
-        with torch.no_grad():
-            q = featurizer.internal(pos)[0]
-            s = featurizer.scale(q.unsqueeze(0))[0]
-        return OutOfDomainError(domain_error_message(self.model.kind, featurizer.coordinate_labels(), q.tolist(), s.tolist(),
-                                                     featurizer.lo.tolist(), featurizer.hi.tolist()))
+        return OutOfDomainError(self.model.domain_message(pos))
 
     def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
         """Exact comparison of what the model depends on (and cell/pbc), cheaper than ASE's ``compare_atoms``: the raw
@@ -199,9 +160,9 @@ class ModelCalculator(Calculator):
         if self._fused:
             e, f = self._fused_energy_and_forces(pos)
         else:
-            if self._domain is not None and bool(self._domain(pos)[0]):
+            if bool(self._domain(pos)[0]):
                 raise self._domain_error(pos)
-            e, f = self.model.energy_and_forces(pos)
+            e, f = self.model.energy_and_forces(pos, check=False)  # (checked above)
         energy = float(e[0])
         self.results = {"energy": energy, "free_energy": energy, "forces": f[0].detach().numpy().copy()}
 

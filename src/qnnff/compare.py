@@ -54,21 +54,57 @@ def _within(what: str, committed: Sequence[float], fresh: Sequence[float], floor
     return Check(what, cm, csd, fm, allowed, ok)
 
 
+class CompareError(ValueError):
+    """A results directory or table that cannot be compared (missing, empty, a column missing); names the file."""
+
+
+TABLE_COLUMNS = ("system", "kind", "protocol", "evaluation", "seed", "RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]", "d_n/d",
+                 "d_n/d sd")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise CompareError(f"{path}: empty file (no header, no rows)") from None
+    missing = [col for col in TABLE_COLUMNS if col not in df.columns]
+    if missing:
+        raise CompareError(f"{path}: column(s) {missing} missing (an errors table of qnnff has {list(TABLE_COLUMNS)})")
+    if df.empty:
+        raise CompareError(f"{path}: a header and no rows")
+    return df
+
+
+def _n_sd(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not np.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number >= 0 of standard deviations")
+    return v
+
+
 def compare_tables(committed: str | Path, fresh: str | Path, *, floors: dict[str, float] | None = None,
                    n_sd: float = N_SD) -> list[Check]:
     """All checks between two results directories (each holding ``tables/``)."""
+    if not (np.isfinite(n_sd) and n_sd >= 0):
+        raise ValueError(f"n_sd must be a finite number >= 0, got {n_sd!r}")
     floors = {**FLOORS, **(floors or {})}
     committed, fresh = Path(committed), Path(fresh)
     checks: list[Check] = []
+    for d in (committed, fresh):
+        if not (d / "tables").is_dir():
+            raise CompareError(f"{d}: no tables/ directory here (give the results directory of a run, e.g. results/)")
     csvs = sorted((committed / "tables").glob("*_errors.csv"))
     if not csvs:
-        raise FileNotFoundError(f"{committed / 'tables'}: no *_errors.csv to compare")
+        raise CompareError(f"{committed / 'tables'}: no *_errors.csv to compare")
     for cpath in csvs:
         fpath = fresh / "tables" / cpath.name
         if not fpath.is_file():
             checks.append(Check(f"{cpath.name}: missing in {fresh / 'tables'}", np.nan, np.nan, np.nan, np.nan, False))
             continue
-        c, f = pd.read_csv(cpath), pd.read_csv(fpath)
+        c, f = _read_table(cpath), _read_table(fpath)
         system = str(c["system"].iloc[0])
         for (kind, protocol, evaluation), g in c.groupby(["kind", "protocol", "evaluation"], sort=False):
             h = f[(f["kind"] == kind) & (f["protocol"] == protocol) & (f["evaluation"] == evaluation)]
@@ -80,6 +116,10 @@ def compare_tables(committed: str | Path, fresh: str | Path, *, floors: dict[str
             if h.empty:
                 checks.append(Check(f"{name}: missing in the fresh run", np.nan, np.nan, np.nan, np.nan, False))
                 continue
+            nc, nf = int(g["seed"].nunique()), int(h["seed"].nunique())
+            checks.append(Check(f"{name} seeds: committed {nc}, fresh {nf}" + (
+                "" if nc == nf else " (a different number of seeds: the means are not comparable at 2 sd; rerun with the "
+                "committed seed count)"), np.nan, np.nan, np.nan, np.nan, nc == nf))
             for col in ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]"):
                 checks.append(_within(f"{name} {col}", g[col], h[col], floors[col], n_sd))
             cd, csd, fd = g["d_n/d"].iloc[0], g["d_n/d sd"].iloc[0], h["d_n/d"].iloc[0]
@@ -103,9 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qnnff-compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("committed", help="results directory of the committed run (holds tables/)")
     ap.add_argument("fresh", help="results directory of the fresh run")
-    ap.add_argument("--n-sd", type=float, default=N_SD, help="allowed deviation in committed standard deviations (default 2)")
+    ap.add_argument("--n-sd", type=_n_sd, default=N_SD, help="allowed deviation in committed standard deviations (default 2)")
     args = ap.parse_args(argv)
-    checks = compare_tables(args.committed, args.fresh, n_sd=args.n_sd)
+    try:
+        checks = compare_tables(args.committed, args.fresh, n_sd=args.n_sd)
+    except CompareError as exc:
+        print(f"qnnff-compare: error: {exc}", file=sys.stderr)
+        return 2
     for c in checks:
         print(c.line())
     failed = [c for c in checks if c.ok is False]

@@ -1,9 +1,11 @@
 """Configuration: schema validation, semantic checks with clear errors, and parsed system specs.
 
 The schema (``config/schema.yaml``, shipped inside the package as ``qnnff/schema.yaml``) catches unknown keys
-and wrong types; :func:`check_config` then catches what a schema cannot: inverted ranges, NaN, unknown
-elements, dangling Z-matrix references, coordinates that point at missing atoms, etc. Every error names the
-offending key.
+and wrong types; the checks here then catch what a schema cannot: inverted ranges, NaN, unknown elements, dangling
+Z-matrix references, coordinates that point at missing atoms, etc. Every error names the offending key.
+
+This is the bottom of the configuration layer: it imports nothing above it. :func:`qnnff.checks.check_config` (the
+top) runs these checks and those of the models, protocols, studies and hardware blocks.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import hashlib
 import importlib.metadata as md
 import json
 import math
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -95,12 +96,6 @@ def load_yaml(path: str | Path) -> dict:
     return cfg
 
 
-def load_config(path: str | Path) -> dict:
-    cfg = load_yaml(path)
-    check_config(cfg, source=str(path))
-    return cfg
-
-
 def replace_with_cli_configfiles(config: dict, configfiles: Any, overrides: Any) -> list[str]:
     """``--configfile`` *replaces* ``config/config.yaml`` (Snakemake merges it on top; see config/README.md).
 
@@ -140,64 +135,22 @@ def _validate_schema(cfg: Any, source: str, validator: Any = None) -> None:
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(lines))
 
 
-def check_config(cfg: Any, *, source: str = "config") -> None:
-    """Schema + semantic validation. Raises :class:`ConfigError` naming the key."""
-    from .protocols import check_figure_protocol, check_models
+def check_finite(cfg: Any, source: str = "config") -> None:
+    """Every number in ``cfg`` is finite: a NaN or an infinity anywhere (``lr: .nan``, ``max_failed_fraction: .nan``,
+    which would switch the DFT failure limit off since ``x > nan`` is always false) is a ConfigError naming its key."""
 
-    _validate_schema(cfg, source)
-    for name in cfg["systems"]:
-        spec = system_spec(cfg, name)
-        try:
-            check_downstream(cfg, name, spec)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        check_models(cfg, name)
-    check_figure_protocol(cfg)
-    check_reproduction(cfg)
-    if cfg.get("studies"):
-        from .studies import check_studies
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, [*path, str(k)])
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, [*path, f"[{i}]"])
+        elif isinstance(node, float) and not math.isfinite(node):
+            key = ".".join(path).replace(".[", "[") or "<top level>"
+            raise ConfigError(f"{source}: {key}: {node!r} is not a finite number (NaN and infinity are never valid here)")
 
-        check_studies(cfg)
-    if any((sc.get("models", {}).get("qnn") or {}).get("hardware") for sc in cfg["systems"].values()):
-        from .qnn.runtime import check_hardware_config
-
-        try:  # hardware backend names and credentials (no network): a real backend without an account fails here
-            check_hardware_config(cfg)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-
-def check_reproduction(cfg: dict) -> None:
-    """The scorecard block must refer to configured systems, models and protocols."""
-    rep = cfg.get("reproduction")
-    if not rep:
-        return
-    from .protocols import model_kinds, protocols
-
-    for block in ("paper", "targets"):
-        for system, per_kind in rep.get(block, {}).items():
-            if system not in cfg["systems"]:
-                raise ConfigError(f"reproduction.{block}.{system}: no such system (systems: {sorted(cfg['systems'])})")
-            for kind in per_kind:
-                if kind not in model_kinds(cfg, system):
-                    raise ConfigError(f"reproduction.{block}.{system}.{kind}: systems.{system}.models has no {kind!r}")
-                if block == "targets" and kind not in rep["paper"].get(system, {}):
-                    raise ConfigError(f"reproduction.targets.{system}.{kind}: no paper value to hold it to (reproduction.paper)")
-    want = rep.get("protocol", "best")
-    for system, per_kind in rep.get("targets", {}).items():
-        for kind in per_kind:
-            if want not in protocols(cfg, system, kind):
-                raise ConfigError(f"reproduction.protocol: {want!r} is not a protocol of systems.{system}.models.{kind}")
-    md = rep.get("md_period")
-    if md:
-        s = md["system"]
-        if s not in cfg["systems"]:
-            raise ConfigError(f"reproduction.md_period.system: no such system {s!r}")
-        sc = cfg["systems"][s]
-        if len(sc["zmatrix"]) != 2 or not sc.get("md", {}).get("dft", False):
-            raise ConfigError(f"reproduction.md_period.system: {s!r} must be a diatomic with md.dft: true")
-        if md.get("kind", "qnn") not in model_kinds(cfg, s):
-            raise ConfigError(f"reproduction.md_period.kind: systems.{s}.models has no {md.get('kind', 'qnn')!r}")
+    walk(cfg, [])
 
 
 def fake_backend_names() -> set[str]:
@@ -416,24 +369,3 @@ def system_spec(cfg: dict, name: str) -> SystemSpec:
 
 def deepcopy(cfg: dict) -> dict:
     return copy.deepcopy(cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m qnnff.config FILE...``: check config files (YAML syntax with line and column, schema, semantics)."""
-    files = sys.argv[1:] if argv is None else argv
-    if not files:
-        print("usage: python -m qnnff.config CONFIG.yaml [...]", file=sys.stderr)
-        return 2
-    status = 0
-    for f in files:
-        try:
-            load_config(f)
-            print(f"{f}: ok")
-        except ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            status = 1
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -65,7 +65,7 @@ energies onto [-1, 1]); under random parameter draws a classical network's outpu
 * ``"identity"``: ``y`` as is (QNN: ``y = <O>`` is in [-1, 1] by construction);
 * ``"tanh"``: ``y -> tanh(y)``, smooth, monotone, keeps every sample's gradient (outputs near 0 barely change);
 * ``"clamp"``: ``y -> clamp(y, -1, 1)``; samples outside [-1, 1] then have zero gradient and drop out;
-* ``"auto"`` (default): ``"identity"`` for model kind ``"qnn"``, ``"tanh"`` otherwise.
+* ``"auto"`` (default): ``"identity"`` for a quantum model kind (:data:`qnnff.kinds.KINDS`: the QNN), ``"tanh"`` otherwise.
 
 Fast path: if the regressor (feature models) or the ForceField (others) has a method
 ``value_and_parameter_jacobian(x [B, d], theta [P]) -> (y [B], dy/dtheta [B, P])``, with ``theta`` the trainable
@@ -82,6 +82,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from .kinds import KINDS
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OutputMap = Literal["auto", "identity", "tanh", "clamp"]
@@ -363,7 +365,8 @@ def module_function(model: torch.nn.Module, *, output_map: OutputMap = "auto") -
     from .models.base import FeatureForceField
 
     if output_map == "auto":
-        output_map = "identity" if getattr(model, "kind", "") == "qnn" else "tanh"
+        kind = KINDS.get(getattr(model, "kind", ""))
+        output_map = "identity" if kind is not None and kind.quantum else "tanh"
     if output_map not in _MAPS:
         raise ValueError(f"output_map must be one of {['auto', *_MAPS]}, got {output_map!r}")
     squash, dsquash = _MAPS[output_map], _MAP_DERIVS[output_map]

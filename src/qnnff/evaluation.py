@@ -16,12 +16,13 @@ import numpy as np
 from . import dataset as ds
 from .floor import AT_FLOOR_RATIO, FLOOR, at_floor
 from .io import atomic_path, write_json_atomic, write_text_atomic
+from .kinds import KINDS
 from .units import MEV_PER_EV
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MODEL_LABELS = {"qnn": "QNN", "nn": "NN", "bpnn": "BPNN (n2p2-style)"}
+MODEL_LABELS = {k.name: k.label for k in KINDS.values()}  # the registered kinds (qnnff.kinds)
 OPTIMIZER_LABELS = {"adam": "Adam", "lbfgs": "L-BFGS", "adam+lbfgs": "Adam + L-BFGS", "cobyla": "COBYLA"}
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_path
+from .kinds import KINDS
 
-COLORS = {"dft": "black", "qnn": "#1f77b4", "nn": "#d62728", "bpnn": "#2ca02c"}
-LABELS = {"dft": "DFT", "qnn": "QNN", "nn": "NN", "bpnn": "BPNN"}
-MARKERS = {"qnn": "o", "nn": "s", "bpnn": "^"}
+# the reference and the registered model kinds (qnnff.kinds)
+COLORS = {"dft": "black", **{k.name: k.color for k in KINDS.values()}}
+LABELS = {"dft": "DFT", **{k.name: k.short_label for k in KINDS.values()}}
+MARKERS = {k.name: k.marker for k in KINDS.values()}
 
 
 def _plt():
@@ -104,7 +106,7 @@ def effdim_bars(values: Mapping[str, Mapping[str, tuple[float, float]]], *, png:
     """system -> kind -> (d_n/d mean, sd over Monte-Carlo draws)."""
     plt = _plt()
     systems = list(values)
-    kinds = [k for k in ("qnn", "nn", "bpnn") if any(k in v for v in values.values())]
+    kinds = [k for k in KINDS if any(k in v for v in values.values())]
     w = 0.8 / max(len(kinds), 1)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for j, k in enumerate(kinds):

@@ -137,23 +137,6 @@ def load_npz(path: str | os.PathLike, *, frames_key: str = "positions") -> dict[
     return arrays
 
 
-def damaged_models(root: str | os.PathLike = ".") -> list[str]:
-    """Problems of every existing ``results/**/model.zip`` under ``root`` (one line each, with the rebuild command).
-
-    Run at workflow start-up (``workflow/rules/common.smk``): a damaged model stops the run *before* any job starts,
-    so Snakemake never fails the MD/effective-dimension jobs that read it -- which would delete their valid outputs.
-    """
-    from .models.artifact import load_artifact
-
-    problems = []
-    for p in sorted(Path(root).glob("results/**/model.zip")):
-        try:
-            load_artifact(p, warn_legacy=False)  # (an unverifiable older artifact is warned about where it is read)
-        except (IntegrityError, ValueError) as exc:
-            problems.append(str(exc))
-    return problems
-
-
 def held_locks(workdir: str | os.PathLike = ".") -> list[str]:
     """Snakemake lock files of ``workdir`` (``.snakemake/locks/*.lock``): present while another run executes jobs
     there, or left behind by a run that was killed (kill -9, power loss)."""

@@ -33,7 +33,7 @@ Like :mod:`qnnff.settings`, this module imports the standard library and the tor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import SystemSpec, config_hash, data_hash, schema_defaults, system_spec
 from .seeding import derive_seed
@@ -247,14 +247,17 @@ class StudyPointJob:
 
 @dataclass(frozen=True)
 class StudyJob:
-    """A study's table and figure: the parsed study and its description."""
+    """A study's table and figure: the parsed study, its description and what each grid key is in the base protocol
+    (:func:`qnnff.studies.base_values`: the tables print it where a point leaves the key at its base)."""
 
     study: Study
     description: str
+    base_values: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, settings: dict, *, study: str) -> StudyJob:
-        from .studies import parse_study
+        from .studies import base_values, parse_study
 
-        return cls(study=parse_study(settings, study),
-                   description=(settings["studies"][study].get("description") or "").strip())
+        st = parse_study(settings, study)
+        return cls(study=st, description=(settings["studies"][study].get("description") or "").strip(),
+                   base_values=base_values(settings, st))

@@ -37,7 +37,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from .calculators import ModelCalculator, OutOfDomainError
+from .calculators import ModelCalculator, OutOfDomainError, check_geometry
 from .evaluation import rmse
 from .units import FS_PER_PS
 
@@ -300,8 +300,9 @@ class ShotNoiseCalculator(ModelCalculator):
         if atoms is not None:
             self.atoms = atoms.copy()
         self._check_species(self.atoms)
+        check_geometry(self.atoms.positions, f"{self.model.kind} model (shots)")  # NaN, overlapping atoms: before any circuit
         pos = torch.from_numpy(np.array(self.atoms.positions, dtype=np.float64)).unsqueeze(0)
-        if self._domain is not None and bool(self._domain(pos)[0]):
+        if bool(self._domain(pos)[0]):
             raise self._domain_error(pos)
         x, jac = self.model.featurizer.features_and_jacobian(pos)
         z, err = self.measured(x.numpy())

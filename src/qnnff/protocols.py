@@ -24,9 +24,10 @@ import copy
 from dataclasses import dataclass
 
 from .config import ConfigError, config_hash, schema_defaults, system_spec
+from .kinds import kind_names
 from .seeding import derive_seed
 
-KINDS = ("qnn", "nn", "bpnn")
+KINDS = kind_names()  # the registered model kinds (qnnff.kinds), in table order
 DEFAULT_SEEDS = 5
 FIGURE_PROTOCOL = "best"  # the protocol shown in figures when a kind has it (else its first protocol)
 MODEL_HASH_EXCLUDE = ("protocols", "aer", "hardware")  # per-protocol settings are hashed separately; evaluation never retrains

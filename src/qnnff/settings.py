@@ -39,9 +39,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .config import DOWNSTREAM_KEYS, MODEL_EVALUATION_KEYS, ConfigError, schema_defaults, system_spec
+from .kinds import KINDS
 
 SHOT_MD_KEYS = ("shots", "n_steps_shots", "shots_tolerance_A")  # md keys of rule run_md_shots only
 
@@ -304,12 +305,14 @@ class QNNSettings:
     circuit: dict[str, Any]
     init_rotations: float
     feature_map_weights: float | str
+    kind: ClassVar[str] = "qnn"
 
     @classmethod
-    def of(cls, cfg: dict, system: str, protocol: str) -> QNNSettings:
-        from .protocols import qnn_circuit_config, qnn_init
+    def of(cls, cfg: dict, system: str, protocol: str | None = None) -> QNNSettings:
+        """``protocol``: whose initialisation (default: the QNN's first protocol)."""
+        from .protocols import protocols, qnn_circuit_config, qnn_init
 
-        init = qnn_init(cfg, system, protocol)
+        init = qnn_init(cfg, system, protocol or protocols(cfg, system, "qnn")[0])
         fm = init["feature_map_weights"]
         return cls(circuit=qnn_circuit_config(cfg, system), init_rotations=float(init["rotations"]),
                    feature_map_weights=fm if isinstance(fm, str) else float(fm))
@@ -323,9 +326,11 @@ class NNSettings:
     hidden: tuple[int, ...] | None
     target_parameters: int | None
     activation: str
+    kind: ClassVar[str] = "nn"
 
     @classmethod
-    def of(cls, cfg: dict, system: str) -> NNSettings:
+    def of(cls, cfg: dict, system: str, protocol: str | None = None) -> NNSettings:
+        """(``protocol``: unused; an NN's architecture is the same under every protocol.)"""
         from .protocols import resolved_model_config
 
         mc = {**schema_defaults("#nn"), **resolved_model_config(cfg, system, "nn")}
@@ -342,9 +347,11 @@ class BPNNSettings:
     hidden: Any
     symmetry_functions: Any
     activation: str
+    kind: ClassVar[str] = "bpnn"
 
     @classmethod
-    def of(cls, cfg: dict, system: str) -> BPNNSettings:
+    def of(cls, cfg: dict, system: str, protocol: str | None = None) -> BPNNSettings:
+        """(``protocol``: unused; a BPNN's architecture is the same under every protocol.)"""
         from .protocols import model_config
 
         mc = {**schema_defaults("#bpnn"), **model_config(cfg, system, "bpnn")}
@@ -356,16 +363,14 @@ ModelSettings = QNNSettings | NNSettings | BPNNSettings
 
 
 def model_settings_of(cfg: dict, system: str, kind: str, protocol: str | None = None) -> ModelSettings:
-    """The architecture of ``kind`` (a QNN's with the initialisation of ``protocol``, default: its first)."""
-    from .protocols import KINDS, protocols
-
-    if kind == "qnn":
-        return QNNSettings.of(cfg, system, protocol or protocols(cfg, system, kind)[0])
-    if kind == "nn":
-        return NNSettings.of(cfg, system)
-    if kind == "bpnn":
-        return BPNNSettings.of(cfg, system)
-    raise ConfigError(f"unknown model kind {kind!r} (use one of {KINDS})")
+    """The architecture of ``kind``: its settings class as :data:`qnnff.kinds.KINDS` registers it (a QNN's with the
+    initialisation of ``protocol``, default: its first)."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown model kind {kind!r} (use one of {tuple(KINDS)})")
+    cls = globals()[KINDS[kind].settings]
+    if getattr(cls, "kind", None) != kind:
+        raise ConfigError(f"model kind {kind!r}: qnnff.settings.{KINDS[kind].settings} is not its settings class")
+    return cls.of(cfg, system, protocol)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 # Helpers shared by all rule files: config validation and the wildcard domains.
 import re
 from snakemake.exceptions import WorkflowError
-from qnnff.config import check_config, replace_with_cli_configfiles, system_spec
+from qnnff.checks import check_config
+from qnnff.config import replace_with_cli_configfiles, system_spec
+from qnnff.kinds import KINDS
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
 from qnnff.settings import rule_settings
 
@@ -15,7 +17,7 @@ _source = " + ".join(_user_files) or "config/config.yaml"
 check_config(config, source=_source)
 
 # 2. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
-from qnnff.integrity import damaged_models
+from qnnff.models.artifact import damaged_models
 
 _damaged = damaged_models(".")
 if _damaged:
@@ -59,17 +61,17 @@ SEEDS_IN_ONE_JOB = bool(config.get("seeds_in_one_job", False))  # job layout onl
 
 
 wildcard_constraints:
-    kind="qnn|nn|bpnn",
+    kind="|".join(KINDS),
     protocol=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
 
 
-def variant_files(name, systems=None, kinds=("qnn", "nn", "bpnn")):
+def variant_files(name, systems=None, kinds=tuple(KINDS)):
     """results/{system}/models/{kind}/{protocol}/{name} for every configured (system, kind, protocol)."""
     return [f"{v.model_dir()}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds]
 
 
-def seed_files(name, systems=None, kinds=("qnn", "nn", "bpnn")):
+def seed_files(name, systems=None, kinds=tuple(KINDS)):
     """results/{system}/models/{kind}/{protocol}/seed{k}/{name} for every variant and seed."""
     return [f"{v.model_dir(k)}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds for k in SEEDS]
 

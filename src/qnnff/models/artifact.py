@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -62,3 +63,18 @@ def load_artifact(path: str | Path, *, warn_legacy: bool = True) -> tuple[dict[s
         arrays = {k: npz[k] for k in npz.files}
     blobs = {n[len("blobs/"):]: b for n, b in members.items() if n.startswith("blobs/")}
     return arrays, meta, blobs
+
+
+def damaged_models(root: str | os.PathLike = ".") -> list[str]:
+    """Problems of every existing ``results/**/model.zip`` under ``root`` (one line each, with the rebuild command).
+
+    Run at workflow start-up (``workflow/rules/common.smk``): a damaged model stops the run *before* any job starts,
+    so Snakemake never fails the MD/effective-dimension jobs that read it -- which would delete their valid outputs.
+    """
+    problems = []
+    for p in sorted(Path(root).glob("results/**/model.zip")):
+        try:
+            load_artifact(p, warn_legacy=False)  # (an unverifiable older artifact is warned about where it is read)
+        except (IntegrityError, ValueError) as exc:
+            problems.append(str(exc))
+    return problems

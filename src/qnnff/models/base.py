@@ -17,7 +17,6 @@ the regressor's value and input gradient: ``f = -einsum('bd,bdnk->bnk', dy/dx, J
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..errors import OutOfDomainError, check_geometry, domain_error_message
 from ..features import EnergyScaler, Featurizer
 from . import artifact as _artifact
 
@@ -32,9 +32,15 @@ _REGISTRY: dict[str, type[ForceField]] = {}
 
 
 def register_model(cls: type[ForceField]) -> type[ForceField]:
-    """Class decorator: make ``load_model`` able to rebuild ``cls`` from its artifact ``kind``."""
+    """Class decorator: the class of artifact ``kind`` ``cls.kind`` (:func:`qnnff.models.factory.load_model` imports the
+    module that :data:`qnnff.kinds.KINDS` names for a kind, which registers its class)."""
     _REGISTRY[cls.kind] = cls
     return cls
+
+
+def registered_model_class(kind: str) -> type[ForceField] | None:
+    """The class registered for ``kind`` (None if its module has not been imported)."""
+    return _REGISTRY.get(kind)
 
 
 @dataclass
@@ -87,6 +93,14 @@ class ForceField(torch.nn.Module, abc.ABC):
     def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> ForceField:
         ...
 
+    @classmethod
+    def from_settings(cls, settings: Any, *, seed: int, featurizer: Featurizer, energy_scaler: EnergyScaler,
+                      train_positions: np.ndarray) -> ForceField:
+        """A fresh model of the architecture ``settings`` (the kind's class in :mod:`qnnff.settings`), initial weights
+        from ``seed``; ``train_positions`` [B, n, 3] for a kind that fits anything on the training geometries. Every
+        kind registered in :data:`qnnff.kinds.KINDS` implements it (a model built by hand need not)."""
+        raise NotImplementedError(f"{cls.__name__}: no from_settings, so the pipeline cannot build it (qnnff.kinds)")
+
     def model_inputs(self, positions: torch.Tensor) -> torch.Tensor:
         """positions [B, n, 3] -> [B, m]: what the model sees of each geometry, one fixed-length vector per frame (the
         inputs whose information floor, :func:`qnnff.floor.information_floor`, its errors are held against)."""
@@ -96,13 +110,18 @@ class ForceField(torch.nn.Module, abc.ABC):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def check_positions(self, positions: torch.Tensor | np.ndarray) -> torch.Tensor:
+    def _shaped(self, positions: torch.Tensor | np.ndarray) -> torch.Tensor:
         pos = torch.as_tensor(positions, dtype=torch.float64)
         if pos.ndim == 2:
             pos = pos.unsqueeze(0)
         n = len(self.symbols)
         if pos.ndim != 3 or pos.shape[1:] != (n, 3):
             raise ValueError(f"{self.kind} model for {''.join(self.symbols)}: positions must have shape [B, {n}, 3], got {tuple(pos.shape)}")
+        return pos
+
+    def check_positions(self, positions: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``positions`` as a [B, n, 3] tensor of this model's atom count, all finite (a ValueError otherwise)."""
+        pos = self._shaped(positions)
         if not torch.isfinite(pos).all():
             raise ValueError("positions contain NaN or infinite values")
         return pos
@@ -111,14 +130,41 @@ class ForceField(torch.nn.Module, abc.ABC):
         if list(symbols) != self.symbols:
             raise ValueError(f"{self.kind} model was trained for species {self.symbols}, got {list(symbols)}")
 
-    def energy(self, positions: torch.Tensor | np.ndarray) -> torch.Tensor:
-        pos = self.check_positions(positions)
+    def out_of_domain(self, positions: torch.Tensor) -> torch.Tensor:
+        """bool [B]: the geometry lies outside the region the model was built for (the base: nowhere)."""
+        return torch.zeros(torch.as_tensor(positions).shape[0], dtype=torch.bool)
+
+    def domain_message(self, positions: torch.Tensor) -> str:
+        """Why the first geometry of ``positions`` lies outside the domain (the text of the OutOfDomainError)."""
+        return f"geometry outside the {self.kind} model's domain"
+
+    def check_domain(self, positions: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``positions`` as a [B, n, 3] tensor, checked as the ASE calculators check them: an OutOfDomainError
+        (:class:`~qnnff.errors.NonFiniteGeometryError`, :class:`~qnnff.errors.OverlappingAtomsError`) for NaN or
+        infinite positions, two atoms closer than :data:`~qnnff.errors.MIN_DISTANCE_A`, or a geometry outside the
+        model's domain; each names the geometry's index in the batch."""
+        pos = self._shaped(positions)
+        arr = pos.detach().numpy()
+        for b in range(arr.shape[0]):
+            check_geometry(arr[b], f"{self.kind} model, geometry {b}")
+        bad = self.out_of_domain(pos)
+        if bool(bad.any()):
+            b = int(torch.nonzero(bad)[0, 0])
+            raise OutOfDomainError(f"geometry {b} of {len(bad)}: {self.domain_message(pos[b:b + 1])}")
+        return pos
+
+    def energy(self, positions: torch.Tensor | np.ndarray, *, check: bool = True) -> torch.Tensor:
+        """Energies [B] in eV. ``check=False`` skips :meth:`check_domain` (NaN, overlapping atoms, the domain): the
+        model then returns whatever its formula gives there, NaN or an extrapolation."""
+        pos = self.check_domain(positions) if check else self.check_positions(positions)
         return self.energy_scaler.center + self.energy_scaler.scale * self.scaled_energy(pos)
 
-    def energy_and_forces(self, positions: torch.Tensor | np.ndarray, *, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = self.check_positions(positions).detach().requires_grad_(True)
+    def energy_and_forces(self, positions: torch.Tensor | np.ndarray, *, create_graph: bool = False,
+                          check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(energies [B] eV, forces [B, n, 3] eV/Angstrom). ``check`` as for :meth:`energy`."""
+        pos = (self.check_domain(positions) if check else self.check_positions(positions)).detach().requires_grad_(True)
         with torch.enable_grad():
-            e = self.energy(pos)
+            e = self.energy(pos, check=False)
             (g,) = torch.autograd.grad(e.sum(), pos, create_graph=create_graph)
         return (e if create_graph else e.detach()), -g
 
@@ -154,6 +200,17 @@ class FeatureForceField(ForceField):
         """The features (internal coordinates, scaled, mapped): the regressor sees nothing else."""
         return self.featurizer(positions)
 
+    def out_of_domain(self, positions: torch.Tensor) -> torch.Tensor:
+        """bool [B]: a scaled internal coordinate left [-1, 1] (the featurizer's training range with its margin)."""
+        return self.featurizer.out_of_domain(positions)
+
+    def domain_message(self, positions: torch.Tensor) -> str:
+        feat = self.featurizer
+        with torch.no_grad():
+            q = feat.internal(positions)[0]
+            s = feat.scale(q.unsqueeze(0))[0]
+        return domain_error_message(self.kind, feat.coordinate_labels(), q.tolist(), s.tolist(), feat.lo.tolist(), feat.hi.tolist())
+
     def scaled_energy_and_forces(self, batch: TrainingBatch, *, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.x is None or batch.jac is None:
             x, jac = self.featurizer.features_and_jacobian(batch.positions)
@@ -162,19 +219,3 @@ class FeatureForceField(ForceField):
         y, g = self.regressor_value_and_input_grad(x, create_graph=create_graph)
         f = -torch.einsum("bd,bdnk->bnk", g, jac)
         return y, f
-
-
-_BUILTIN_KINDS = ("qnn", "nn", "bpnn")  # kind -> module qnnff.models.<kind>
-
-
-def load_model(path: str | Path) -> ForceField:
-    """Rebuild any registered model from its artifact file (no training code involved)."""
-    arrays, meta, blobs = _artifact.load_artifact(path)
-    kind = meta.get("kind")
-    if kind not in _REGISTRY:  # the model modules register themselves when imported: only the artifact's kind is
-        # imported (an NN's MD or effective-dimension job then starts without Qiskit and the QNN kernels)
-        for module in (kind,) if kind in _BUILTIN_KINDS else _BUILTIN_KINDS:
-            importlib.import_module(f"{__package__}.{module}")
-    if kind not in _REGISTRY:
-        raise ValueError(f"{path}: unknown model kind {kind!r} (known: {sorted(_REGISTRY)})")
-    return _REGISTRY[kind].from_artifact(arrays, meta, blobs)

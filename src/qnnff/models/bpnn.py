@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..acsf import ACSF, SymmetryFunctionSet, sort_elements
-from ..features import EnergyScaler
+from ..features import EnergyScaler, Featurizer
 from .base import ForceField, TrainingBatch, register_model
 from .nn import MLP, mlp_parameter_count
 
@@ -121,6 +121,15 @@ class BPNNForceField(ForceField):
         self._cache: tuple | None = None  # (positions tensor, its version, G, dG/dR) of the last training batch
 
     # ---- construction from data
+    @classmethod
+    def from_settings(cls, settings: Any, *, seed: int, featurizer: Featurizer, energy_scaler: EnergyScaler,
+                      train_positions: np.ndarray) -> BPNNForceField:
+        """A fresh BPNN of :class:`qnnff.settings.BPNNSettings` ``settings`` for the featurizer's species; its descriptor
+        standardisation is fitted on ``train_positions`` (:meth:`from_training_data`)."""
+        return cls.from_training_data(train_positions, symbols=featurizer.symbols, energy_scaler=energy_scaler,
+                                      hidden=settings.hidden, symmetry_functions=settings.symmetry_functions,
+                                      activation=settings.activation, seed=seed)
+
     @classmethod
     def from_training_data(
         cls,

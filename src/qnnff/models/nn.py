@@ -211,6 +211,13 @@ class NNForceField(FeatureForceField):
 
     kind = "nn"
 
+    @classmethod
+    def from_settings(cls, settings: Any, *, seed: int, featurizer: Featurizer, energy_scaler: EnergyScaler,
+                      train_positions: np.ndarray) -> NNForceField:
+        """A fresh NN of :class:`qnnff.settings.NNSettings` ``settings``."""
+        return cls(featurizer=featurizer, energy_scaler=energy_scaler, hidden=settings.hidden,
+                   target_parameters=settings.target_parameters, activation=settings.activation, seed=seed)
+
     def __init__(
         self,
         *,

@@ -12,7 +12,7 @@ module                     rule file                    rule -> function
 :mod:`.md`                 ``md.smk``                   run_md, run_md_dft, md_table, run_md_shots
 :mod:`.figures`            ``figures.smk``              dft_slice, figures_system, figure_md, figures_summary,
                                                         metrics
-:mod:`.studies`            ``studies.smk``              study_point, study_table (wrappers of :mod:`qnnff.studies`)
+:mod:`.studies`            ``studies.smk``              study_point, study_table (grids parsed by :mod:`qnnff.studies`)
 =========================  ===========================  =====================================================
 
 Every stage function takes its job's spec, plain paths and the remaining wildcard values as arguments, and reads no

@@ -49,7 +49,7 @@ def effective_dimension(job: EffdimJob, model_path: str, train_npz: str, out_jso
     import torch  # torch and the models: the rules that load a model only (see the module docstring)
 
     from ..effdim import model_effective_dimension
-    from ..models.base import load_model
+    from ..models.factory import load_model
 
     torch.set_num_threads(1)
     system, kind, ec = job.system, job.kind, job.effdim
@@ -101,7 +101,7 @@ def information_floor(job: FloorJob, model_path: str, train_npz: str, test_npz: 
     import torch  # torch and the models: the rules that load a model only (see the module docstring)
 
     from ..floor import model_floor
-    from ..models.base import load_model
+    from ..models.factory import load_model
 
     torch.set_num_threads(1)
     model = load_model(model_path)
@@ -185,7 +185,7 @@ def aer_evaluation(job: AerJob, models: SeedSet | Mapping[str, Any], test_npz: s
     # torch and the model (whose Aer and Runtime paths load Qiskit): this rule's and effective_dimension's alone
     import torch
 
-    from ..models.base import load_model
+    from ..models.factory import load_model
 
     models = SeedSet.of(models)
     if models.protocol != job.protocol:

@@ -2,7 +2,7 @@
 
 Internal coordinates -> [-1, 1] -> the configured feature map, with Jacobians; the featurizer's ranges and the energy
 scaler are fitted on the training set only and reused for test points, models and MD (``scalers.json``). The helpers
-:func:`build_featurizer` and :func:`feature_arrays` also serve the studies (:func:`qnnff.studies.run_point`), which
+:func:`build_featurizer` and :func:`feature_arrays` also serve the studies (:func:`qnnff.stages.studies.run_point`), which
 rebuild features in the job; :func:`qnnff.features.load_scalers` reads ``scalers.json`` back.
 """
 

@@ -106,7 +106,7 @@ def run_md_shots(job: MDJob, shots: int, models: SeedSet | Mapping[str, Any], ex
     import torch  # see _nve
 
     from ..md import ShotNoiseCalculator, distance_deviation, run_stretched_bond
-    from ..models.base import load_model
+    from ..models.factory import load_model
 
     models = SeedSet.of(models)
     seed_index, model_path = models.median()

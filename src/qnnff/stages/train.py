@@ -26,6 +26,7 @@ from ..evaluation import select_seeds as seed_statistics
 from ..integrity import load_npz
 from ..io import write_json_atomic
 from ..jobs import TrainJob
+from ..kinds import KINDS
 from ..provenance import provenance
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
     system, kind, protocol, seed_index = job.system, job.kind, job.protocol, job.seed_index
     torch.set_num_threads(1)
     featurizer, scaler = load_scalers(scalers_json)
-    is_feature_model = kind in ("qnn", "nn")
+    is_feature_model = KINDS[kind].feature_model
     batch = training.load_batch(train_npz, with_features=is_feature_model)
     model = build_model_from(job.model, job.init_seed, featurizer, scaler, batch.positions.numpy())
     tc = job.training
@@ -99,7 +100,7 @@ def predict_to_frames(model: ForceField, npz_path: str | Path, kind: str) -> lis
 
     f = load_npz(npz_path)
     pos, e_ref, f_ref, points = f["positions"], f["energy"], f["forces"], f["point"]
-    e, frc = model.energy_and_forces(torch.as_tensor(pos))
+    e, frc = model.energy_and_forces(torch.as_tensor(pos), check=False)  # every test point, as the features stage kept them
     frames = []
     for k in range(len(pos)):
         a = ds.make_frame(model.symbols, pos[k], float(e_ref[k]), f_ref[k], {"point": str(points[k]), "model": kind})
