@@ -297,6 +297,54 @@ def test_train_and_select_seeds(trained):
     assert sel["n_seeds"] == 2 and sel["median_seed"] in (0, 1) and len(pd.read_csv(m / "seed0" / "learning_curve.csv")) == 20
 
 
+def test_a_killed_training_resumes_only_under_its_own_settings(featurized, tmp_path, monkeypatch, caplog):
+    """Issue 26.1: killed after a checkpoint, then rerun with ``iterations`` lowered, the job must not resume (it warns
+    and names the difference); rerun with the settings it was killed under, it resumes."""
+    import copy
+    import logging
+
+    from qnnff import training
+    from qnnff.stages.train import train
+
+    cfg, d = featurized
+    s = tmp_path / "seed0"
+    files = [str(s / n) for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json",
+                                  "checkpoint.pt")]
+
+    def run(config, kill_at=None):
+        job = TrainJob.of(rule_settings(config, "train", system="LiH", kind="nn", protocol="best"), system="LiH", kind="nn",
+                          protocol="best", seed_index=0)
+        return train(job, str(d / "scalers.json"), str(d / "train.npz"), str(d / "test.npz"), *files)
+
+    real = training.train
+
+    def killed_at_12(*a, **kw):
+        def kill(it, rec):
+            if it == 12:
+                raise KeyboardInterrupt
+        return real(*a, callback=kill, **kw)
+
+    monkeypatch.setattr(training, "train", killed_at_12)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.setattr(training, "train", real)
+    assert Path(files[-1]).is_file()
+    shorter = copy.deepcopy(cfg)
+    shorter["systems"]["LiH"]["models"]["nn"]["protocols"]["best"]["iterations"] = 15
+    with caplog.at_level(logging.INFO, logger="qnnff"):
+        summary = run(shorter)
+    assert summary["resumed_from"] is None and summary["iterations_done"] == 15
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ignored" in r.getMessage()]
+    assert warned and "iterations 20 -> 15" in warned[0] and "provenance hash model_hash differs" in warned[0]
+
+    monkeypatch.setattr(training, "train", killed_at_12)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.setattr(training, "train", real)
+    summary = run(cfg)
+    assert summary["resumed_from"] == 10 and summary["iterations_done"] == 20
+
+
 def test_errors_table(trained, tmp_path):
     from qnnff.stages.evaluate import errors_table
 

@@ -36,8 +36,20 @@ torch, as the pipeline runs it).
 Checkpoints and resuming
 ------------------------
 With ``checkpoint_path``, a checkpoint is written atomically (:func:`qnnff.io.atomic_path`) every ``checkpoint_every``
-iterations. If a checkpoint exists when :func:`train` starts, and it was written with the same settings (optimiser,
-lr, chi, seed, batch size, rhobeg, model kind and size, number of frames), training resumes from it:
+iterations. If a checkpoint exists when :func:`train` starts, and its fingerprint matches this run's, training resumes
+from it. The fingerprint (:func:`fingerprint`) holds
+
+* the model hash: a sha256 of the model as it would be saved *before* training (architecture, featurizer range,
+  energy scaler and the initial weights), so a changed circuit (e.g. ``entanglement``, same parameter count) or
+  initialisation (``init.feature_map_weights``, the seed) is a different model;
+* the data hash (positions, scaled energies and forces of the training batch) and the feature hash (its features and
+  their Jacobians: a changed ``features.margin`` changes them);
+* every training setting, ``iterations`` included (and the optimiser's own: lr, lr_final, chi, seed, batch size,
+  rhobeg, tol, the L-BFGS settings);
+* the hashes the caller passes as ``provenance`` (the pipeline: its job's ``model_hash``, which covers the
+  (kind, protocol)'s configuration).
+
+Resuming then works as follows:
 
 * Adam: parameters, optimiser state, iteration, numpy and torch RNG states and the history are restored, so a killed
   and resumed run ends with bitwise the same weights as an uninterrupted one;
@@ -52,7 +64,9 @@ lr, chi, seed, batch size, rhobeg, model kind and size, number of frames), train
   ``iterations_done`` and ``iterations_configured`` (COBYLA may also stop earlier on its own when its trust region
   shrinks below ``tol``; the ``message`` says so).
 
-A checkpoint with different settings is ignored (logged) and overwritten. The caller writes the final model only after
+A checkpoint with another fingerprint is ignored, with a warning that names what differs (e.g. ``checkpoint ... ignored
+(written under other settings): model hash differs (architecture or init changed), iterations 3000 -> 1000``), and
+overwritten by the new run's first checkpoint. The caller writes the final model only after
 :func:`train` returns, so a killed training never leaves a model file that looks complete.
 
 Learning curve and log
@@ -66,11 +80,13 @@ time) go to ``log`` (a callable such as ``logger.info``, or a :class:`logging.Lo
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,14 +94,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .integrity import load_npz
-from .io import atomic_path, write_text_atomic
+from .integrity import arrays_digest, load_npz
+from .io import _json_default, atomic_path, write_text_atomic
 from .models.base import FeatureForceField, ForceField, TrainingBatch
 
 OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs", "cobyla")
 LBFGS_STEP_ITERATIONS = 10  # L-BFGS iterations per outer step (one .step() call); checkpoints fall between outer steps
 LBFGS_STEP_EVALUATIONS = 25  # at most this many loss evaluations per outer step (torch's max_eval)
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the fingerprint holds the model, data and feature hashes and every setting (issue 26.1)
 _log = logging.getLogger("qnnff")
 
 
@@ -165,6 +181,16 @@ def _logger(log: Callable[[str], Any] | logging.Logger | None) -> Callable[[str]
     return log
 
 
+def _warner(log: Callable[[str], Any] | logging.Logger | None) -> Callable[[str], Any]:
+    """Where warnings go: a Logger's (or qnnff's) ``warning``, else the ``log`` callable with a ``warning:`` prefix."""
+    if log is None:
+        return _log.warning
+    if isinstance(log, logging.Logger):
+        return log.warning
+    say = _logger(log)
+    return lambda s: say(f"warning: {s}")
+
+
 def _trainable(model: ForceField) -> list[torch.nn.Parameter]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -190,9 +216,57 @@ def write_curve(path: str | Path, history: list[dict[str, float]]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def _fingerprint(model: ForceField, batch: TrainingBatch, **settings: Any) -> dict[str, Any]:
+def model_hash(model: ForceField) -> str:
+    """sha256 of ``model`` as its artifact would hold it now: kind, species, energy scaler, architecture (the
+    artifact's metadata: circuit, featurizer range, layers, ...) and the weights. Taken before training, it names the
+    initial model: a changed architecture or initialisation changes it."""
+    arrays, meta, _ = model.to_artifact()  # (the blobs, e.g. the QPY circuit, carry random parameter ids: not hashed)
+    head = {"kind": model.kind, "symbols": model.symbols, "energy_scaler": model.energy_scaler.to_dict(), "meta": meta}
+    text = json.dumps(head, sort_keys=True, default=_json_default)
+    return hashlib.sha256(f"{text}|{arrays_digest(arrays)}".encode()).hexdigest()
+
+
+def batch_hashes(batch: TrainingBatch) -> dict[str, str | None]:
+    """sha256 of a training batch's data (positions, scaled energies and forces) and of its features (features and
+    their Jacobians; None without them)."""
+    arr = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    data = arrays_digest({"positions": arr(batch.positions), "y": arr(batch.y), "f": arr(batch.f)})
+    feats = None if batch.x is None else arrays_digest({"x": arr(batch.x), "jac": arr(batch.jac) if batch.jac is not None else np.zeros(0)})
+    return {"data_hash": data, "feature_hash": feats}
+
+
+def fingerprint(model: ForceField, batch: TrainingBatch, provenance: Mapping[str, Any] | None = None,
+                **settings: Any) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed (see the module docstring): call it before training (the model hash
+    is that of the initial model)."""
     return {"version": CHECKPOINT_VERSION, "kind": model.kind, "n_trainable": int(sum(p.numel() for p in _trainable(model))),
-            "n_frames": len(batch), **settings}
+            "n_frames": len(batch), "model_hash": model_hash(model), **batch_hashes(batch),
+            **{f"provenance.{k}": v for k, v in sorted((provenance or {}).items())}, **settings}
+
+
+_WHAT_DIFFERS = {"model_hash": "model hash differs (architecture or init changed)",
+                 "data_hash": "data hash differs (training positions, energies or forces changed)",
+                 "feature_hash": "feature hash differs (features recomputed, e.g. features.margin changed)"}
+
+
+def fingerprint_differences(old: Any, new: dict[str, Any]) -> list[str]:
+    """What differs between a checkpoint's fingerprint ``old`` and this run's ``new``, one phrase each
+    (``model hash differs (...)``, ``iterations 3000 -> 1000``); empty if they match."""
+    if not isinstance(old, dict):
+        return ["the checkpoint has no fingerprint"]
+    if old.get("version") != new.get("version"):
+        return [f"checkpoint format {old.get('version')} -> {new.get('version')} (written by another qnnff version)"]
+    show = lambda d, k: repr(d[k]) if isinstance(d.get(k), str) else (str(d[k]) if k in d else "unset")  # noqa: E731
+    out = []
+    for k in [*new, *(k for k in old if k not in new)]:
+        if old.get(k, KeyError) != new.get(k, KeyError):
+            if k in _WHAT_DIFFERS:
+                out.append(_WHAT_DIFFERS[k])
+            elif k.startswith("provenance."):
+                out.append(f"provenance hash {k[len('provenance.'):]} differs (the configuration it was built from changed)")
+            else:
+                out.append(f"{k} {show(old, k)} -> {show(new, k)}")
+    return out
 
 
 def _save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
@@ -200,17 +274,20 @@ def _save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
         torch.save(obj, tmp)
 
 
-def _load_checkpoint(path: str | Path | None, fingerprint: dict[str, Any], say: Callable[[str], Any]) -> dict[str, Any] | None:
+def _load_checkpoint(path: str | Path | None, fingerprint: dict[str, Any], warn: Callable[[str], Any]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if its fingerprint is ``fingerprint``; None (with a warning through ``warn`` naming
+    what differs) otherwise."""
     if path is None or not Path(path).is_file():
         return None
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code from a planted file
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop a fresh start
-        say(f"checkpoint {path} is unreadable ({exc}); starting from scratch")
+        warn(f"checkpoint {path} is unreadable ({exc}); starting from scratch")
         return None
-    if not isinstance(ck, dict) or ck.get("fingerprint") != fingerprint:
-        old = ck.get("fingerprint") if isinstance(ck, dict) else None
-        say(f"checkpoint {path} was written with other settings ({old}); starting from scratch")
+    old = ck.get("fingerprint") if isinstance(ck, dict) else None
+    if old != fingerprint:
+        differs = fingerprint_differences(old, fingerprint) or ["its fingerprint differs"]
+        warn(f"checkpoint {path} ignored (written under other settings): {', '.join(differs)}; starting from scratch")
         return None
     return ck
 
@@ -260,11 +337,15 @@ def train(
     val_batch: TrainingBatch | None = None,
     val_every: int | None = None,
     callback: Callable[[int, dict[str, float]], Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Train ``model`` in place on ``train_batch`` (see the module docstring); returns a :class:`TrainingResult`.
 
     ``callback(iteration, record)`` runs after every iteration (an exception raised there aborts the training as a
-    kill would, leaving the last checkpoint behind).
+    kill would, leaving the last checkpoint behind). ``provenance``: hashes of what the caller built the model and the
+    batch from (the pipeline passes its job's ``model_hash``); a checkpoint written under other hashes is not resumed.
+    Warnings (an ignored checkpoint) go to ``log``'s ``warning`` for a :class:`logging.Logger`, else to ``log`` with a
+    ``warning:`` prefix.
     """
     optimizer = str(optimizer).lower()
     if optimizer not in OPTIMIZERS:
@@ -318,15 +399,16 @@ def train(
         if iterations < n_vars + 2:
             raise ValueError(f"cobyla needs at least n_parameters + 2 = {n_vars + 2} evaluations (iterations), got {iterations}")
         settings = {"optimizer": "cobyla", "chi": float(chi), "seed": int(seed), "rhobeg": float(rhobeg), "tol": float(tol)}
-    fingerprint = _fingerprint(model, train_batch, **settings)
+    settings["iterations"] = iterations  # the whole budget: a checkpoint of a longer (or shorter) run is not resumed
+    fp = fingerprint(model, train_batch, provenance, **settings)
     torch.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
     params = _trainable(model)
-    ck = _load_checkpoint(checkpoint_path, fingerprint, say)
+    ck = _load_checkpoint(checkpoint_path, fp, _warner(log))
     t_start = time.perf_counter()
     ctx = _Run(model=model, batch=train_batch, chi=float(chi), say=say, iterations=iterations, log_every=log_every,
                curve_path=curve_path, curve_every=curve_every, val_batch=val_batch, val_every=val_every, callback=callback,
-               checkpoint_path=checkpoint_path, checkpoint_every=int(checkpoint_every), fingerprint=fingerprint, t_start=t_start)
+               checkpoint_path=checkpoint_path, checkpoint_every=int(checkpoint_every), fingerprint=fp, t_start=t_start)
     if ck is not None:
         ctx.history = list(ck["history"])
         ctx.elapsed0 = float(ck["elapsed"])

@@ -4,7 +4,8 @@ The three ``train_*`` rules share one script and one function, :func:`train_seed
 param, in each seed's :class:`~qnnff.jobs.TrainJob`), which runs :func:`train` for the job's seed, or for every seed
 with ``seeds_in_one_job``: it builds the model from the job's architecture
 (:func:`qnnff.models.factory.build_model_from`), trains one seed under one protocol (:func:`qnnff.training.train`,
-resuming from a checkpoint) and writes the model, its test predictions, learning curve and summary.
+resuming from a checkpoint only if it was written for the same model, data, features, settings and job model hash)
+and writes the model, its test predictions, learning curve and summary.
 :func:`select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors, mean +- sd and the median seed
 that figures, MD and Aer use.
 
@@ -60,8 +61,8 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
                             chi=tc.chi, seed=job.train_seed, batch_size=tc.batch_size,
                             rhobeg=tc.rhobeg, history_size=tc.history_size, tolerance_grad=tc.tolerance_grad,
                             tolerance_change=tc.tolerance_change, lbfgs_evaluations=tc.lbfgs_evaluations,
-                            checkpoint_path=checkpoint, checkpoint_every=tc.checkpoint_every, log=log.info,
-                            curve_path=out_curve)
+                            checkpoint_path=checkpoint, checkpoint_every=tc.checkpoint_every, log=log,
+                            curve_path=out_curve, provenance={"model_hash": job.model_hash})
     seconds = time.perf_counter() - t0
     prov = provenance(job.model_hash, system=system, model=kind, protocol=protocol, seed_index=seed_index,
                       training=tc.as_dict(), train_seconds=round(seconds, 2))
