@@ -131,9 +131,9 @@ def test_corrupt_model_artifact_names_the_rebuild_command(tmp_path):
     models["nn"].save(path)
     with zipfile.ZipFile(path) as zf:
         members = {n: zf.read(n) for n in zf.namelist()}
-    meta = json.loads(members["meta.json"])
-    meta["integrity"]["arrays.npz"]["sha256"] = "0" * 64
-    members["meta.json"] = json.dumps(meta).encode()
+    record = json.loads(members["integrity.json"])
+    record["members"]["arrays.npz"]["sha256"] = "0" * 64
+    members["integrity.json"] = json.dumps(record).encode()
     with zipfile.ZipFile(path, "w") as zf:
         for n, b in members.items():
             zf.writestr(n, b)

@@ -11,12 +11,14 @@ needs no extra Snakemake outputs):
   frame count and the hash; a cut inside a number changes the hash.
 * npz feature files: an array ``__integrity__`` = ``[frames, sha256 of the other arrays' bytes]`` (see
   :func:`arrays_digest`); :func:`load_npz` checks it (and the zip CRCs numpy checks while reading).
-* model artifacts (zip): ``meta.json`` records the sha256 and size of ``arrays.npz`` and of every blob;
-  :func:`qnnff.models.artifact.load_artifact` checks them (and the zip CRCs).
+* model artifacts (zip): the member ``integrity.json`` records the sha256 and size of every other member
+  (``meta.json``, ``arrays.npz``, every blob); :func:`qnnff.models.artifact.load_artifact` checks them (and the zip
+  CRCs). A model without that record is an error (a model you trust is re-stamped with
+  ``python -m qnnff.models.artifact restamp PATH``).
 
-Every :class:`IntegrityError` ends with the command that rebuilds the file (:func:`rebuild_hint`). A file without a
-record (written by an older qnnff, e.g. committed results, covered by results/MANIFEST.sha256) is read with a warning
-naming it (:func:`legacy`).
+Every :class:`IntegrityError` ends with the command that rebuilds the file (:func:`rebuild_hint`). A dataset or feature
+file without a record (written by an older qnnff, e.g. committed results, covered by results/MANIFEST.sha256) is read
+with a warning naming it (:func:`legacy`).
 """
 
 from __future__ import annotations
