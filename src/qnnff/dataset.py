@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .integrity import IntegrityError, fail, stamp_extxyz, verify_extxyz
+from .integrity import TOKEN, IntegrityError, fail, rebuild_hint, stamp_extxyz, verify_extxyz
 from .io import atomic_path
+
+# an empty frame list (a DFT chunk whose every point failed): no extxyz frame, but a record, so that a 0-byte file
+# (truncated, or not written by qnnff) is told apart from it
+EMPTY_RECORD = f"# {TOKEN}=0 (no frames)\n"
 
 
 def make_frame(
@@ -34,10 +38,10 @@ def make_frame(
 
 def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
     """Atomically write frames as extxyz with an integrity record (frame count and sha256, see
-    :mod:`qnnff.integrity`); an empty list writes an empty file."""
+    :mod:`qnnff.integrity`); an empty list writes its record alone (:data:`EMPTY_RECORD`), never a 0-byte file."""
     from ase.io import write
 
-    text = ""
+    text = EMPTY_RECORD
     if frames:
         buf = io.StringIO()
         write(buf, list(frames), format="extxyz")
@@ -46,17 +50,26 @@ def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
         tmp.write_text(text)
 
 
-def read_frames(path: str | Path) -> list[Atoms]:
+def read_frames(path: str | Path, *, allow_empty: bool = False) -> list[Atoms]:
     """Frames of an extxyz written by :func:`write_frames`, verified against its integrity record: a truncated or
-    edited file raises :class:`~qnnff.integrity.IntegrityError` naming the file, expected and found."""
+    edited file raises :class:`~qnnff.integrity.IntegrityError` naming the file, expected and found. A 0-byte (or
+    blank) file is such an error; an empty frame list written by :func:`write_frames` is returned as ``[]`` with
+    ``allow_empty`` (a DFT chunk), else a ValueError naming the file."""
     from ase.io import read
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset {path} does not exist")
     text = path.read_text()
-    if not text:
-        return []
+    if text == EMPTY_RECORD:
+        if allow_empty:
+            return []
+        raise ValueError(f"{path}: holds no frames (its writer had none to write), but a dataset with at least one frame "
+                         f"is needed here; {rebuild_hint(path)}")
+    if not text.strip():
+        raise IntegrityError(f"{path}: the file is empty ({len(text.encode())} bytes): no frames and no integrity record "
+                             f"(qnnff writes even an empty frame list with its record), so it was truncated or not written "
+                             f"by qnnff; {rebuild_hint(path)}")
     n, original = verify_extxyz(path, text)
     try:
         frames = read(io.StringIO(original), index=":", format="extxyz")
