@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -45,8 +46,29 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, strict: bool = False) -> None:
+    """``obj`` as indented JSON, atomically. ``strict``: standard JSON, every non-finite number (NaN, +-infinity) written
+    as ``null`` (:func:`finite_or_null`), never the ``NaN`` / ``Infinity`` literals strict parsers reject."""
+    if strict:
+        text = json.dumps(finite_or_null(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    else:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
+    write_text_atomic(path, text + "\n")
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every non-finite float (Python or numpy, in dicts, lists, tuples and arrays) replaced by None."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite_or_null(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def _json_default(o: Any) -> Any:

@@ -222,6 +222,6 @@ def metrics(job: MetricsJob, error_csvs: Sequence[str], md_csv: str | None, arti
         record["md"] = pd.read_csv(md_csv).to_dict(orient="records")
     if reproduction_csv:
         record["reproduction"] = pd.read_csv(reproduction_csv).to_dict(orient="records")
-    write_json_atomic(out_metrics, record)
+    write_json_atomic(out_metrics, record, strict=True)  # strict JSON: a missing number (NaN) is null
     lines = [f"{sha256(p)}  {p}" for p in sorted(set(artifacts) | {out_metrics})]
     write_text_atomic(out_manifest, "\n".join(lines) + "\n")

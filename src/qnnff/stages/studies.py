@@ -126,7 +126,7 @@ def run_point(job: StudyPointJob, *, train_xyz: str, test_xyz: str, out_json: st
                          out["shots"][-1]["RMSE(E) vs exact QNN [meV]"])
     log.info("%s %s seed %d (n_train %d%s): RMSE(E) %.4g, RMSE(F) %.4g (scaled)", study.name, point.name, seed_index,
              len(idx), ", pipeline model reused" if reused else "", out["RMSE(E) [scaled]"], out["RMSE(F) [scaled, 1/A]"])
-    write_json_atomic(out_json, out)
+    write_json_atomic(out_json, out, strict=True)  # strict JSON: a missing number (NaN) is null
     return out
 
 
@@ -161,13 +161,19 @@ def study_frames(metrics_jsons: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFra
         d = json.loads(Path(p).read_text())
         base = {"point": d["point"], **{k: _cell(v) for k, v in d["settings"].items()}, "seed": d["seed"],
                 "n_train": d["n_train"]}
-        rows.append({**base, **{m: d[m] for m in METRICS}, "parameters": d["parameters"], "train time [s]": d["train time [s]"],
-                     "reused pipeline model": d["reused_pipeline_model"], **({FLOOR: d[FLOOR]} if FLOOR in d else {})})
+        rows.append({**base, **{m: _number(d[m]) for m in METRICS}, "parameters": d["parameters"],
+                     "train time [s]": _number(d["train time [s]"]), "reused pipeline model": d["reused_pipeline_model"],
+                     **({FLOOR: _number(d[FLOOR])} if FLOOR in d else {})})
         for s in d["shots"]:
-            shot_rows.append({**base, "noise": s["noise"], "shots": s["shots"], "RMSE(E) vs DFT [meV]": s["RMSE(E) vs DFT [meV]"],
-                              "RMSE(E) vs exact QNN [meV]": s["RMSE(E) vs exact QNN [meV]"],
-                              "RMSE(E) vs DFT [scaled]": s["RMSE(E) vs DFT [scaled]"]})
+            shot_rows.append({**base, "noise": s["noise"], "shots": s["shots"],
+                              **{m: _number(s[m]) for m in ("RMSE(E) vs DFT [meV]", "RMSE(E) vs exact QNN [meV]",
+                                                            "RMSE(E) vs DFT [scaled]")}})
     return pd.DataFrame(rows), pd.DataFrame(shot_rows)
+
+
+def _number(v: Any) -> float:
+    """A number of a metrics.json: null (a missing number, written so since issue 26.20) is NaN, as the NaN literal was."""
+    return float("nan") if v is None else float(v)
 
 
 def _cell(v: Any) -> Any:
