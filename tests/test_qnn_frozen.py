@@ -277,6 +277,26 @@ def test_numpy_featurizer_jacobian(feature_map, symmetrize, monkeypatch):
     np.testing.assert_allclose(j, j_ref[0].numpy(), rtol=1e-10, atol=1e-10)
 
 
+def test_numpy_featurizer_jacobian_coupled_moments():
+    """The H3O+ default set (moments of the O-H bonds coupled with their opposite H-O-H angles) goes through the torch
+    fallback, whose one-pass Jacobian (one geometry copy per coordinate) must equal torch's per-sample Jacobian."""
+    fams = [CoordinateFamily("r_OH", "bond", ((0, 1), (0, 2), (0, 3)), "moments", couple_with="a_HOH"),
+            CoordinateFamily("a_HOH", "angle", ((2, 0, 3), (1, 0, 3), (1, 0, 2)), "moments")]
+    rng = np.random.default_rng(5)
+    base = np.array([[0.0, 0.0, 0.0], [0.97, 0.0, 0.25], [-0.49, 0.84, 0.25], [-0.49, -0.84, 0.25]])
+    train = base[None] + rng.normal(scale=0.05, size=(300, 4, 3))
+    fz = fitted_featurizer(fams, "identity", ["O", "H", "H", "H"], train)
+    nf = NumpyFeaturizer(fz)
+    assert nf.torch_fallback
+    pos = in_domain_feat(fz, base[None] + rng.normal(scale=0.03, size=(6, 4, 3)))
+    x_ref, j_ref = fz.features_and_jacobian(torch.as_tensor(pos))
+    assert x_ref.shape[1] == 9
+    for b in range(len(pos)):
+        x, j = nf.jacobian(pos[b])
+        np.testing.assert_allclose(x, x_ref[b].numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(j, j_ref[b].numpy(), rtol=1e-10, atol=1e-10)
+
+
 def in_domain_feat(fz: Featurizer, pos: np.ndarray) -> np.ndarray:
     keep = pos[~fz.out_of_domain(torch.as_tensor(pos)).numpy()]
     assert len(keep) >= 1
