@@ -156,3 +156,43 @@ def test_a_rule_without_its_wildcard_or_an_unknown_rule_fails_clearly(full_confi
         rule_settings(full_config, "dft_chunk")
     with pytest.raises(KeyError, match="no settings slice for rule 'nope'"):
         rule_settings(full_config, "nope")
+
+
+# the mappings whose order means something (a user's names, in the user's order): the sampled variables (the columns
+# of the sampling design), the protocols (the first is the figures' fallback), a study's grid (its points' names), and
+# the collections of systems, studies and the paper's numbers (the order of tables' rows). Every other mapping (the
+# keys of a block, md.start, slice.values, ...) is reversed.
+ORDERED = {"systems", "variables", "protocols", "studies"}
+ORDERED_TREES = {"grid", "paper", "targets"}  # and every mapping inside them
+
+
+def reordered(value, ordered: bool = False, tree: bool = False):
+    """``value`` with the keys of every mapping reversed, but those of ORDERED and ORDERED_TREES."""
+    if isinstance(value, dict):
+        keys = list(value) if ordered or tree else list(reversed(value))
+        return {k: reordered(value[k], k in ORDERED, tree or k in ORDERED_TREES) for k in keys}
+    if isinstance(value, list):
+        return [reordered(v, ordered, tree) for v in value]
+    return value
+
+
+def test_the_same_config_with_its_keys_in_another_order_reruns_no_job(full_config):
+    """Snakemake compares a job's params by their repr (issue 26, item 6): equal content, equal repr."""
+    other = reordered(full_config)
+    assert other == full_config and list(other) != list(full_config)
+    assert list(other["dft"]) != list(full_config["dft"])
+    n = 0
+    for rule, wc in jobs(full_config):
+        assert repr(rule_settings(other, rule, **wc)) == repr(rule_settings(full_config, rule, **wc)), (rule, wc)
+        n += 1
+    assert n > 100
+
+
+def test_reordering_the_sampled_variables_is_a_change(full_config):
+    """The variables' order is the sampling design's column order: a new order is new data, so it reruns."""
+    def swap(c):
+        v = c["systems"]["H2O"]["variables"]
+        c["systems"]["H2O"]["variables"] = dict(reversed(v.items()))
+
+    new = changed(full_config, swap)
+    assert repr(rule_settings(new, "sample_points", system="H2O")) != repr(rule_settings(full_config, "sample_points", system="H2O"))

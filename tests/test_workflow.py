@@ -99,6 +99,31 @@ def test_fourth_molecule_needs_config_only(tmp_path, repo, test_config):
         assert np.argmin(f["energy"]) not in (0, 6)
 
 
+def test_the_same_config_with_its_keys_in_another_order_reruns_nothing(tmp_path, repo, test_config):
+    """Snakemake records a job's params by their repr: the slices are in a canonical key order (issue 26, item 6), so
+    a config with the keys of its blocks in another order reruns no job, and a changed value still does."""
+    def reversed_keys(value):
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        return [reversed_keys(v) for v in value] if isinstance(value, list) else value
+
+    cfg = {k: v for k, v in test_config.items() if k != "reproduction"}
+    cfg["systems"] = {"LiH": test_config["systems"]["LiH"]}  # one system, one variable, one protocol per model
+    first, second, third = (tmp_path / f"{n}.yaml" for n in ("first", "second", "third"))
+    first.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    other = reversed_keys(cfg)
+    assert other == cfg and list(other["dft"]) != list(cfg["dft"])
+    second.write_text(yaml.safe_dump(other, sort_keys=False))
+    target = "results/LiH/data/points.csv"
+    run_snakemake(repo, tmp_path, first, target)
+    proc = run_snakemake(repo, tmp_path, second, "-n", target)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+    other["systems"]["LiH"]["sampling"]["test"]["n"] = 5
+    third.write_text(yaml.safe_dump(other, sort_keys=False))
+    proc = run_snakemake(repo, tmp_path, third, "-n", target)
+    assert "Params have changed" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+
+
 def test_one_job_per_seed_trains_the_same_models_as_one_job_for_all_seeds(smoke, repo, test_config, tmp_path):
     """config/test.yaml trains the seeds of a model in one job (`seeds_in_one_job`); the default layout, one job per
     seed, gives byte-identical predictions and weights: seed 1 is the same trained after seed 0 in one process."""

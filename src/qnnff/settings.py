@@ -37,11 +37,12 @@ every start-up; torch is never loaded by it).
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from .config import DOWNSTREAM_KEYS, MODEL_EVALUATION_KEYS, ConfigError, schema_defaults, system_spec
+from .config import DOWNSTREAM_KEYS, MODEL_EVALUATION_KEYS, ConfigError, schema, schema_defaults, system_spec
 from .kinds import KINDS
 
 SHOT_MD_KEYS = ("shots", "n_steps_shots", "shots_tolerance_A")  # md keys of rule run_md_shots only
@@ -147,13 +148,59 @@ RULES: dict[str, Callable[..., dict]] = {
 
 
 def rule_settings(cfg: dict, rule: str, **wildcards: Any) -> dict:
-    """The settings slice of ``rule`` for one job (``wildcards``: its system, kind, protocol, study, point)."""
+    """The settings slice of ``rule`` for one job (``wildcards``: its system, kind, protocol, study, point), in its
+    canonical key order (:func:`canonical`): Snakemake compares params by their ``repr``."""
     if rule not in RULES:
         raise KeyError(f"no settings slice for rule {rule!r} (rules with settings: {sorted(RULES)})")
     try:
-        return RULES[rule](cfg, wildcards)
+        return canonical(RULES[rule](cfg, wildcards))
     except KeyError as exc:
         raise KeyError(f"rule {rule!r} needs the wildcard {exc} for its settings") from None
+
+
+@functools.cache
+def _schema() -> dict:
+    """The schema, parsed once per process (read, never changed, by :func:`canonical`)."""
+    return schema()
+
+
+def canonical(value: Any, node: Any = None, defs: dict | None = None) -> Any:
+    """``value`` (a config or a slice of one; ``node``: its schema, default the whole config's) with the keys of every
+    *record* sorted and every *collection* in the user's order. Snakemake compares a job's params by their ``repr``,
+    so without this the same config with its keys in another order would rerun every job.
+
+    A record is a mapping whose keys the schema names (``properties`` with ``additionalProperties: false``: ``dft``,
+    a system, a model block, a protocol's settings, ...); the code reads its keys by name, so their order is no
+    content. So is the order of a mapping the schema marks ``x-unordered: true`` (and of every mapping inside it:
+    ``md.start``, ``slice.values``, a BPNN's ``hidden`` per element and ``symmetry_functions``). A collection's keys
+    are the user's names (``systems``, ``variables``, ``protocols``, a study's ``grid``, ...): their order can be
+    content (the variables' order is the sampling design's column order, the first protocol is the figures'
+    fallback, a grid's order names its points), so it is kept, and so is the order of every mapping the schema does
+    not describe."""
+    if defs is None:
+        root = _schema()
+        node, defs = (root if node is None else node), root.get("$defs", {})
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/$defs/"):
+        node = defs[node["$ref"].removeprefix("#/$defs/")]
+    node = node if isinstance(node, dict) else {}
+    if node.get("x-unordered") is True:
+        return _sorted_keys(value)
+    if isinstance(value, dict):
+        props, extra = node.get("properties"), node.get("additionalProperties")
+        if isinstance(props, dict) and extra is False:
+            return {k: canonical(value[k], props.get(k), defs) for k in sorted(value, key=str)}
+        return {k: canonical(v, extra, defs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical(v, node.get("items"), defs) for v in value]
+    return value
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------ typed settings of the blocks the stages read
