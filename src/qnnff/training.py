@@ -608,7 +608,7 @@ def _train_adam(ctx: _Run, params: list[torch.nn.Parameter], rng: np.random.Gene
 def _train_lbfgs(ctx: _Run, params: list[torch.nn.Parameter], *, history_size: int, tolerance_grad: float,
                  tolerance_change: float, ck: dict[str, Any] | None, start: int = 0) -> str:
     """L-BFGS until the run's iterations (loss evaluations, numbered from ``start``: the Adam steps before it)."""
-    from torch.optim import LBFGS  # its Optimizer base imports torch._dynamo (0.9 s): only L-BFGS runs pay it
+    from .optim import LBFGS  # torch.optim.LBFGS without its import of torch._dynamo (2-2.5 s per job; qnnff.optim)
 
     model, batch = ctx.model, ctx.batch
     opt = LBFGS(params, lr=1.0, max_iter=LBFGS_STEP_ITERATIONS, max_eval=LBFGS_STEP_EVALUATIONS, tolerance_grad=tolerance_grad,
