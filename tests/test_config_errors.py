@@ -191,3 +191,37 @@ def test_a_non_finite_number_is_refused_with_its_key(paper_config, where, value)
     node[where[-1]] = value
     msg = _err(cfg)
     assert ".".join(where) in msg and "not a finite number" in msg
+
+
+# ---------------------------------------------------------------- issue 26, item 16: a circuit too large to simulate
+def test_a_circuit_too_large_for_memory_is_refused_at_start_up_naming_the_key_and_the_estimate(paper_config):
+    """depth 100000 reached 3.3 GB with no iteration in 150 s: the estimate (config/README.md "Circuit size limits")
+    refuses it before any job starts."""
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["models"]["qnn"]["depth"] = 100000
+    msg = _err(cfg)
+    assert "systems.H2O.models.qnn.depth" in msg and "100000" in msg
+    assert "GB of memory" in msg and "limit of 8 GB" in msg and "Circuit size limits" in msg
+
+
+def test_a_circuit_too_slow_to_train_is_refused_at_start_up(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    qnn = cfg["systems"]["H2O"]["models"]["qnn"]
+    qnn["n_qubits"] = 16  # 2^16 amplitudes per sample, 300 samples, 3000 evaluations
+    msg = _err(cfg)
+    assert "systems.H2O.models.qnn.protocols." in msg and "n_qubits 16" in msg and "h of training" in msg
+
+
+def test_the_paper_circuits_are_far_inside_the_limits(paper_config):
+    from qnnff.protocols import qnn_circuit_estimates
+
+    for system in ("LiH", "H2O", "H3O+"):
+        for protocol, (memory, seconds) in qnn_circuit_estimates(paper_config, system).items():
+            assert memory < 0.1 * 8e9 and seconds < 0.1 * 24 * 3600, (system, protocol, memory, seconds)
+
+
+def test_a_study_point_with_a_too_large_circuit_is_refused(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["studies"] = {"deep": {"system": "LiH", "kind": "qnn", "grid": {"model.depth": [10, 200000]}}}
+    msg = _err(cfg)
+    assert "studies.deep.grid" in msg and "depth" in msg and "GB of memory" in msg

@@ -135,3 +135,18 @@ def test_features_sharing_a_qubit_are_not_merged_into_their_sum():
     a = value([0.3, -0.2, 0.5])
     b = value([0.3 + 0.4, -0.2, 0.5 - 0.4])
     assert abs(a - b) > 1e-3
+
+
+@pytest.mark.parametrize("kw", [PAPER["LiH"][0], PAPER["H2O"][0], PAPER["H3O+"][0],
+                                dict(n_qubits=3, n_features=7, depth=2, feature_map="linear", feature_map_reps=2,
+                                     trainable_feature_map="none", entanglement="full", final_rotations=False)])
+def test_the_size_estimates_count_the_gates_and_bound_the_angles_the_engine_compiles(kw):
+    """The start-up size limits (config/README.md "Circuit size limits") read the counts without building a circuit."""
+    from qnnff.qnn.engine import CompiledCircuit
+
+    qc, x, w = build_qnn_circuit(**kw)
+    spec = QNNCircuitConfig(**kw)
+    assert spec.n_gates == len(qc.data)
+    prog = CompiledCircuit(qc, inputs=list(x), weights=list(w), observable=z_observable(kw["n_qubits"]))
+    assert prog.n_angles <= spec.n_angles
+    assert spec.memory_estimate(100) < spec.memory_estimate(200) and spec.time_estimate(100, 10) == 2 * spec.time_estimate(50, 10)

@@ -121,6 +121,50 @@ def qnn_parameter_count(cfg: dict, system: str, n_features: int) -> int:
     return QNNCircuitConfig(n_features=n_features, **qnn_circuit_config(cfg, system)).n_weights
 
 
+def qnn_circuit_estimates(cfg: dict, system: str) -> dict[str, tuple[int, float]]:
+    """Per protocol of the system's QNN: the memory (bytes) and time (seconds) estimates of its training
+    (:meth:`qnnff.qnn.spec.QNNCircuitConfig.memory_estimate`, ``time_estimate``) at its batch (``batch_size``, else
+    the training set) and its loss evaluations (``iterations``, plus ``lbfgs_evaluations`` after Adam)."""
+    from .qnn.spec import QNNCircuitConfig
+
+    spec = system_spec(cfg, system)
+    circuit = QNNCircuitConfig(n_features=spec.n_features, **qnn_circuit_config(cfg, system))
+    out = {}
+    for name in protocols(cfg, system, "qnn"):
+        ts = training_settings(cfg, system, "qnn", name)
+        batch = int(ts["batch_size"]) if ts["batch_size"] is not None else spec.n_points("train")
+        evaluations = int(ts["iterations"]) + int(ts["lbfgs_evaluations"] or 0)
+        out[name] = (circuit.memory_estimate(batch), circuit.time_estimate(batch, evaluations))
+    return out
+
+
+def check_qnn_size(cfg: dict, system: str) -> None:
+    """A QNN whose training would exceed the memory or time limit (config/README.md "Circuit size limits") is refused
+    at start-up, naming the key and the estimate (a depth of 100000 took 3.3 GB and no iteration in 150 s)."""
+    from .qnn.spec import MEMORY_LIMIT_BYTES, TIME_LIMIT_SECONDS, QNNCircuitConfig
+
+    key = f"systems.{system}.models.qnn"
+    cc = qnn_circuit_config(cfg, system)
+    try:
+        circuit = QNNCircuitConfig(n_features=system_spec(cfg, system).n_features, **cc)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    what = (f"n_qubits {circuit.n_qubits}, depth {circuit.depth}: {circuit.n_gates} gates, {circuit.n_weights} weights, "
+            f"{circuit.n_features} features")
+    limits = 'config/README.md "Circuit size limits"'
+    for name, (memory, seconds) in qnn_circuit_estimates(cfg, system).items():
+        if memory > MEMORY_LIMIT_BYTES:
+            # the dense angle map grows with depth squared: name depth when it is what the memory comes from
+            big = "depth" if 8 * circuit.n_angles * circuit.n_weights > memory / 2 else "n_qubits"
+            raise ConfigError(f"{key}.{big}: {cc[big]} is too large: the circuit ({what}) needs about {memory / 1e9:.3g} GB "
+                              f"of memory to train (protocol {name!r}), over the limit of {MEMORY_LIMIT_BYTES / 1e9:.0f} GB "
+                              f"({limits}); lower depth or n_qubits")
+        if seconds > TIME_LIMIT_SECONDS:
+            raise ConfigError(f"{key}.protocols.{name}: the circuit ({what}) needs about {seconds / 3600:.3g} h of training "
+                              f"on one core, over the limit of {TIME_LIMIT_SECONDS / 3600:.0f} h ({limits}); lower "
+                              "iterations, the training set (or batch_size), depth or n_qubits")
+
+
 def init_seed(cfg: dict, system: str, kind: str, seed_index: int) -> int:
     return derive_seed(cfg["seed"], "init", system, kind, int(seed_index))
 
@@ -190,6 +234,7 @@ def check_models(cfg: dict, system: str) -> None:
                 fm = init["feature_map_weights"]
                 if isinstance(fm, str) and fm != "auto" or (not isinstance(fm, str) and not float(fm) > 0):
                     raise ConfigError(f"{key}.qnn.init.feature_map_weights: a positive number or 'auto', got {fm!r}")
+            check_qnn_size(cfg, system)
 
 
 def check_figure_protocol(cfg: dict) -> None:

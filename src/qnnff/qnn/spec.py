@@ -17,6 +17,13 @@ ENTANGLEMENTS = ("linear", "full")
 ROTATIONS = ("rx", "ry", "rz")
 ENCODING_AXES = ("ry", "rz", "rx")  # axis(r) cycles Y, Z, X over the repetitions
 
+# The start-up limits of a QNN's simulation (config/README.md "Circuit size limits"): the cluster profile's memory and
+# wall time of a training job (profiles/slurm: train_qnn, study_point), and the rate of the engine (qnnff.qnn.engine)
+# in amplitude updates per second on one core, measured for a force-trained step (8-qubit: 5e8, 3-qubit: 1-2e8).
+MEMORY_LIMIT_BYTES = 8 * 10**9
+TIME_LIMIT_SECONDS = 24 * 3600
+AMPLITUDE_UPDATES_PER_SECOND = 1e8
+
 
 @dataclass(frozen=True)
 class QNNCircuitConfig:
@@ -65,6 +72,34 @@ class QNNCircuitConfig:
     def n_weights(self) -> int:
         per_layer = len(self.rotations) * self.n_qubits
         return self.depth * per_layer + self.n_feature_map_weights + (per_layer if self.final_rotations else 0)
+
+    @property
+    def n_gates(self) -> int:
+        """Gates of the circuit: per layer the encoding rotations, the variational rotations and the CNOTs; then the
+        final rotations (what :func:`qnnff.qnn.circuit.build_qnn_circuit` builds)."""
+        N = self.n_qubits
+        encoding = self.feature_map_reps * sum(len(self.features_of_qubit(q)) for q in range(N))
+        cnots = (N - 1 if self.entanglement == "linear" else N * (N - 1) // 2) if N > 1 else 0
+        per_layer = len(self.rotations) * N
+        return self.depth * (encoding + per_layer + cnots) + (per_layer if self.final_rotations else 0)
+
+    @property
+    def n_angles(self) -> int:
+        """An upper bound on the distinct rotation angles the engine compiles (``CompiledCircuit.n_angles``): one per
+        variational weight, and one per (repetition, feature) of the encoding (the same in every layer)."""
+        return self.n_weights - self.n_feature_map_weights + self.feature_map_reps * self.n_features
+
+    def memory_estimate(self, batch: int) -> int:
+        """Bytes the engine needs to train on ``batch`` samples (config/README.md "Circuit size limits"): the dense
+        angle map (8 A (d + P)), the per-sample angles, their gradients and autograd tensors (256 A B), the
+        kernels' tile of state vectors (64 2^N min(B, 256)) and the compiled circuit (5 kB per gate)."""
+        A, B = self.n_angles, int(batch)
+        return 8 * A * (self.n_features + self.n_weights) + 256 * A * B + 64 * (1 << self.n_qubits) * min(B, 256) + 5000 * self.n_gates
+
+    def time_estimate(self, batch: int, evaluations: int) -> float:
+        """Seconds of ``evaluations`` loss evaluations on ``batch`` samples: gates x batch x 2^N amplitude updates each,
+        at :data:`AMPLITUDE_UPDATES_PER_SECOND`."""
+        return float(evaluations) * self.n_gates * int(batch) * (1 << self.n_qubits) / AMPLITUDE_UPDATES_PER_SECOND
 
     def features_of_qubit(self, q: int) -> list[int]:
         if self.feature_map == "full":
