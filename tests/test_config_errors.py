@@ -225,3 +225,35 @@ def test_a_study_point_with_a_too_large_circuit_is_refused(paper_config):
     cfg["studies"] = {"deep": {"system": "LiH", "kind": "qnn", "grid": {"model.depth": [10, 200000]}}}
     msg = _err(cfg)
     assert "studies.deep.grid" in msg and "depth" in msg and "GB of memory" in msg
+
+
+# ---------------------------------------------------------------- issue 26, item 17: electrons and basis sets at start-up
+def test_more_unpaired_electrons_than_electrons_is_refused_at_start_up(paper_config):
+    """LiH has 4 electrons: multiplicity 7 (6 unpaired) has the right parity, and failed only in the DFT job."""
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["LiH"]["multiplicity"] = 7
+    msg = _err(cfg)
+    assert "systems.LiH.multiplicity" in msg and "7" in msg and "4 electrons" in msg
+
+
+def test_multiplicity_of_the_wrong_parity_is_refused_naming_the_key(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["H2O"]["multiplicity"] = 2
+    msg = _err(cfg)
+    assert "systems.H2O.multiplicity" in msg and "2" in msg and "10 electrons" in msg
+
+
+def test_an_element_without_the_configured_basis_is_refused_at_start_up(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["LiH"]["zmatrix"][0][0] = "Ts"  # tennessine (118 electrons with the H): no def2-svp basis
+    cfg["systems"]["LiH"]["charge"] = 0
+    cfg["systems"]["LiH"]["multiplicity"] = 1
+    msg = _err(cfg)
+    assert "systems.LiH" in msg and "'Ts'" in msg and "def2-svp" in msg and "dft.basis" in msg
+
+
+def test_a_basis_name_pyscf_does_not_know_is_refused_naming_the_system_key(paper_config):
+    cfg = copy.deepcopy(paper_config)
+    cfg["systems"]["LiH"]["dft"] = {"basis": "def2-svpp"}
+    msg = _err(cfg)
+    assert "systems.LiH.dft.basis" in msg and "def2-svpp" in msg

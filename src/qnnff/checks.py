@@ -13,21 +13,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, _validate_schema, check_downstream, check_finite, load_yaml, system_spec
+from .config import ConfigError, _validate_schema, check_basis, check_downstream, check_finite, load_yaml, system_spec
 from .protocols import check_figure_protocol, check_models, model_kinds, protocols
 from .studies import check_studies
 
 __all__ = ["check_config", "check_reproduction", "load_config", "main"]
 
 
-def check_config(cfg: Any, *, source: str = "config") -> None:
-    """Schema + semantic validation. Raises :class:`~qnnff.config.ConfigError` naming the key."""
+def check_config(cfg: Any, *, source: str = "config", basis_sets: bool = True) -> None:
+    """Schema + semantic validation. Raises :class:`~qnnff.config.ConfigError` naming the key. ``basis_sets``: also
+    look up every element's basis set in PySCF (:func:`qnnff.config.check_basis`; the workflow's spawned jobs, which
+    re-read a config their run has checked, skip it)."""
     check_finite(cfg, source)  # first: NaN passes the schema's bounds (nan > 0 and nan < 1 are both false)
     _validate_schema(cfg, source)
     for name in cfg["systems"]:
-        spec = system_spec(cfg, name)
         try:
+            spec = system_spec(cfg, name)
             check_downstream(cfg, name, spec)
+            if basis_sets:
+                check_basis(cfg, name, spec)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
         check_models(cfg, name)

@@ -214,6 +214,25 @@ def check_downstream(cfg: dict, name: str, spec: SystemSpec) -> None:
                               f"of qiskit_ibm_runtime.fake_provider{_close(noise, fakes)}")
 
 
+def check_basis(cfg: dict, name: str, spec: SystemSpec) -> None:
+    """Every element of the system has the configured basis set in PySCF (``pyscf.gto.basis.load``, milliseconds per
+    element; importing PySCF costs about 0.4 s, so the workflow runs this in its main process only), so that a missing
+    basis fails at start-up rather than in the DFT jobs."""
+    import warnings
+
+    from pyscf.gto import basis as pyscf_basis
+
+    key = f"systems.{name}.dft.basis" if "basis" in (cfg["systems"][name].get("dft") or {}) else "dft.basis"
+    for element in dict.fromkeys(spec.symbols):
+        try:
+            with warnings.catch_warnings():  # "may be available in basis-set-exchange": the error below says what is missing
+                warnings.simplefilter("ignore")
+                pyscf_basis.load(spec.level.basis, element)
+        except Exception as exc:  # noqa: BLE001 - PySCF raises BasisNotFoundError, KeyError or others; each is named below
+            raise ConfigError(f"systems.{name}: PySCF has no basis {spec.level.basis!r} for element {element!r} ({key}; "
+                              f"PySCF: {exc}); choose a basis set that covers every element of {name}") from None
+
+
 MODEL_EVALUATION_KEYS = ("aer", "hardware")  # model keys that only affect evaluation, never the trained weights
 
 
@@ -350,8 +369,13 @@ def system_spec(cfg: dict, name: str) -> SystemSpec:
     from ase.data import atomic_numbers
 
     n_el = sum(atomic_numbers[r.element] for r in rows) - int(sc["charge"])
-    if n_el < 0 or (n_el - spin) % 2:
-        raise ConfigError(f"{key}: charge {sc['charge']} and multiplicity {sc['multiplicity']} are inconsistent with {n_el} electrons")
+    if n_el < 0:
+        raise ConfigError(f"{key}.charge: {sc['charge']} leaves {n_el} electrons (the nuclei carry {n_el + int(sc['charge'])})")
+    if (n_el - spin) % 2 or spin > n_el:
+        why = (f"{spin} unpaired electrons need the electron count's parity" if (n_el - spin) % 2
+               else f"{spin} unpaired electrons are more than there are")
+        raise ConfigError(f"{key}.multiplicity: {sc['multiplicity']} is impossible with {n_el} electrons (charge {sc['charge']}): "
+                          f"{why}; use an {'odd' if n_el % 2 == 0 else 'even'} multiplicity <= {n_el + 1}, or change the charge")
     return SystemSpec(
         name=name,
         symbols=tuple(r.element for r in rows),

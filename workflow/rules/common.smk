@@ -11,10 +11,12 @@ from qnnff.settings import rule_settings
 _user_files = replace_with_cli_configfiles(config, workflow.config_settings.configfiles, workflow.config_settings.config)
 _source = " + ".join(_user_files) or "config/config.yaml"
 # 1. the schema (config/schema.yaml, the one schema, applied once: jsonschema, the validator behind Snakemake's
-#    `validate`), then the semantics (ranges, elements, Z-matrix references, MD start, slice, Aer backends); every
-#    error names the file and the key. Defaults are not written into `config`: each rule's settings slice carries the
-#    user's keys, and the typed settings fill the schema's defaults (qnnff.settings).
-check_config(config, source=_source)
+#    `validate`), then the semantics (ranges, elements, Z-matrix references, MD start, slice, Aer backends, circuit
+#    size, electrons and, in the main process, every element's basis set in PySCF: its import costs 0.4 s, which the
+#    spawned jobs, re-reading a config their run has checked, do not pay); every error names the file and the key.
+#    Defaults are not written into `config`: each rule's settings slice carries the user's keys, and the typed
+#    settings fill the schema's defaults (qnnff.settings).
+check_config(config, source=_source, basis_sets=workflow.is_main_process)
 
 # 2. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
 from qnnff.models.artifact import damaged_models
