@@ -128,3 +128,18 @@ def test_real_backend_credentials_from_environment_or_saved_account(paper_config
     no_credentials.write_text('{"default-ibm-quantum-platform": {"channel": "ibm_quantum_platform", "token": "x", '
                               '"url": "https://cloud.ibm.com", "instance": "crn:x"}}')
     assert rt.check_credentials("ibm_brisbane") == "saved account"
+
+
+@pytest.mark.parametrize(("backend", "suggestion"), [("Aer", "'aer'"), ("fakemanilav2", "'FakeManilaV2'"),
+                                                     ("FakeManila", "'FakeManilaV2'"), ("ibm-brisbane", "'ibm_brisbane'"),
+                                                     ("brisbane", "'ibm_brisbane'")])
+def test_a_mistyped_backend_is_not_taken_for_a_real_one(paper_config, no_credentials, no_network, backend, suggestion):
+    """Issue 26, item 18: 'Aer' and 'fakemanilav2' were reported as real IBM backends without credentials."""
+    with pytest.raises(ConfigError) as exc:
+        check_config(_with_hardware(paper_config, backend=backend))
+    msg = str(exc.value)
+    assert f"systems.LiH.models.qnn.hardware.backend: {backend!r}" in msg and "did you mean" in msg and suggestion in msg
+    assert "credentials" not in msg
+    with pytest.raises(ValueError, match="did you mean"):
+        rt.backend_kind(backend)
+    assert rt.backend_kind("ibm_torino") == "ibm" and rt.backend_kind("FakeLagosV2") == "fake" and rt.backend_kind("aer") == "aer"

@@ -7,7 +7,8 @@ The backend is one config string (``systems.<name>.models.qnn.hardware.backend``
   Runtime's *local testing mode*, i.e. Runtime's ``EstimatorV2`` with the fake backend as its mode; the fake
   backend's noise model is simulated locally (Runtime ignores every option except shots/precision there, with a
   warning);
-* anything else: the name of a real IBM backend (e.g. ``"ibm_brisbane"``). Credentials come only from the user's
+* a real IBM backend, named ``ibm_<name>`` (e.g. ``"ibm_brisbane"``); any other name is an error with the nearest
+  known names (:func:`backend_kind`). Credentials come only from the user's
   saved :class:`~qiskit_ibm_runtime.QiskitRuntimeService` account (``QiskitRuntimeService.save_account``) or the
   environment (``QISKIT_IBM_TOKEN``, ``QISKIT_IBM_INSTANCE``, ``QISKIT_IBM_CHANNEL``), never from the config, and are
   never logged. :func:`check_credentials` runs at config check (start-up) and only reads the environment and the
@@ -32,9 +33,11 @@ does not support local testing mode; the legacy class is therefore used (its dep
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -47,7 +50,7 @@ from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 
-from ..config import schema_defaults
+from ..config import fake_backend_names, schema_defaults
 from .aer import AerResult, isa_layout
 
 log = logging.getLogger("qnnff")
@@ -69,21 +72,37 @@ class CredentialsError(ValueError):
     """A real IBM backend is configured but no saved account or environment credentials exist."""
 
 
-def backend_kind(name: str) -> str:
-    """``"aer"`` | ``"fake"`` (a class in qiskit_ibm_runtime.fake_provider) | ``"ibm"`` (a real backend name)."""
+IBM_BACKEND_NAME = re.compile(r"ibm_[a-z0-9_]+")  # IBM's real backends: ibm_brisbane, ibm_torino, ibm_fez, ...
+
+
+def backend_kind(name: str, *, where: str = "hardware.backend") -> str:
+    """``"aer"`` | ``"fake"`` (a class in qiskit_ibm_runtime.fake_provider) | ``"ibm"`` (a real backend name, of the
+    form ``ibm_<name>``). Anything else is an error with the nearest names (a mistyped ``Aer`` or ``fakemanilav2`` is
+    not taken for a real backend, which would then ask for credentials)."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"hardware.backend must be a non-empty string, got {name!r}")
+        raise ValueError(f"{where} must be a non-empty string, got {name!r}")
     if name == "aer":
         return "aer"
-    if name.startswith("Fake"):
-        from qiskit_ibm_runtime import fake_provider
-
-        cls = getattr(fake_provider, name, None)
-        if not isinstance(cls, type):
-            raise ValueError(f"hardware.backend: {name!r} is not a fake backend of qiskit_ibm_runtime.fake_provider "
-                             "(e.g. FakeManilaV2, FakeLagosV2)")
+    fakes = fake_backend_names()
+    if name in fakes:
         return "fake"
-    return "ibm"
+    if IBM_BACKEND_NAME.fullmatch(name):
+        return "ibm"
+    near = ", ".join(map(repr, _backend_suggestions(name, fakes)))
+    raise ValueError(f"{where}: {name!r} is neither 'aer', a fake backend of qiskit_ibm_runtime.fake_provider (e.g. "
+                     "FakeManilaV2, FakeLagosV2) nor a real IBM backend name of the form ibm_<name> (e.g. ibm_brisbane)"
+                     + (f"; did you mean {near}?" if near else ""))
+
+
+def _backend_suggestions(name: str, fakes: set[str]) -> list[str]:
+    """The known names nearest to ``name``, ignoring case: 'aer', the fake backends, and ``name`` as an ibm_ name."""
+    low = name.strip().lower().replace("-", "_").replace(" ", "_")
+    known = {"aer": "aer", **{f.lower(): f for f in sorted(fakes)}}
+    if low in known:
+        return [known[low]]
+    ibm = "ibm_" + re.sub(r"^ibmq?_?", "", low)
+    out = [ibm] if not low.startswith("fake") and IBM_BACKEND_NAME.fullmatch(ibm) else []
+    return out + [known[k] for k in difflib.get_close_matches(low, known, n=3)]
 
 
 def check_credentials(backend: str, *, channel: str | None = None, accounts_file: str | None = None,
@@ -122,7 +141,7 @@ def check_hardware_config(cfg: Mapping[str, Any]) -> None:
             continue
         where = f"systems.{system}.models.qnn.hardware"
         settings = {**schema_defaults("#qnn.hardware"), **hw}
-        kind = backend_kind(str(settings["backend"]))
+        kind = backend_kind(str(settings["backend"]), where=f"{where}.backend")
         if settings.get("precision") is not None and hw.get("shots") is not None:
             raise ValueError(f"{where}: give shots or precision, not both (precision {settings['precision']}, shots {hw['shots']})")
         if kind == "ibm":
