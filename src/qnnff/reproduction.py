@@ -10,7 +10,9 @@ the MD summaries):
 * ``d_n/d`` (mean +- sd over Monte-Carlo draws) and ``d``: ``within 2x`` when 0.5 <= ratio <= 2, else
   ``outside 2x (higher|lower)`` (a larger effective dimension is neither better nor worse as such); ``d``
   ``equal`` or ``differs``.
-* ``MD``: every QNN-driven run, ``completed`` or ``failure`` (left the model's domain at t fs).
+* ``MD``: every QNN-driven run, ``completed`` or ``failure`` (left the model's domain at t fs); a completed run whose
+  energy is not conserved (max |E_tot - E_tot(0)| above ``md.max_energy_error`` of its mean kinetic energy) misses
+  the target too.
 * ``MD period``: the oscillation period of a diatomic's median-seed model trajectory against DFT's over DFT's time
   window, and their relative difference (the paper's LiH figure); ``agrees`` when within ``tolerance``.
 """
@@ -126,11 +128,18 @@ def scorecard(rep: ReproductionSettings, error_csvs: dict[str, str | Path], effd
         if d["model"] != "qnn":
             continue
         done = bool(d.get("completed", True))
+        # energy conservation (issue 26.19): judged at MD time against md.max_energy_error; absent in older summaries
+        conserved = d.get("energy_conserved") is not False
+        verdict = ("completed" if conserved else "completed, energy not conserved") if done else "failure"
+        note = "" if done else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"
+        if not conserved:
+            note = (note + "; " if note else "") + (f"max |E_tot - E_tot(0)| = {d['energy_error_ratio']:.3g} of the mean kinetic "
+                                                    f"energy > md.max_energy_error {d['max_energy_error']:g}")
         rows.append({"system": d["system"], "model": "QNN", "kind": "qnn", "protocol": d.get("protocol") or "", "metric": "MD",
                      "unit": "steps", "paper": float("nan"), "ours": d["n_steps"], "ours sd": float("nan"), "n": 1,
-                     "ratio": float("nan"), "verdict": "completed" if done else "failure",
-                     "target": "completes its configured steps in the model's domain", "target met": "yes" if done else "no",
-                     "note": "" if done else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
+                     "ratio": float("nan"), "verdict": verdict,
+                     "target": "completes its configured steps in the model's domain, conserving energy",
+                     "target met": "yes" if done and conserved else "no", "note": note})
     if period_trajectories is not None:
         mp = rep.md_period
         if mp is None:
@@ -170,7 +179,9 @@ def write_scorecard(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path) -
     lines += ["", f"Targets met: {int((met['target met'] == 'yes').sum())} of {len(met)}.", "",
               "ours: mean ± sample standard deviation over n seeds (RMSE) or n Monte-Carlo draws (d_n/d); ratio = ours / paper.",
               "Verdicts: RMSE better (ratio <= 1), within 2x (<= 2) or worse; d_n/d within 2x or outside 2x; d equal or differs;",
-              "MD completed or failure; MD period agrees within the stated tolerance or differs (the paper column is DFT's period).",
+              "MD completed (its energy conserved: max |E_tot - E_tot(0)| at most md.max_energy_error of the mean kinetic energy,",
+              "or \"completed, energy not conserved\") or failure; MD period agrees within the stated tolerance or differs (the paper",
+              "column is DFT's period).",
               "Scaled units: energies and forces divided by the energy scaler's scale (half the training energy range).",
               "floor (inputs): the information floor of the inputs the model sees, the test RMSE(E) [scaled] of a Gaussian process",
               f"fitted to them (energies only); a model within {AT_FLOOR_RATIO:g}x of it is at the floor of its inputs: only other",

@@ -252,6 +252,7 @@ class MDSettings:
     shots: tuple[int, ...]
     n_steps_shots: int
     shots_tolerance_A: float
+    max_energy_error: float = 0.1  # energy conservation threshold (qnnff.md.energy_conserved)
     r_start: float | None = None  # diatomics: the stretched start bond (Angstrom); absent: the centre of the range
     start: dict[str, float] = field(default_factory=dict)  # others: Z-matrix values of the start geometry
 
@@ -261,7 +262,7 @@ class MDSettings:
         return cls(timestep_fs=float(m["timestep_fs"]), n_steps=int(m["n_steps"]), log_every=int(m["log_every"]),
                    temperature_K=float(m["temperature_K"]), dft=bool(m["dft"]), n_steps_dft=int(m["n_steps_dft"]),
                    shots=tuple(int(n) for n in m["shots"]), n_steps_shots=int(m["n_steps_shots"]),
-                   shots_tolerance_A=float(m["shots_tolerance_A"]),
+                   shots_tolerance_A=float(m["shots_tolerance_A"]), max_energy_error=float(m["max_energy_error"]),
                    r_start=None if m.get("r_start") is None else float(m["r_start"]),
                    start={k: float(v) for k, v in (m.get("start") or {}).items()})
 

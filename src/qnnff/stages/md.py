@@ -68,7 +68,7 @@ def _nve(job: MDJob, kind: str, model_path: str | None, out_traj: str, out_json:
     import torch  # torch, the models and the calculators: the rules that run dynamics only (see the module docstring)
 
     from ..calculators import ModelCalculator, PySCFCalculator
-    from ..md import run_nve, run_stretched_bond
+    from ..md import energy_conserved, run_nve, run_stretched_bond
 
     torch.set_num_threads(1)
     spec, system, mc = job.spec, job.system, job.md
@@ -91,6 +91,7 @@ def _nve(job: MDJob, kind: str, model_path: str | None, out_traj: str, out_json:
                      trajectory_path=out_traj, log_every=mc.log_every)
         extra = {"temperature_K_initial": mc.temperature_K}
     summary = {"system": system, "model": kind, "protocol": protocol, "seed": seed, **md.summary(), **extra}
+    summary.update(max_energy_error=mc.max_energy_error, energy_conserved=energy_conserved(summary, mc.max_energy_error))
     write_json_atomic(out_json, summary)
     log.info("%s %s/%s MD: %d steps, %.0f steps/s, drift %.3g eV/atom/ps", system, kind, protocol, n_steps, md.steps_per_second,
              md.drift_eV_per_atom_per_ps)
@@ -105,7 +106,7 @@ def run_md_shots(job: MDJob, shots: int, models: SeedSet | Mapping[str, Any], ex
     energy drift and the deviation of r(t) from the exact QNN trajectory ``exact_traj``."""
     import torch  # see _nve
 
-    from ..md import ShotNoiseCalculator, distance_deviation, run_stretched_bond
+    from ..md import ShotNoiseCalculator, distance_deviation, energy_conserved, run_stretched_bond
     from ..models.factory import load_model
 
     models = SeedSet.of(models)
@@ -136,10 +137,21 @@ def run_md_shots(job: MDJob, shots: int, models: SeedSet | Mapping[str, Any], ex
                "circuits_per_force_evaluation": calc.shift.circuits_per_input, **res.md.summary(),
                "r_start_A": r0, "r_min_A": float(res.r_A.min()), "r_max_A": float(res.r_A.max()),
                "deviation_from_exact_qnn": {**dev, "tolerance_A": tol, "within_tolerance": bool(dev["max_abs_deviation_A"] <= tol)}}
+    summary.update(max_energy_error=mc.max_energy_error, energy_conserved=energy_conserved(summary, mc.max_energy_error))
     write_json_atomic(out_json, summary)
     log.info("%s QNN MD with %d shots: %d steps, %.1f steps/s, drift %.3g eV/atom/ps, max |r - r_exact| %.4f A over %.0f fs",
              system, shots, n_steps, res.md.steps_per_second, res.md.drift_eV_per_atom_per_ps, dev["max_abs_deviation_A"], dev["window_fs"])
     return summary
+
+
+def _conservation_text(summary: Mapping[str, Any]) -> str:
+    """The MD table's and the scorecard's energy-conservation cell of one MD summary: "yes", or "no (ratio > threshold)";
+    "-" for a summary written before the check existed."""
+    if "energy_conserved" not in summary:
+        return "-"
+    if summary["energy_conserved"]:
+        return "yes"
+    return f"no ({summary.get('energy_error_ratio', float('nan')):.3g} > {summary['max_energy_error']:g})"
 
 
 def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFrame:
@@ -153,6 +165,8 @@ def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFram
                      "steps": d["n_steps"], "timestep [fs]": d["timestep_fs"],
                      "drift [eV/atom/ps]": d["drift_eV_per_atom_per_ps"],
                      "max |E_tot - E_tot(0)| [eV]": d["max_abs_energy_deviation_eV"],
+                     "max |E_tot - E_tot(0)| / mean E_kin": d.get("energy_error_ratio", float("nan")),
+                     "energy conserved": _conservation_text(d),
                      "steps per second": d["steps_per_second"],
                      "completed": "yes" if d.get("completed", True) else f"left the model's domain at {d['stopped_at_fs']:.1f} fs"})
     df = pd.DataFrame(rows)
@@ -163,6 +177,9 @@ def md_table(summaries: Sequence[str], out_csv: str, out_md: str) -> pd.DataFram
     lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
     lines += ["", "Each model runs its median seed (by test RMSE(E)) of each protocol.",
               "Units: drift is the slope of a linear fit of the total energy against time, per atom, in eV/atom/ps;",
-              "the deviation is in eV; steps per second is wall-clock speed on the machine that ran the pipeline.", ""]
+              "the deviation is in eV; steps per second is wall-clock speed on the machine that ran the pipeline.",
+              "Energy conserved: max |E_tot - E_tot(0)| is at most md.max_energy_error (default 0.1) of the run's mean",
+              "kinetic energy (velocity Verlet on a smooth, consistent force field: about 0.01); \"no\" marks a run whose",
+              "forces do not conserve energy (e.g. shot noise), whatever its drift slope.", ""]
     write_text_atomic(out_md, "\n".join(lines))
     return df
