@@ -62,6 +62,9 @@ rule aer_evaluation:
         log_path("aer_evaluation", "{system}", "{protocol}"),
     benchmark:
         bench_path("aer_evaluation", "{system}", "{protocol}")
+    # never retried (this wins over the `retries` of a profile, e.g. profiles/slurm): with a real backend a retry would
+    # submit to the QPU again, and the QPU-time cap (hardware.max_qpu_seconds) applies per attempt
+    retries: 0
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
