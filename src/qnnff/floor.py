@@ -84,8 +84,9 @@ def information_floor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
 
 def at_floor(rmse: float, floor: float) -> bool:
-    """Whether a model's RMSE(E) lies within :data:`AT_FLOOR_RATIO` of its inputs' floor."""
-    return bool(np.isfinite(rmse) and np.isfinite(floor) and rmse <= AT_FLOOR_RATIO * floor)
+    """Whether a model's RMSE(E) lies within :data:`AT_FLOOR_RATIO` of its inputs' floor, either side. The floor is an
+    energies-only GP: a model fitted to forces as well (sGDML) can lie far below it, which is not "at" it."""
+    return bool(np.isfinite(rmse) and np.isfinite(floor) and floor / AT_FLOOR_RATIO <= rmse <= AT_FLOOR_RATIO * floor)
 
 
 def model_floor(model, positions_train: np.ndarray, y_train: np.ndarray, positions_test: np.ndarray, y_test: np.ndarray, *,
