@@ -21,11 +21,12 @@ SECTIONS = {
     "## `effective_dimension`": ["effective_dimension"],
     "## A system's `models`": ["#training"],
     "### `qnn`": ["#qnn_init", "#qnn.hardware", "#qnn.aer", "#qnn"],  # in this order: `rotations` is an init key
+    "### `sgdml`": ["#sgdml"],
     "## A system's `md` and `slice`": ["#system"],
     "## `reproduction`": ["reproduction"],
 }
 # blocks whose every key must appear in some table of its section (the studies grid keys are checked by test_studies)
-COMPLETE = {"#dft", "#training", "#qnn_init", "#qnn.hardware", "effective_dimension", "reproduction"}
+COMPLETE = {"#dft", "#training", "#qnn_init", "#qnn.hardware", "#sgdml", "effective_dimension", "reproduction"}
 
 
 def deref(node):

@@ -51,12 +51,23 @@ def test_build_save_load_round_trip_through_the_registry(kind, paper_config, tmp
     from qnnff.geometry import zmatrix_to_cartesian
 
     spec = system_spec(paper_config, "LiH")
-    pos = np.stack([zmatrix_to_cartesian(spec.zmatrix, {"r": r}) for r in (1.4, 1.6, 2.0, 2.5)])
+    rs = (1.4, 1.6, 2.0, 2.5) if not KINDS[kind].closed_form else np.linspace(1.4, 2.5, 12)
+    pos = np.stack([zmatrix_to_cartesian(spec.zmatrix, {"r": r}) for r in rs])
     q = internal_coordinates(spec.families, torch.as_tensor(pos)).numpy()
     feat = Featurizer(families=spec.families, feature_map=spec.feature_map, lo=q.min(0), hi=q.max(0), margin=0.05,
                       symbols=list(spec.symbols))
     scaler = EnergyScaler.fit(np.array([-8.0, -8.1, -8.05, -7.9]))
-    model = build_model(paper_config, "LiH", kind, feat, scaler, pos, seed_index=1)
+    if KINDS[kind].closed_form:  # fitted on energies and forces (a Morse curve), not built fresh
+        r = np.linalg.norm(pos[:, 1] - pos[:, 0], axis=1)
+        e = 2.5 * (1 - np.exp(-1.1 * (r - 1.6))) ** 2 - 8.0
+        de = 2 * 2.5 * 1.1 * (1 - np.exp(-1.1 * (r - 1.6))) * np.exp(-1.1 * (r - 1.6))
+        u = (pos[:, 1] - pos[:, 0]) / r[:, None]
+        forces = np.stack([de[:, None] * u, -de[:, None] * u], axis=1)
+        model = model_class(kind).fit_from_settings(settings.model_settings_of(paper_config, "LiH", kind), seed=1,
+                                                    featurizer=feat, energy_scaler=scaler, positions=pos, energies=e,
+                                                    forces=forces)
+    else:
+        model = build_model(paper_config, "LiH", kind, feat, scaler, pos, seed_index=1)
     assert type(model) is model_class(kind)
     model.save(tmp_path / "m.zip")
     back = load_model(tmp_path / "m.zip")

@@ -81,7 +81,7 @@ class TrainJob(_OfSystem):
     kind: str
     protocol: str
     seed_index: int
-    training: TrainingSettings
+    training: TrainingSettings | None  # None: a closed-form kind (fitted, no optimiser; qnnff.kinds)
     model: ModelSettings
     init_seed: int
     train_seed: int
@@ -89,11 +89,11 @@ class TrainJob(_OfSystem):
 
     @classmethod
     def of(cls, settings: dict, *, system: str, kind: str, protocol: str, seed_index: int) -> TrainJob:
-        from .protocols import init_seed, model_hash, train_seed
+        from .protocols import closed_form, init_seed, model_hash, train_seed
 
         k = int(seed_index)
         return cls(spec=system_spec(settings, system), kind=kind, protocol=protocol, seed_index=k,
-                   training=TrainingSettings.of(settings, system, kind, protocol),
+                   training=None if closed_form(kind) else TrainingSettings.of(settings, system, kind, protocol),
                    model=model_settings_of(settings, system, kind, protocol), init_seed=init_seed(settings, system, kind, k),
                    train_seed=train_seed(settings, system, kind, protocol, k),
                    model_hash=model_hash(settings, system, kind, protocol))

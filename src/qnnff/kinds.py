@@ -11,7 +11,12 @@ A :class:`ModelKind` names everything the pipeline needs to know about a kind, w
   :func:`qnnff.models.factory.load_model`);
 * what tables and figures say of it (``label``, ``short_label``, ``color``, ``marker``) and what applies to it
   (``feature_model``: it sees the featurizer's features, whose information floor is its inputs'; ``quantum``: a
-  circuit, evaluated on qiskit-aer with shots, noise and hardware).
+  circuit, evaluated on qiskit-aer with shots, noise and hardware);
+* ``closed_form``: fitted in closed form on the training energies and forces (``model_class.fit_from_settings``), not
+  trained by gradient steps: no optimiser protocols (its one protocol is :data:`CLOSED_FORM_PROTOCOL`), and, being
+  deterministic for given data and settings, one seed (n = 1 in the tables);
+* ``effdim``: the normalised effective dimension applies (a parametric model; a kernel model's table cell says why not,
+  ``effdim_note``); ``parameter_label``: what its parameter count counts.
 
 This module imports nothing from qnnff, so every layer can iterate over :data:`KINDS` (in this order: tables, figures
 and the workflow's targets follow it).
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "ModelKind", "kind_names", "model_kind"]
+__all__ = ["CLOSED_FORM_PROTOCOL", "KINDS", "ModelKind", "kind_names", "model_kind"]
+
+CLOSED_FORM_PROTOCOL = "best"  # the one protocol of a closed-form kind: it is what the scorecard holds to its targets
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,10 @@ class ModelKind:
     quantum: bool
     color: str
     marker: str
+    closed_form: bool = False
+    effdim: bool = True
+    effdim_note: str = ""
+    parameter_label: str = "parameters"
 
 
 KINDS: dict[str, ModelKind] = {k.name: k for k in (
@@ -45,6 +56,9 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               model_class="NNForceField", feature_model=True, quantum=False, color="#d62728", marker="s"),
     ModelKind(name="bpnn", label="BPNN (n2p2-style)", short_label="BPNN", settings="BPNNSettings", module="qnnff.models.bpnn",
               model_class="BPNNForceField", feature_model=False, quantum=False, color="#2ca02c", marker="^"),
+    ModelKind(name="sgdml", label="sGDML", short_label="sGDML", settings="SGDMLSettings", module="qnnff.models.sgdml",
+              model_class="SGDMLForceField", feature_model=False, quantum=False, color="#9467bd", marker="D",
+              closed_form=True, effdim=False, effdim_note="n/a: kernel model", parameter_label="kernel coefficients"),
 )}
 
 

@@ -15,6 +15,10 @@ QNN initialisation (``init`` of a ``qnn`` model, overridable per protocol): rota
 ``feature_map_weights``: a number, or ``auto`` = ``1 / sqrt(K)`` with ``K`` the number of encoding gates of the
 feature in the circuit (see :func:`qnnff.qnn.circuit.encoding_counts` and config/README.md for the evidence).
 
+A closed-form kind (:attr:`qnnff.kinds.ModelKind.closed_form`, e.g. ``sgdml``) has no ``protocols`` block: it is
+fitted once, deterministically, under its one protocol :data:`~qnnff.kinds.CLOSED_FORM_PROTOCOL` (``best``), with one
+seed (:func:`seeds_of`).
+
 Every function here takes the config dict and raises :class:`~qnnff.config.ConfigError` naming the key.
 """
 
@@ -24,7 +28,8 @@ import copy
 from dataclasses import dataclass
 
 from .config import ConfigError, config_hash, schema_defaults, system_spec
-from .kinds import kind_names
+from .kinds import CLOSED_FORM_PROTOCOL, kind_names
+from .kinds import KINDS as _KIND_SPECS
 from .seeding import derive_seed
 
 KINDS = kind_names()  # the registered model kinds (qnnff.kinds), in table order
@@ -54,6 +59,16 @@ def n_seeds(cfg: dict) -> int:
     return int(cfg.get("seeds", DEFAULT_SEEDS))
 
 
+def closed_form(kind: str) -> bool:
+    """Whether ``kind`` is fitted in closed form (deterministic: one seed, no optimiser protocols)."""
+    return kind in _KIND_SPECS and _KIND_SPECS[kind].closed_form
+
+
+def seeds_of(cfg: dict, kind: str) -> list[int]:
+    """The seed indices trained for ``kind``: ``range(seeds)``, or ``[0]`` for a closed-form (deterministic) kind."""
+    return [0] if closed_form(kind) else list(range(n_seeds(cfg)))
+
+
 def model_config(cfg: dict, system: str, kind: str) -> dict:
     models = cfg["systems"][system].get("models", {})
     if kind not in models:
@@ -67,6 +82,9 @@ def model_kinds(cfg: dict, system: str) -> list[str]:
 
 
 def protocols(cfg: dict, system: str, kind: str) -> list[str]:
+    if closed_form(kind):
+        model_config(cfg, system, kind)  # it must be configured
+        return [CLOSED_FORM_PROTOCOL]
     prot = model_config(cfg, system, kind).get("protocols") or {}
     if not prot:
         raise ConfigError(f"systems.{system}.models.{kind}.protocols: give at least one training protocol")
@@ -78,6 +96,11 @@ def variants(cfg: dict, system: str) -> list[Variant]:
 
 
 def protocol_config(cfg: dict, system: str, kind: str, protocol: str) -> dict:
+    if closed_form(kind):
+        if protocol != CLOSED_FORM_PROTOCOL:
+            raise ConfigError(f"systems.{system}.models.{kind}: a closed-form model has the one protocol "
+                              f"{CLOSED_FORM_PROTOCOL!r}, not {protocol!r}")
+        return {}
     prot = model_config(cfg, system, kind).get("protocols") or {}
     if protocol not in prot:
         raise ConfigError(f"systems.{system}.models.{kind}.protocols has no protocol {protocol!r} (has {sorted(prot)})")
@@ -207,6 +230,8 @@ def check_models(cfg: dict, system: str) -> None:
     """What the schema cannot say about a system's models and protocols."""
     key = f"systems.{system}.models"
     for kind in model_kinds(cfg, system):
+        if closed_form(kind):
+            continue  # no optimiser protocols; its settings are the schema's
         for name in protocols(cfg, system, kind):
             pc = protocol_config(cfg, system, kind, name)
             pkey = f"{key}.{kind}.protocols.{name}"

@@ -62,11 +62,12 @@ def data_settings(cfg: dict, system: str) -> dict:
 
 def model_settings(cfg: dict, system: str, kind: str, protocol: str) -> dict:
     """What one (kind, protocol) of a system trains from: the data slice, the resolved model block, the protocol."""
-    from .protocols import protocol_config, resolved_model_config
+    from .protocols import closed_form, protocol_config, resolved_model_config
 
     out = data_settings(cfg, system)
     mc = resolved_model_config(cfg, system, kind)
-    mc["protocols"] = {protocol: copy.deepcopy(protocol_config(cfg, system, kind, protocol))}
+    if not closed_form(kind):  # a closed-form kind has no protocols block (qnnff.kinds)
+        mc["protocols"] = {protocol: copy.deepcopy(protocol_config(cfg, system, kind, protocol))}
     out["systems"][system]["models"] = {kind: mc}
     return out
 
@@ -407,7 +408,30 @@ class BPNNSettings:
                    activation=str(mc["activation"]))
 
 
-ModelSettings = QNNSettings | NNSettings | BPNNSettings
+@dataclass(frozen=True)
+class SGDMLSettings:
+    """An sGDML model's kernel settings (the ``sgdml`` block over the schema's defaults): the candidate kernel widths
+    ``sigmas``, chosen among on a held-out ``validation_fraction`` of the training set by validation RMSE(F), the
+    kernel's regularisation ``lam`` and whether energies constrain the fit (``energy_constraints``). Fitted in closed
+    form (:mod:`qnnff.models.sgdml`)."""
+
+    sigmas: tuple[int, ...]
+    validation_fraction: float
+    energy_constraints: bool
+    lam: float
+    kind: ClassVar[str] = "sgdml"
+
+    @classmethod
+    def of(cls, cfg: dict, system: str, protocol: str | None = None) -> SGDMLSettings:
+        """(``protocol``: unused; a closed-form model has one.)"""
+        from .protocols import model_config
+
+        mc = {**schema_defaults("#sgdml"), **model_config(cfg, system, "sgdml")}
+        return cls(sigmas=tuple(int(s) for s in mc["sigmas"]), validation_fraction=float(mc["validation_fraction"]),
+                   energy_constraints=bool(mc["energy_constraints"]), lam=float(mc["lam"]))
+
+
+ModelSettings = QNNSettings | NNSettings | BPNNSettings | SGDMLSettings
 
 
 def model_settings_of(cfg: dict, system: str, kind: str, protocol: str | None = None) -> ModelSettings:

@@ -4,7 +4,7 @@ from snakemake.exceptions import WorkflowError
 from qnnff.checks import check_config
 from qnnff.config import replace_with_cli_configfiles, system_spec
 from qnnff.kinds import KINDS
-from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, variants
+from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, seeds_of, variants
 from qnnff.settings import rule_settings
 
 # 0. `--configfile my.yaml` replaces config/config.yaml instead of being merged on top of it (config/README.md)
@@ -59,6 +59,7 @@ def bench_path(rule, *parts):
 MODELS = {name: model_kinds(config, name) for name in SYSTEMS}
 VARIANTS = {name: variants(config, name) for name in SYSTEMS}
 SEEDS = list(range(n_seeds(config)))
+SEEDS_OF = {k: seeds_of(config, k) for k in KINDS}  # a closed-form (deterministic) kind: seed 0 only
 SEEDS_IN_ONE_JOB = bool(config.get("seeds_in_one_job", False))  # job layout only: the models are the same
 
 
@@ -75,12 +76,26 @@ def variant_files(name, systems=None, kinds=tuple(KINDS)):
 
 def seed_files(name, systems=None, kinds=tuple(KINDS)):
     """results/{system}/models/{kind}/{protocol}/seed{k}/{name} for every variant and seed."""
-    return [f"{v.model_dir(k)}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds for k in SEEDS]
+    return [
+        f"{v.model_dir(k)}/{name}"
+        for s in (systems or SYSTEMS)
+        for v in VARIANTS[s]
+        if v.kind in kinds
+        for k in SEEDS_OF[v.kind]
+    ]
+
+
+def kinds_with(name, system):
+    """The kinds of a system that have the per-kind output `name`: the effective dimension only where it applies (not
+    to a kernel model: qnnff.kinds.ModelKind.effdim)."""
+    if name == "effective_dimension.json":
+        return [k for k in MODELS[system] if KINDS[k].effdim]
+    return MODELS[system]
 
 
 def kind_files(name, systems=None):
     """results/{system}/models/{kind}/{name}: one per (system, kind), e.g. the effective dimension."""
-    return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in MODELS[s]]
+    return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in kinds_with(name, s)]
 
 
 def aer_files(systems=None):
@@ -100,7 +115,7 @@ def seed_set(system, kind, protocol, name):
         "kind": kind,
         "protocol": protocol,
         "selection": f"{v.model_dir()}/seeds.json",
-        "files": [f"{v.model_dir(k)}/{name}" for k in SEEDS],
+        "files": [f"{v.model_dir(k)}/{name}" for k in SEEDS_OF[kind]],
     }
 
 

@@ -94,7 +94,10 @@ rule errors_table:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        effdims=lambda wc: {k: f"results/{wc.system}/models/{k}/effective_dimension.json" for k in MODELS[wc.system]},
+        effdims=lambda wc: {
+            k: f"results/{wc.system}/models/{k}/effective_dimension.json"
+            for k in kinds_with("effective_dimension.json", wc.system)
+        },
         floors=lambda wc: {k: f"results/{wc.system}/models/{k}/information_floor.json" for k in MODELS[wc.system]},
     script:
         "../scripts/errors_table.py"
@@ -111,10 +114,16 @@ def period_runs():
     ]
 
 
+def scorecard_systems():
+    """The systems of the paper's tables, and every system with an sGDML model (its reference rows)."""
+    paper = list(config["reproduction"]["paper"])
+    return paper + [s for s in SYSTEMS if s not in paper and "sgdml" in MODELS[s]]
+
+
 rule reproduction_table:
     """The reproduction scorecard: every number of the paper's tables beside ours (mean +- sd), ratio and verdict."""
     input:
-        errors=lambda wc: [f"results/tables/{s}_errors.csv" for s in config["reproduction"]["paper"]],
+        errors=lambda wc: [f"results/tables/{s}_errors.csv" for s in scorecard_systems()],
         effdims=lambda wc: kind_files("effective_dimension.json", list(config["reproduction"]["paper"])),
         md=md_files("summary.json"),
         period=lambda wc: period_runs(),
@@ -129,11 +138,11 @@ rule reproduction_table:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        errors=lambda wc: {s: f"results/tables/{s}_errors.csv" for s in config["reproduction"]["paper"]},
+        errors=lambda wc: {s: f"results/tables/{s}_errors.csv" for s in scorecard_systems()},
         effdims=lambda wc: [
             [s, k, f"results/{s}/models/{k}/effective_dimension.json"]
             for s in config["reproduction"]["paper"]
-            for k in MODELS[s]
+            for k in kinds_with("effective_dimension.json", s)
         ],
         settings=settings("reproduction_table"),
     script:

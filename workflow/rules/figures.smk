@@ -108,7 +108,10 @@ rule figures_summary:
     threads: 1
     params:
         curves={s: figure_sets(s, "learning_curve.csv") for s in SYSTEMS},
-        effdims={s: {k: f"results/{s}/models/{k}/effective_dimension.json" for k in MODELS[s]} for s in SYSTEMS},
+        effdims={
+            s: {k: f"results/{s}/models/{k}/effective_dimension.json" for k in kinds_with("effective_dimension.json", s)}
+            for s in SYSTEMS
+        },
     script:
         "../scripts/figures_summary.py"
 

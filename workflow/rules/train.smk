@@ -1,15 +1,16 @@
-# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn), one job per (system, protocol, seed), or
-# per (system, protocol) training every seed in turn with `seeds_in_one_job: true` (configs whose trainings take less
-# than a job's start-up; config/README.md); they share one script. A killed training resumes from its checkpoint
+# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn; train_sgdml, a closed-form fit with one
+# seed), one job per (system, protocol, seed), or per (system, protocol) training every seed in turn with
+# `seeds_in_one_job: true` (configs whose trainings take less than a job's start-up; config/README.md); they share one
+# script. A killed training resumes from its checkpoint
 # (params.checkpoint, not an output, so Snakemake keeps it); the model file itself is written atomically at the end.
 # `select_seeds` gathers the seeds of one (kind, protocol): per-seed test errors, mean +- sd and the median seed that
 # figures, MD and Aer use.
 TRAIN_JOB = ("{system}", "{protocol}") if SEEDS_IN_ONE_JOB else ("{system}", "{protocol}", "{seed}")
 
 
-def job_seeds(wc):
-    """The seed of a training job, or every seed (a list) with seeds_in_one_job."""
-    return SEEDS if SEEDS_IN_ONE_JOB else int(wc.seed)
+def job_seeds(kind):
+    """params.seed: the seed of a training job, or every seed of the kind (a list) with seeds_in_one_job."""
+    return lambda wc: SEEDS_OF[kind] if SEEDS_IN_ONE_JOB else int(wc.seed)
 
 
 def model_outputs(kind):
@@ -19,14 +20,14 @@ def model_outputs(kind):
         model="model.zip", predictions="test_predictions.extxyz", curve="learning_curve.csv", summary="train_summary.json"
     )
     if SEEDS_IN_ONE_JOB:
-        return {key: [f"{base}{k}/{name}" for k in SEEDS] for key, name in names.items()}
+        return {key: [f"{base}{k}/{name}" for k in SEEDS_OF[kind]] for key, name in names.items()}
     return {key: base + "{seed}/" + name for key, name in names.items()}
 
 
 def checkpoints(kind):
     """params.checkpoint; one job per seed keeps the pattern it always had (its jobs' params are unchanged)."""
     if SEEDS_IN_ONE_JOB:
-        return lambda wc: [f"{Variant(wc.system, kind, wc.protocol).model_dir(k)}/checkpoint.pt" for k in SEEDS]
+        return lambda wc: [f"{Variant(wc.system, kind, wc.protocol).model_dir(k)}/checkpoint.pt" for k in SEEDS_OF[kind]]
     return "results/{system}/models/" + kind + "/{protocol}/seed{seed}/checkpoint.pt"
 
 
@@ -49,7 +50,7 @@ rule train_qnn:
     params:
         kind="qnn",
         protocol=lambda wc: wc.protocol,
-        seed=job_seeds,
+        seed=job_seeds("qnn"),
         settings=settings("train", kind="qnn"),
         checkpoint=checkpoints("qnn"),
     script:
@@ -67,7 +68,7 @@ use rule train_qnn as train_nn with:
     params:
         kind="nn",
         protocol=lambda wc: wc.protocol,
-        seed=job_seeds,
+        seed=job_seeds("nn"),
         settings=settings("train", kind="nn"),
         checkpoint=checkpoints("nn"),
 
@@ -83,9 +84,25 @@ use rule train_qnn as train_bpnn with:
     params:
         kind="bpnn",
         protocol=lambda wc: wc.protocol,
-        seed=job_seeds,
+        seed=job_seeds("bpnn"),
         settings=settings("train", kind="bpnn"),
         checkpoint=checkpoints("bpnn"),
+
+
+use rule train_qnn as train_sgdml with:
+    output:
+        **model_outputs("sgdml"),
+    log:
+        log_path("train_sgdml", *TRAIN_JOB),
+    benchmark:
+        bench_path("train_sgdml", *TRAIN_JOB)
+    priority: 0
+    params:
+        kind="sgdml",
+        protocol=lambda wc: wc.protocol,
+        seed=job_seeds("sgdml"),
+        settings=settings("train", kind="sgdml"),
+        checkpoint=checkpoints("sgdml"),
 
 
 rule select_seeds:

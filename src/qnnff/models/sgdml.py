@@ -253,6 +253,8 @@ class SGDMLForceField(ForceField):
     parameter_label: ClassVar[str] = "kernel coefficients"
     #: a given training set and kernel width give one model: one run per system, no spread over seeds
     deterministic: ClassVar[bool] = True
+    #: what :meth:`model_inputs` returns, for the information floor's table entry
+    inputs_label: ClassVar[str] = "inverse interatomic distances"
 
     def __init__(self, *, sgdml_model: dict[str, Any], featurizer: Featurizer, energy_scaler: EnergyScaler,
                  fit_info: dict[str, Any] | None = None, seed: int = 0) -> None:

@@ -30,6 +30,7 @@ from ..evaluation import energy_scale, error_table, mean_sd, rmse, write_error_t
 from ..integrity import load_npz
 from ..io import write_json_atomic
 from ..jobs import AerJob, EffdimJob, FloorJob
+from ..kinds import KINDS
 from ..reproduction import scorecard, write_scorecard
 from ..settings import AerSettings, ReproductionSettings
 from ..units import MEV_PER_EV
@@ -110,7 +111,8 @@ def information_floor(job: FloorJob, model_path: str, train_npz: str, test_npz: 
                       n_restarts=job.floor.n_restarts, label=f"{job.system} {job.kind}")
     scale = float(model.energy_scaler.scale)
     inputs = (f"{len(model.featurizer.coordinate_labels())} internal coordinates ({', '.join(model.featurizer.coordinate_labels())}), "
-              f"{model.featurizer.feature_map} map" if hasattr(model, "featurizer") else f"{res['n_inputs']} model inputs")
+              f"{model.featurizer.feature_map} map" if KINDS[job.kind].feature_model
+              else f"{res['n_inputs']} model inputs" + (f" ({model.inputs_label})" if getattr(model, "inputs_label", "") else ""))
     out = {"system": job.system, "model": job.kind, "inputs": inputs, "floor [scaled]": res["rmse"],
            "floor [meV]": res["rmse"] * scale * MEV_PER_EV, "energy scale [eV]": scale, "gp": res}
     write_json_atomic(out_json, out)

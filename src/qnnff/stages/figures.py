@@ -33,6 +33,7 @@ from ..dft import run_path, set_threads
 from ..evaluation import prediction_errors
 from ..io import write_json_atomic, write_text_atomic
 from ..jobs import FiguresJob, MetricsJob
+from ..kinds import KINDS
 from ..provenance import provenance
 from ..settings import SliceSettings
 from ..units import HA_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
@@ -157,6 +158,8 @@ def figures_summary(curves: Mapping[str, Sequence[SeedSet | Mapping[str, Any]]],
     for s, sets in curves.items():
         lc[s] = {}
         for ss in map(SeedSet.of, sets):
+            if KINDS[ss.kind].closed_form:  # fitted, not trained: its "curve" is its selection table (no iterations)
+                continue
             losses = []
             for path in ss.files:
                 df = pd.read_csv(path)

@@ -52,6 +52,8 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
     featurizer, scaler = load_scalers(scalers_json)
     is_feature_model = KINDS[kind].feature_model
     batch = training.load_batch(train_npz, with_features=is_feature_model)
+    if KINDS[kind].closed_form:
+        return _fit(job, featurizer, scaler, batch, test_npz, out_model, out_predictions, out_curve, out_summary)
     model = build_model_from(job.model, job.init_seed, featurizer, scaler, batch.positions.numpy())
     tc = job.training
     log.info("%s %s/%s seed %d: %d trainable parameters, %s for %d iterations, chi=%g", system, kind, protocol, seed_index,
@@ -78,6 +80,49 @@ def train(job: TrainJob, scalers_json: str, train_npz: str, test_npz: str, out_m
                "optimizer_message": result.message, "provenance": prov}
     write_json_atomic(out_summary, summary)
     Path(checkpoint).unlink(missing_ok=True)
+    return summary
+
+
+def _fit(job: TrainJob, featurizer, scaler, batch, test_npz: str, out_model: str, out_predictions: str, out_curve: str,
+         out_summary: str) -> dict:
+    """:func:`train` for a closed-form kind (:attr:`qnnff.kinds.ModelKind.closed_form`, e.g. sGDML): one fit on the
+    training energies and forces (eV, eV/Angstrom, unscaled from the features file), deterministic; the learning
+    curve is the model's selection table (one row per candidate setting, e.g. sGDML's kernel widths)."""
+    import csv
+
+    from ..models.factory import model_class
+
+    system, kind, protocol, seed_index = job.system, job.kind, job.protocol, job.seed_index
+    energies = batch.y.numpy() * scaler.scale + scaler.center
+    forces = batch.f.numpy() * scaler.scale
+    log.info("%s %s: closed-form fit on %d frames", system, kind, len(energies))
+    t0 = time.perf_counter()
+    model = model_class(kind).fit_from_settings(job.model, seed=job.init_seed, featurizer=featurizer, energy_scaler=scaler,
+                                                positions=batch.positions.numpy(), energies=energies, forces=forces,
+                                                name=system, theory=job.spec.level.describe())
+    seconds = time.perf_counter() - t0
+    info = dict(model.fit_info)
+    prov = provenance(job.model_hash, system=system, model=kind, protocol=protocol, seed_index=seed_index,
+                      fit={k: v for k, v in info.items() if k != "validation"}, train_seconds=round(seconds, 2))
+    rows = info.get("validation", [])
+    tmp = Path(out_curve).with_name(f".{Path(out_curve).name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["sigma"])
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(out_curve)
+    ds.write_frames(out_predictions, predict_to_frames(model, test_npz, kind))
+    model.save(out_model, provenance=prov)
+    log.info("%s %s: sigma %s of %s (validation RMSE(F) %s meV/A), %d symmetries, %d %s, %.1f s", system, kind,
+             info.get("sigma"), info.get("sigmas"), [round(r["rmse_f_meV_per_A"], 3) for r in rows], info.get("n_symmetries", 0),
+             model.n_parameters(), KINDS[kind].parameter_label, seconds)
+    summary = {"system": system, "model": kind, "protocol": protocol, "seed_index": int(seed_index), "seed": model.seed,
+               "n_parameters": model.n_parameters(), "n_parameters_paper": model.n_parameters(),
+               "parameter_label": KINDS[kind].parameter_label, "train_seconds": round(seconds, 2),
+               "final_loss": float("nan"), "iterations": 1, "iterations_done": 1, "iterations_configured": 1,
+               "resumed_from": None, "optimizer_message": f"closed-form fit ({info.get('selection_criterion', '')})",
+               "deterministic": True, "fit": info, "provenance": prov}
+    write_json_atomic(out_summary, summary)
     return summary
 
 
