@@ -146,6 +146,26 @@ def test_one_job_per_seed_trains_the_same_models_as_one_job_for_all_seeds(smoke,
         assert mine.keys() == ref.keys() and all(np.array_equal(mine[k], ref[k]) for k in ref), t
 
 
+@pytest.mark.parametrize("damaged", ["results/H2O/features/train.npz", "results/H2O/data/train.extxyz"])
+def test_a_damaged_data_file_stops_the_run_before_any_output_is_deleted(smoke, repo, tmp_path, damaged):
+    """Issue 26.10: a truncated feature file (or dataset) stops the run at start-up, naming it; before, every training
+    that reads it reran, and Snakemake deleted the valid models before the jobs failed."""
+    work = tmp_path / "damaged"
+    shutil.copytree(smoke, work, symlinks=True)
+    f = work / damaged
+    data = f.read_bytes()
+    f.write_bytes(data[: int(len(data) * 0.66)])
+    before = sorted(p.relative_to(work) for p in work.glob("results/**/*") if p.is_file() and p != f)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(work), "--configfile",
+           str(repo / "config" / "test.yaml"), "--cores", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "damaged data file" in out and damaged in out, out[-3000:]
+    assert "rm " in out and "--directory" in out  # the rebuild hint repeats the run's directory (issue 26.9)
+    after = sorted(p.relative_to(work) for p in work.glob("results/**/*") if p.is_file() and p != f)
+    assert after == before
+
+
 def test_smoke_every_figure_and_table(smoke, test_config):
     systems = list(test_config["systems"])
     files = [f"results/figures/{s}_{n}.{e}" for s in systems for n in ("parity", "curve") for e in ("png", "pdf")]

@@ -80,6 +80,35 @@ def check_reproduction(cfg: dict) -> None:
             raise ConfigError(f"reproduction.md_period.kind: systems.{s}.models has no {md.get('kind', 'qnn')!r}")
 
 
+def check_run_directory(config: dict, *, workdir: str | Path, repo: str | Path, paper_config: str | Path,
+                        user_files: list[str] | tuple[str, ...] = ()) -> None:
+    """A run whose config is not the committed paper config must not write into the repository's committed
+    ``results/`` (issue 26.8: a user config from the repository root rewrote ``metrics.json``, the manifest, the MD
+    table and summary figures). From the repository root (``workdir`` is ``repo``) holding results (its
+    ``results/MANIFEST.sha256``: the committed ones), the config (``studies`` aside: they write their own directories)
+    must equal ``paper_config``; otherwise a ConfigError names the differing keys and the ``--directory`` to run in.
+    Elsewhere, or in a copy of the code without results (the SLURM proof's), anything goes."""
+    import os
+
+    if os.path.realpath(workdir) != os.path.realpath(repo) or not (Path(workdir) / "results" / "MANIFEST.sha256").exists():
+        return
+    paper = load_yaml(paper_config)
+    mine = {k: v for k, v in config.items() if k != "studies"}
+    paper = {k: v for k, v in paper.items() if k != "studies"}
+    if mine == paper:
+        return
+    keys = sorted(k for k in set(mine) | set(paper) if mine.get(k) != paper.get(k))
+    systems = sorted(s for s in set(mine.get("systems") or {}) | set(paper.get("systems") or {})
+                     if (mine.get("systems") or {}).get(s) != (paper.get("systems") or {}).get(s))
+    what = ", ".join(f"systems.{s}" if k == "systems" else k for k in keys for s in (systems if k == "systems" else [k]))
+    name = Path(user_files[0]).stem if user_files else "mine"
+    raise ConfigError(
+        f"{' + '.join(user_files) or '--config'}: this config differs from the committed paper config ({what}), and the run "
+        f"would write into the repository's committed results/ (metrics.json, MANIFEST.sha256, tables, figures). Run it in "
+        f"its own directory: snakemake --cores 2 {' '.join('--configfile ' + f for f in user_files)} --directory runs/{name} "
+        f"(README \"Stages and recipes\")")
+
+
 def load_config(path: str | Path) -> dict:
     """A config file, read (:func:`qnnff.config.load_yaml`) and checked (:func:`check_config`)."""
     cfg = load_yaml(path)

@@ -44,14 +44,48 @@ class IntegrityError(ValueError):
     """A file does not match what its writer recorded (truncated, edited or not written by qnnff)."""
 
 
+INVOCATION_ENV = "QNNFF_INVOCATION"  # the run's directory, Snakefile and config files (set_invocation), for the hints
+
+
+def set_invocation(*, workdir: str | os.PathLike, repo: str | os.PathLike, configfiles: list[str] | tuple[str, ...] = ()) -> None:
+    """Record the Snakemake invocation (its working directory, the repository of its Snakefile and its
+    ``--configfile`` files, absolute) in the environment, which the run's jobs inherit, so that every
+    :func:`rebuild_hint` repeats it (issue 26.9: a hint without ``--directory`` / ``--configfile``, followed from the
+    repository root, deleted a committed model and replanned the paper run)."""
+    import json
+
+    os.environ[INVOCATION_ENV] = json.dumps({"workdir": os.path.abspath(workdir), "repo": os.path.abspath(repo),
+                                             "configfiles": [os.path.abspath(f) for f in configfiles]})
+
+
 def rebuild_hint(path: str | os.PathLike) -> str:
-    p = Path(path)
+    """How to rebuild the file ``path``: remove it and ask Snakemake for it, with the run's own directory, Snakefile and
+    config files (:func:`set_invocation`); without a recorded invocation, relative to the current directory."""
+    import json
+    import shlex
+
+    inv = json.loads(os.environ.get(INVOCATION_ENV) or "null")
+    tail = "(Snakemake then reruns the job that writes it, and everything that depends on it)"
+    if not inv:
+        p = Path(path)
+        try:
+            p = p.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            pass
+        return f"rebuild it from the run's directory with: rm '{p}' && snakemake --cores 2 '{p}' {tail}"
+    workdir, repo = Path(inv["workdir"]), Path(inv["repo"])
+    p = Path(path) if Path(path).is_absolute() else workdir / path
     try:
-        p = p.resolve().relative_to(Path.cwd().resolve())
+        rel = p.resolve().relative_to(workdir.resolve())
     except ValueError:
-        pass
-    return (f"rebuild it from the repository root with: rm '{p}' && snakemake --cores 2 '{p}' "
-            f"(Snakemake then reruns the job that writes it, and everything that depends on it)")
+        rel = p
+    args = ["snakemake", "--cores", "2"]
+    if workdir.resolve() != repo.resolve():
+        args += ["-s", str(repo / "Snakefile"), "--directory", str(workdir)]
+    for f in inv.get("configfiles") or []:
+        args += ["--configfile", f]
+    cmd = " ".join(shlex.quote(a) for a in [*args, str(rel)])
+    return f"rebuild it with: rm {shlex.quote(str(workdir / rel))} && {cmd} {tail}"
 
 
 def fail(path: str | os.PathLike, what: str, expected: Any, found: Any) -> IntegrityError:
@@ -137,6 +171,37 @@ def load_npz(path: str | os.PathLike, *, frames_key: str = "positions") -> dict[
     if found != digest:
         raise fail(path, "sha256 of the arrays", digest, found)
     return arrays
+
+
+def damaged_data_files(root: str | os.PathLike = ".") -> list[str]:
+    """Problems of every existing dataset, prediction and trajectory (``results/**/*.extxyz``) and feature file
+    (``results/**/*.npz``) under ``root``: a 0-byte file, a record that does not match, an unreadable npz (one line
+    each, with the rebuild command). Run at workflow start-up with :func:`qnnff.models.artifact.damaged_models`
+    (issue 26.10): a damaged input would otherwise make Snakemake rerun, and first delete, the valid outputs of every
+    job that reads it, and then fail. A file without a record (older qnnff) is not judged here; its readers warn."""
+    problems = []
+    results = Path(root) / "results"
+    for p in sorted(results.glob("**/*.extxyz")):
+        if p.name.startswith("."):
+            continue  # a writer's temporary file
+        try:
+            data = p.read_bytes()
+            if not data:
+                problems.append(f"{p}: the file is empty (0 bytes); {rebuild_hint(p)}")
+                continue
+            m = _TOKEN_RE.search(data.split(b"\n", 2)[1].decode(errors="replace")) if data.count(b"\n") >= 1 else None
+            if m is not None:
+                verify_extxyz(p, data.decode(errors="replace"))
+        except (IntegrityError, OSError) as exc:
+            problems.append(str(exc))
+    for p in sorted(results.glob("**/*.npz")):
+        if p.name.startswith("."):
+            continue
+        try:
+            load_npz(p)
+        except (IntegrityError, OSError) as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def held_locks(workdir: str | os.PathLike = ".") -> list[str]:

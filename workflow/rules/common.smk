@@ -1,7 +1,9 @@
 # Helpers shared by all rule files: config validation and the wildcard domains.
 import re
 from snakemake.exceptions import WorkflowError
-from qnnff.checks import check_config
+import os
+from qnnff.checks import check_config, check_run_directory
+from qnnff.integrity import damaged_data_files, set_invocation
 from qnnff.config import replace_with_cli_configfiles, system_spec
 from qnnff.kinds import KINDS
 from qnnff.protocols import Variant, figure_protocol, model_kinds, n_seeds, seeds_of, variants
@@ -17,6 +19,12 @@ _source = " + ".join(_user_files) or "config/config.yaml"
 #    Defaults are not written into `config`: each rule's settings slice carries the user's keys, and the typed
 #    settings fill the schema's defaults (qnnff.settings).
 check_config(config, source=_source, basis_sets=workflow.is_main_process)
+# 1b. a config other than the committed paper config never runs in the repository root, whose results/ are committed
+#     (issue 26.8): the error names the --directory to use
+check_run_directory(config, workdir=os.getcwd(), repo=workflow.basedir, paper_config=PAPER_CONFIG, user_files=_user_files)
+
+# 1c. every rebuild hint of this run and its jobs repeats its directory, Snakefile and config files (issue 26.9)
+set_invocation(workdir=os.getcwd(), repo=workflow.basedir, configfiles=_user_files)
 
 # 2. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
 from qnnff.models.artifact import damaged_models
@@ -24,6 +32,13 @@ from qnnff.models.artifact import damaged_models
 _damaged = damaged_models(".")
 if _damaged:
     raise WorkflowError("damaged model artifact(s):\n  " + "\n  ".join(_damaged))
+# ... and so does a damaged dataset, trajectory or feature file (issue 26.10: a truncated train.npz made every training
+#     rerun, which deleted 16 valid models before failing); in the main process only (a job re-reading this file
+#     belongs to a run that checked them)
+if workflow.is_main_process:
+    _damaged = damaged_data_files(".")
+    if _damaged:
+        raise WorkflowError("damaged data file(s):\n  " + "\n  ".join(_damaged))
 
 # 3. another run holds the directory: say so (Snakemake would first advise --rerun-incomplete for the other run's
 #    jobs in progress). Only in the main process of a run that executes jobs: not in dry runs, --unlock, --report,
@@ -77,11 +92,7 @@ def variant_files(name, systems=None, kinds=tuple(KINDS)):
 def seed_files(name, systems=None, kinds=tuple(KINDS)):
     """results/{system}/models/{kind}/{protocol}/seed{k}/{name} for every variant and seed."""
     return [
-        f"{v.model_dir(k)}/{name}"
-        for s in (systems or SYSTEMS)
-        for v in VARIANTS[s]
-        if v.kind in kinds
-        for k in SEEDS_OF[v.kind]
+        f"{v.model_dir(k)}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds for k in SEEDS_OF[v.kind]
     ]
 
 
