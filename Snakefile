@@ -52,6 +52,7 @@ localrules:
     select_seeds,
     reproduction_table,
     study_table,
+    data_efficiency,
     studies,
 
 
@@ -105,6 +106,11 @@ rule studies:
     """Studies: every configured study's table and figure (results/studies/{study}/); not part of `all`."""
     input:
         expand("results/studies/{study}/{name}", study=list(STUDIES), name=["table.csv", "table.md", "figure.png", "figure.pdf"]),
+        expand(
+            "results/studies/{system}_data/{name}",
+            system=list(DATA_GROUPS),
+            name=["table.csv", "table.md", "figure.png", "figure.pdf"],
+        ),
 
 
 # ------------------------------------------------------------------ default target

@@ -94,7 +94,7 @@ def study_settings(cfg: dict, study: str, point: str | None = None) -> dict:
     point (the same point, named the same, with the same settings) and without ``seeds`` and ``description``, so adding
     grid values or seeds adds jobs and reruns none; without ``point`` (rule ``study_table``): the whole study and
     ``seeds``."""
-    from .protocols import model_config, protocol_config
+    from .protocols import closed_form, model_config, protocol_config
     from .studies import parse_studies
 
     if study not in (cfg.get("studies") or {}):
@@ -103,7 +103,8 @@ def study_settings(cfg: dict, study: str, point: str | None = None) -> dict:
     system, kind, protocol = sd["system"], sd["kind"], sd.get("protocol", "best")
     out = data_settings(cfg, system)
     mc = {k: copy.deepcopy(v) for k, v in model_config(cfg, system, kind).items() if k not in (*MODEL_EVALUATION_KEYS, "protocols")}
-    mc["protocols"] = {protocol: copy.deepcopy(protocol_config(cfg, system, kind, protocol))}
+    if not closed_form(kind):
+        mc["protocols"] = {protocol: copy.deepcopy(protocol_config(cfg, system, kind, protocol))}
     models = {kind: mc}
     if kind == "nn" and mc.get("hidden") is None and mc.get("target_parameters") is None and "qnn" in cfg["systems"][system]["models"]:
         models["qnn"] = {k: copy.deepcopy(v) for k, v in model_config(cfg, system, "qnn").items() if k not in MODEL_EVALUATION_KEYS}

@@ -39,7 +39,17 @@ from typing import Any
 
 from .config import ConfigError, _validate_schema, config_hash, fake_backend_names, schema, schema_defaults, system_spec
 from .kinds import KINDS
-from .protocols import check_models, model_config, model_hash, model_kinds, n_seeds, protocol_config, protocols, qnn_init
+from .protocols import (
+    check_models,
+    closed_form,
+    model_config,
+    model_hash,
+    model_kinds,
+    n_seeds,
+    protocol_config,
+    protocols,
+    qnn_init,
+)
 
 log = logging.getLogger("qnnff")
 
@@ -141,12 +151,14 @@ def apply_point(cfg: dict, study: Study | dict, settings: dict[str, Any]) -> dic
     out["systems"] = {**cfg["systems"], system: copy.deepcopy(cfg["systems"][system])}
     sc = out["systems"][system]
     mc = sc["models"][kind]
-    pc = mc["protocols"][protocol]
+    pc = {} if closed_form(kind) else mc["protocols"][protocol]  # a closed-form kind has no protocols block
     for key, value in settings.items():
         value = copy.deepcopy(value)
         if key == "n_train":
             continue
         if key in TRAINING_KEYS:
+            if closed_form(kind):
+                raise ConfigError(f"studies: {key} is a training key; {kind} is fitted in closed form, without an optimiser")
             pc[key] = value
         elif key.startswith("init."):
             pc.setdefault("init", {})[key.split(".", 1)[1]] = value
@@ -209,7 +221,7 @@ def parse_study(cfg: dict, name: str) -> Study:
                 check_models(derived, system)
             except ConfigError as exc:
                 raise ConfigError(f"{gkey}: the point {settings} is not a valid configuration: {exc}") from None
-            ts = derived["systems"][system]["models"][kind]["protocols"][protocol]
+            ts = {} if closed_form(kind) else derived["systems"][system]["models"][kind]["protocols"][protocol]
             if n_train is not None and ts.get("batch_size") is not None and int(ts["batch_size"]) > n_train:
                 raise ConfigError(f"{gkey}.n_train: {n_train} is below the protocol's batch_size {ts['batch_size']}")
             point_labels = {gk: slug_labels.get(gk, _label(v)) for gk, v in settings.items()}

@@ -16,7 +16,7 @@ def study_pipeline_files(wc):
     """The pipeline's model of the same seed, for a point that would train exactly that model."""
     st = STUDIES[wc.study]
     pt = st.point(wc.point)
-    if not reuses_pipeline_model(config, st, pt) or int(wc.seed) >= len(SEEDS):
+    if not reuses_pipeline_model(config, st, pt) or int(wc.seed) not in SEEDS_OF[st.kind]:
         return {}
     base = Variant(st.system, st.kind, st.protocol).model_dir(int(wc.seed))
     return {
@@ -68,3 +68,47 @@ rule study_table:
         settings=settings("study_table"),
     script:
         "../scripts/study_table.py"
+
+
+def data_study_groups():
+    """system -> {kind: study} of the pure data-efficiency studies (one axis, n_train) of systems with two or more."""
+    groups = {}
+    for name, st in STUDIES.items():
+        if tuple(st.grid_keys) == ("n_train",):
+            groups.setdefault(st.system, {}).setdefault(st.kind, name)
+    return {s: g for s, g in groups.items() if len(g) >= 2}
+
+
+DATA_GROUPS = data_study_groups()
+
+
+rule data_efficiency:
+    """Every model kind's data-efficiency study of one system on one log-log figure, with their fitted slopes."""
+    input:
+        lambda wc: [f"results/studies/{s}/table.csv" for s in DATA_GROUPS[wc.system].values()],
+    output:
+        csv="results/studies/{system}_data/table.csv",
+        md=report(
+            "results/studies/{system}_data/table.md",
+            caption="../report/study.rst",
+            category="Studies",
+            subcategory="data efficiency",
+        ),
+        png=report(
+            "results/studies/{system}_data/figure.png",
+            caption="../report/study.rst",
+            category="Studies",
+            subcategory="data efficiency",
+        ),
+        pdf="results/studies/{system}_data/figure.pdf",
+    log:
+        log_path("data_efficiency", "{system}"),
+    benchmark:
+        bench_path("data_efficiency", "{system}")
+    conda:
+        "../../envs/qnnff.yaml"
+    threads: 1
+    params:
+        tables=lambda wc: {k: f"results/studies/{s}/table.csv" for k, s in DATA_GROUPS[wc.system].items()},
+    script:
+        "../scripts/data_efficiency.py"
