@@ -349,11 +349,16 @@ def test_a_second_run_is_told_another_run_holds_the_directory(tmp_path, repo):
     out = run.stdout + run.stderr
     assert run.returncode != 0 and "another Snakemake run holds this directory" in out and "--unlock" in out, out
     assert not (root / "results/LiH/data/points.csv").exists()
-    assert _dry_run(root, "results/LiH/data/points.csv").returncode == 0
-    from qnnff.integrity import run_executes_jobs
+    # a dry run says the same, not Snakemake's "IncompleteFilesException ... --rerun-incomplete" (issue 26.14)
+    dry = _dry_run(root, "results/LiH/data/points.csv")
+    assert dry.returncode != 0 and "another Snakemake run holds this directory" in dry.stdout + dry.stderr
+    assert "dry run" in dry.stdout + dry.stderr
+    from qnnff.integrity import command_mode, run_executes_jobs
 
     assert not run_executes_jobs(["/usr/bin/snakemake", "--unlock"])
     assert run_executes_jobs(["/x/snakemake/__main__.py", "--cores", "2"])
+    assert command_mode(["snakemake", "-n"]) == "dryrun" and command_mode(["snakemake", "-n", "--nolock"]) == "other"
+    assert command_mode(["snakemake", "--unlock"]) == "unlock" and command_mode(["python", "x.py"]) == "other"
 
 
 def test_first_contact_profiles_and_readme(repo):

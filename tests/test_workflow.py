@@ -160,10 +160,14 @@ def test_a_damaged_data_file_stops_the_run_before_any_output_is_deleted(smoke, r
            str(repo / "config" / "test.yaml"), "--cores", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "damaged data file" in out and damaged in out, out[-3000:]
+    assert proc.returncode != 0 and "damaged file(s)" in out and damaged in out, out[-3000:]
     assert "rm " in out and "--directory" in out  # the rebuild hint repeats the run's directory (issue 26.9)
     after = sorted(p.relative_to(work) for p in work.glob("results/**/*") if p.is_file() and p != f)
     assert after == before
+    # a dry run and --unlock still work, with the same list as a warning (issue 26.14)
+    for extra in (["-n"], ["--unlock"]):
+        look = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=600)
+        assert look.returncode == 0 and "qnnff: warning: damaged file(s)" in look.stderr, (extra, look.stderr[-2000:])
 
 
 def test_smoke_every_figure_and_table(smoke, test_config):

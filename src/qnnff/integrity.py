@@ -225,17 +225,27 @@ _NO_EXEC = ("dryrun", "unlock", "nolock", "report", "touch", "lint", "generate_u
             "conda_create_envs_only")
 
 
-def run_executes_jobs(argv: list[str]) -> bool:
-    """True if ``argv`` is a Snakemake command line that executes jobs (and so takes the directory's lock): not a dry
-    run, ``--unlock``, ``--nolock``, ``--report``, a listing, ... (Snakemake exposes none of this while it reads the
-    Snakefile.) Called only when lock files exist: building Snakemake's argument parser costs seconds."""
+def command_mode(argv: list[str]) -> str:
+    """What a Snakemake command line ``argv`` does: ``"exec"`` (executes jobs, takes the directory's lock), ``"dryrun"``
+    (``-n``, without ``--nolock``), ``"unlock"``, or ``"other"`` (``--nolock``, ``--report``, a listing, ...; also
+    not a Snakemake command line, or an unparseable one). Snakemake exposes none of this while it reads the Snakefile;
+    building its argument parser costs seconds, so call this only when something is wrong (locks, damaged files)."""
     exe = Path(argv[0]) if argv else Path()
     if not (exe.name == "snakemake" or exe.parent.name == "snakemake"):  # `snakemake ...` or `python -m snakemake ...`
-        return False
+        return "other"
     try:
         from snakemake.cli import get_argument_parser
 
         args, _ = get_argument_parser().parse_known_args(argv[1:])
     except (Exception, SystemExit):  # noqa: BLE001 - an unparseable command line: let Snakemake judge it
-        return False
-    return not any(getattr(args, k, None) for k in _NO_EXEC)
+        return "other"
+    if getattr(args, "unlock", None):
+        return "unlock"
+    if getattr(args, "dryrun", None) and not getattr(args, "nolock", None):
+        return "dryrun"
+    return "other" if any(getattr(args, k, None) for k in _NO_EXEC) else "exec"
+
+
+def run_executes_jobs(argv: list[str]) -> bool:
+    """True if ``argv`` is a Snakemake command line that executes jobs (:func:`command_mode` ``"exec"``)."""
+    return command_mode(argv) == "exec"

@@ -26,28 +26,30 @@ check_run_directory(config, workdir=os.getcwd(), repo=workflow.basedir, paper_co
 # 1c. every rebuild hint of this run and its jobs repeats its directory, Snakefile and config files (issue 26.9)
 set_invocation(workdir=os.getcwd(), repo=workflow.basedir, configfiles=_user_files)
 
-# 2. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs)
+# 2. a damaged model artifact stops the run here, before any job reads it (a failing job would delete valid outputs),
+#    and so does a damaged dataset, trajectory or feature file (issue 26.10: a truncated train.npz made every training
+#    rerun, which deleted 16 valid models before failing; files: in the main process only, a job re-reading this file
+#    belongs to a run that checked them). A dry run, --unlock or a listing only warns (issue 26.14).
+# 3. another run holds the directory: say so, for a run and for a dry run (Snakemake would first advise
+#    --rerun-incomplete for the other run's jobs in progress); not for --unlock, --nolock, --report, nor in the run's
+#    own spawned jobs (they re-read this file while their run holds the lock).
+import sys
+from qnnff.integrity import command_mode, held_locks, lock_message
 from qnnff.models.artifact import damaged_models
 
-_damaged = damaged_models(".")
+_damaged = damaged_models(".") + (damaged_data_files(".") if workflow.is_main_process else [])
 if _damaged:
-    raise WorkflowError("damaged model artifact(s):\n  " + "\n  ".join(_damaged))
-# ... and so does a damaged dataset, trajectory or feature file (issue 26.10: a truncated train.npz made every training
-#     rerun, which deleted 16 valid models before failing); in the main process only (a job re-reading this file
-#     belongs to a run that checked them)
-if workflow.is_main_process:
-    _damaged = damaged_data_files(".")
-    if _damaged:
-        raise WorkflowError("damaged data file(s):\n  " + "\n  ".join(_damaged))
-
-# 3. another run holds the directory: say so (Snakemake would first advise --rerun-incomplete for the other run's
-#    jobs in progress). Only in the main process of a run that executes jobs: not in dry runs, --unlock, --report,
-#    --nolock, nor in the run's own spawned jobs (they re-read this file while their run holds the lock).
-import sys
-from qnnff.integrity import held_locks, lock_message, run_executes_jobs
-
-if workflow.is_main_process and held_locks(".") and run_executes_jobs(sys.argv):
-    raise WorkflowError(lock_message(held_locks(".")))
+    _text = "damaged file(s):\n  " + "\n  ".join(_damaged)
+    if command_mode(sys.argv) == "exec":
+        raise WorkflowError(_text)
+    print(f"qnnff: warning: {_text}\n(a run will stop here until they are rebuilt)", file=sys.stderr)
+if workflow.is_main_process and held_locks("."):
+    _mode = command_mode(sys.argv)
+    if _mode in ("exec", "dryrun"):
+        raise WorkflowError(
+            lock_message(held_locks("."))
+            + (" A dry run now would list that run's jobs in progress as incomplete." if _mode == "dryrun" else "")
+        )
 
 SYSTEMS = list(config["systems"])
 SPECS = {name: system_spec(config, name) for name in SYSTEMS}
