@@ -55,3 +55,34 @@ def test_a_user_config_from_a_clones_root_changes_nothing(tmp_path):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True,
                             text=True, check=True).stdout
     assert [line for line in status.splitlines() if not line.endswith(".snakemake/")] == [], status
+
+
+def test_a_bare_figure_target_in_a_fresh_clone_is_refused_with_the_profile_command(tmp_path):
+    """Issue 26.11: the README's regenerate commands are safe on a fresh clone; a bare target that would recompute
+    committed results upstream of it is refused, naming the regenerate profile."""
+    from qnnff.integrity import fresh_clone_regeneration
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "MANIFEST.sha256").write_text("")
+    fig = "results/figures/LiH_curve.png"
+    msg = fresh_clone_regeneration(["snakemake", "--cores", "2", fig], tmp_path, tmp_path)
+    assert msg and f"snakemake --workflow-profile profiles/regenerate -f '{fig}'" in msg
+    assert fresh_clone_regeneration(["snakemake", "--workflow-profile", "profiles/regenerate", "-f", fig], tmp_path, tmp_path) is None
+    assert fresh_clone_regeneration(["snakemake", "--cores", "2"], tmp_path, tmp_path) is None  # everything: a choice
+    assert fresh_clone_regeneration(["snakemake", "--cores", "2", "results/H2O/data/train.extxyz"], tmp_path, tmp_path) is None
+    assert fresh_clone_regeneration(["snakemake", "-n", fig], tmp_path, tmp_path) is None  # a dry run only looks
+    (tmp_path / ".snakemake" / "metadata").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "metadata" / "x").write_text("{}")
+    assert fresh_clone_regeneration(["snakemake", "--cores", "2", fig], tmp_path, tmp_path) is None  # Snakemake ran here
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_readme_regenerate_column_is_safe_on_a_fresh_clone(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    fig = "results/figures/LiH_curve.png"
+    bare = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", fig], cwd=clone, capture_output=True,
+                          text=True, timeout=600)
+    assert bare.returncode != 0 and "profiles/regenerate -f" in bare.stdout + bare.stderr
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True).stdout
+    assert status == ""

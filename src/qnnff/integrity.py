@@ -246,6 +246,40 @@ def command_mode(argv: list[str]) -> str:
     return "other" if any(getattr(args, k, None) for k in _NO_EXEC) else "exec"
 
 
+REGENERATED = ("results/figures/", "results/tables/", "results/metrics.json", "results/MANIFEST.sha256")
+
+
+def fresh_clone_regeneration(argv: list[str], workdir: str | os.PathLike, repo: str | os.PathLike) -> str | None:
+    """Issue 26.11: in a clone that has never run Snakemake (no ``.snakemake/metadata``), holding the committed
+    results (``results/MANIFEST.sha256``), the file times are git's, so a bare ``snakemake --cores 2 <figure or
+    table>`` would plan DFT and trainings upstream of it and rewrite committed results. For such a command (it executes
+    jobs, every target is a figure, table, metrics.json or the manifest, no ``--allowed-rules`` and not the
+    ``regenerate`` profile), the message that refuses it with the command that regenerates from the committed inputs;
+    None for every other command or directory. Parses ``argv`` only when the directory is such a clone."""
+    wd = Path(workdir)
+    if os.path.realpath(wd) != os.path.realpath(repo) or not (wd / "results" / "MANIFEST.sha256").exists():
+        return None
+    meta = wd / ".snakemake" / "metadata"
+    if meta.is_dir() and any(meta.iterdir()):
+        return None  # Snakemake has run here: its own records decide what is out of date
+    if command_mode(argv) != "exec":
+        return None
+    from snakemake.cli import get_argument_parser
+
+    args, _ = get_argument_parser().parse_known_args(argv[1:])
+    targets = [str(t) for t in (args.targets or [])]
+    profile = Path(str(args.workflow_profile)).name if getattr(args, "workflow_profile", None) else ""
+    if not targets or getattr(args, "allowed_rules", None) or profile == "regenerate":
+        return None
+    if not all(t.startswith(REGENERATED) for t in targets):
+        return None
+    quoted = " ".join(f"'{t}'" for t in targets)
+    return ("this clone has never run Snakemake, so its file times are git's: a bare target would plan DFT and "
+            f"trainings upstream of {quoted} and rewrite committed results. Regenerate from the committed inputs with: "
+            f"snakemake --workflow-profile profiles/regenerate -f {quoted} (README \"What one run produces\"); to "
+            "recompute everything, run the paper in its own directory: snakemake --cores 2 --directory runs/paper")
+
+
 def run_executes_jobs(argv: list[str]) -> bool:
     """True if ``argv`` is a Snakemake command line that executes jobs (:func:`command_mode` ``"exec"``)."""
     return command_mode(argv) == "exec"

@@ -34,7 +34,7 @@ set_invocation(workdir=os.getcwd(), repo=workflow.basedir, configfiles=_user_fil
 #    --rerun-incomplete for the other run's jobs in progress); not for --unlock, --nolock, --report, nor in the run's
 #    own spawned jobs (they re-read this file while their run holds the lock).
 import sys
-from qnnff.integrity import command_mode, held_locks, lock_message
+from qnnff.integrity import command_mode, fresh_clone_regeneration, held_locks, lock_message
 from qnnff.models.artifact import damaged_models
 
 _damaged = damaged_models(".") + (damaged_data_files(".") if workflow.is_main_process else [])
@@ -43,6 +43,10 @@ if _damaged:
     if command_mode(sys.argv) == "exec":
         raise WorkflowError(_text)
     print(f"qnnff: warning: {_text}\n(a run will stop here until they are rebuilt)", file=sys.stderr)
+# 3b. a bare figure or table target in a fresh clone would recompute the committed results upstream of it (issue 26.11)
+_fresh = fresh_clone_regeneration(sys.argv, os.getcwd(), workflow.basedir) if workflow.is_main_process else None
+if _fresh:
+    raise WorkflowError(_fresh)
 if workflow.is_main_process and held_locks("."):
     _mode = command_mode(sys.argv)
     if _mode in ("exec", "dryrun"):

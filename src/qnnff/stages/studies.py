@@ -1,8 +1,9 @@
-"""Studies (``workflow/rules/studies.smk``): rules ``study_point`` and ``study_table``.
+"""Studies (``workflow/rules/studies.smk``): rules ``study_point``, ``study_table`` and ``data_efficiency``.
 
 :func:`study_point` trains (or reuses the pipeline's model of) one seed of one grid point of a study and writes its
 metrics (:func:`run_point`); it works in the directory of its metrics file (model, learning curve, checkpoint).
-:func:`study_table` writes the study's table and figure. The grids themselves, their points and which point reuses
+:func:`study_table` writes the study's table and figure; :func:`data_efficiency` puts every kind's data study of a
+system on one figure. The grids themselves, their points and which point reuses
 the pipeline's model are parsed below this layer, by :mod:`qnnff.studies`, which needs no stage.
 
 torch, the features and the models are imported by :func:`run_point` only, so a ``study_table`` job runs without them.

@@ -1,6 +1,7 @@
-"""Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn`` and ``select_seeds``.
+"""Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn``, ``train_sgdml`` and
+``select_seeds``.
 
-The three ``train_*`` rules share one script and one function, :func:`train_seeds` (the model kind arrives as a rule
+The ``train_*`` rules share one script and one function, :func:`train_seeds` (the model kind arrives as a rule
 param, in each seed's :class:`~qnnff.jobs.TrainJob`), which runs :func:`train` for the job's seed, or for every seed
 with ``seeds_in_one_job``: it builds the model from the job's architecture
 (:func:`qnnff.models.factory.build_model_from`), trains one seed under one protocol (:func:`qnnff.training.train`,
