@@ -142,7 +142,8 @@ def md_distance(traces: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: s
     """kind -> (time in fs, distance in Å)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    extra = iter(["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"])  # other runs (e.g. shot-noise MD), dotted
+    # other runs (e.g. shot-noise MD), dotted, in colours no registered kind uses
+    extra = iter([c for c in ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f") if c not in COLORS.values()])
     for kind, (t, r) in traces.items():
         known = kind in COLORS
         ax.plot(t, r, color=COLORS[kind] if known else next(extra, None), lw=1.2 if kind == "dft" else 1.0,
