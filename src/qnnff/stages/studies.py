@@ -322,6 +322,17 @@ def _tick_label(r, axes: Sequence[str]) -> str:
     return "\n".join([*lines, *(["(base)"] if r["point"] == "base" else []), f"{r['train time [s]']:.0f} s"])
 
 
+def _data_axes(axs, metrics: Sequence[str], sizes: Sequence[int]) -> None:
+    """Log-log axes of test error against training-set size, one metric per axis."""
+    for ax, m in zip(axs, metrics):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _integer_ticks(ax, sizes)
+        ax.set_xlabel("training-set size")
+        ax.set_ylabel(f"test {m}")
+        ax.legend(fontsize=7)
+
+
 def study_figure(study: Study, summary, shots, axes: Sequence[str], out_png: str, out_pdf: str) -> None:
     """Shots on the x axis when evaluated with shots (with the 1/sqrt(shots) line); else the training-set size
     (log-log) when it is an axis; else one error bar per point."""
@@ -360,13 +371,7 @@ def study_figure(study: Study, summary, shots, axes: Sequence[str], out_png: str
             for ax, m in zip(axs, ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]")):
                 slope = loglog_slope(g["n_train"], g[m])
                 ax.errorbar(g["n_train"], g[m], yerr=g[m + " sd"], marker="o", capsize=3, label=f"{label} (slope {slope:.2f})")
-        for ax, m in zip(axs, ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]")):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            _integer_ticks(ax, sorted(summary["n_train"].unique()))
-            ax.set_xlabel("training-set size")
-            ax.set_ylabel(f"test {m}")
-            ax.legend(fontsize=7)
+        _data_axes(axs, ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]"), sorted(summary["n_train"].unique()))
         fig.suptitle(f"{study.system} {study.kind}: data efficiency (mean ± sd over {study.seeds} seeds)")
     else:
         from matplotlib.ticker import NullFormatter
@@ -432,13 +437,7 @@ def data_efficiency(system: str, tables: Mapping[str, str], out_csv: str, out_md
             ax.errorbar(g["n_train"], g[m], yerr=g[m + " sd"].fillna(0.0), marker=spec.marker if spec else "o",
                         color=spec.color if spec else None, capsize=3,
                         label=f"{sl['model']} (slope {slope:.2f}; {sl['seeds']} seed{'s' if sl['seeds'] > 1 else ''})")
-    for ax, m in zip(axs, metrics):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        _integer_ticks(ax, sorted(table["n_train"].unique()))
-        ax.set_xlabel("training-set size")
-        ax.set_ylabel(f"test {m}")
-        ax.legend(fontsize=7)
+    _data_axes(axs, metrics, sorted(table["n_train"].unique()))
     fig.suptitle(f"{system}: data efficiency of every model kind (mean ± sd over seeds; log-log)")
     fig.tight_layout()
     for path in (out_png, out_pdf):
