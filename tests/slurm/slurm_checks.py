@@ -168,7 +168,10 @@ IGNORE_KEYS = os.environ.get(
     r"^git_commit$|"
     # a QPY blob's sha256 in a model's integrity record: QPY stores each Parameter's random UUID, so the bytes differ
     # between processes; the circuits themselves are compared instruction by instruction (_qpy_text)
-    r"\.qpy$)",
+    r"\.qpy$|"
+    # meta.json's sha256 in a model's integrity record (which covers every member since issue 26.7): meta.json holds
+    # the provenance's date and training time; meta.json itself is compared with those keys stripped
+    r"^meta\.json$)",
 )
 DERIVED = ("MANIFEST.sha256",)  # checksums of the other outputs: equal when they are
 IGNORE_LINES = os.environ.get(
