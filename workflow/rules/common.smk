@@ -30,9 +30,6 @@ set_invocation(workdir=os.getcwd(), repo=workflow.basedir, configfiles=_user_fil
 #    and so does a damaged dataset, trajectory or feature file (issue 26.10: a truncated train.npz made every training
 #    rerun, which deleted 16 valid models before failing; files: in the main process only, a job re-reading this file
 #    belongs to a run that checked them). A dry run, --unlock or a listing only warns (issue 26.14).
-# 3. another run holds the directory: say so, for a run and for a dry run (Snakemake would first advise
-#    --rerun-incomplete for the other run's jobs in progress); not for --unlock, --nolock, --report, nor in the run's
-#    own spawned jobs (they re-read this file while their run holds the lock).
 import sys
 from qnnff.integrity import command_mode, fresh_clone_regeneration, held_locks, lock_message
 from qnnff.models.artifact import damaged_models
@@ -43,10 +40,13 @@ if _damaged:
     if command_mode(sys.argv) == "exec":
         raise WorkflowError(_text)
     print(f"qnnff: warning: {_text}\n(a run will stop here until they are rebuilt)", file=sys.stderr)
-# 3b. a bare figure or table target in a fresh clone would recompute the committed results upstream of it (issue 26.11)
+# 2b. a bare figure or table target in a fresh clone would recompute the committed results upstream of it (issue 26.11)
 _fresh = fresh_clone_regeneration(sys.argv, os.getcwd(), workflow.basedir) if workflow.is_main_process else None
 if _fresh:
     raise WorkflowError(_fresh)
+# 3. another run holds the directory: say so, for a run and for a dry run (Snakemake would first advise
+#    --rerun-incomplete for the other run's jobs in progress); not for --unlock, --nolock, --report, nor in the run's
+#    own spawned jobs (they re-read this file while their run holds the lock).
 if workflow.is_main_process and held_locks("."):
     _mode = command_mode(sys.argv)
     if _mode in ("exec", "dryrun"):
