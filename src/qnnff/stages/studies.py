@@ -407,6 +407,7 @@ def data_efficiency(system: str, tables: Mapping[str, str], out_csv: str, out_md
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..figures import save
     from ..kinds import KINDS
 
     metrics = ("RMSE(E) [scaled]", "RMSE(F) [scaled, 1/A]")
@@ -440,10 +441,7 @@ def data_efficiency(system: str, tables: Mapping[str, str], out_csv: str, out_md
     _data_axes(axs, metrics, sorted(table["n_train"].unique()))
     fig.suptitle(f"{system}: data efficiency of every model kind (mean ± sd over seeds; log-log)")
     fig.tight_layout()
-    for path in (out_png, out_pdf):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, format=Path(path).suffix[1:])
-    plt.close(fig)
+    save(fig, out_png, out_pdf)  # atomic, and a PDF without a creation date: a rerun gives the same file
     md = [f"# {system}: data efficiency of every model kind", "",
           "Test errors against the training-set size (scaled units: energy / scale, RMSE(F) in 1/Angstrom), each kind from",
           "its data study (`" + "`, `".join(Path(p).parent.name for p in tables.values()) + "`), mean ± sd over that study's seeds",
