@@ -26,7 +26,7 @@ from .. import dataset as ds
 from ..evaluation import energy_scale
 from ..evaluation import select_seeds as seed_statistics
 from ..integrity import load_npz
-from ..io import write_json_atomic
+from ..io import atomic_path, write_json_atomic
 from ..jobs import TrainJob
 from ..kinds import KINDS
 from ..provenance import provenance
@@ -106,12 +106,10 @@ def _fit(job: TrainJob, featurizer, scaler, batch, test_npz: str, out_model: str
     prov = provenance(job.model_hash, system=system, model=kind, protocol=protocol, seed_index=seed_index,
                       fit={k: v for k, v in info.items() if k != "validation"}, train_seconds=round(seconds, 2))
     rows = info.get("validation", [])
-    tmp = Path(out_curve).with_name(f".{Path(out_curve).name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out_curve) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["sigma"])
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(out_curve)
     ds.write_frames(out_predictions, predict_to_frames(model, test_npz, kind))
     model.save(out_model, provenance=prov)
     log.info("%s %s: sigma %s of %s (validation RMSE(F) %s meV/A), %d symmetries, %d %s, %.1f s", system, kind,
