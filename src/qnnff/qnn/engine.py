@@ -12,7 +12,10 @@ their parameter expressions, then executed on a batch of inputs in float64:
   naming the gate; identical angles (the re-uploaded encoding, the same in every layer because the feature-map
   weights are shared) are one entry of the *angle layer* ``phi(x, w) [A, B]``, a few torch ops;
 * runs of single-qubit gates on one qubit are fused into one SU(2) *block* per sample, the product of its elements'
-  unit quaternions (``U = q0 I - i (q1 X + q2 Y + q3 Z)``; global phases do not change an expectation value);
+  unit quaternions (``U = q0 I - i (q1 X + q2 Y + q3 Z)``; global phases do not change an expectation value); an
+  element is a rotation about x, y or z by one angle, a fixed gate, or an ``rv`` gate (Qiskit's
+  :class:`~qiskit.circuit.library.RVGate`, ``exp(-i v . sigma / 2)``, the rotation by ``|v|`` about ``v / |v|``,
+  ``q = (cos(|v|/2), sin(|v|/2) v / |v|)``, smooth at ``v = 0``) whose three components are three angles;
 * runs of CX / CZ / SWAP / other monomial gates are merged into one permutation-with-phases;
 * gates outside the observable's light cone are dropped (e.g. the final rotations on qubits the CNOTs never
   carry back to qubit 0), which does not change any value or derivative;
@@ -153,10 +156,11 @@ def _is_monomial(mat: np.ndarray) -> bool:
 
 @dataclass
 class _Gate:
-    kind: str                      # "rot" (parametrised axis rotation), "fixed1" (constant 1q), "mono" (monomial)
-    qubits: tuple[int, ...]
+    kind: str                      # "rot" (parametrised axis rotation), "rv" (parametrised rotation vector),
+    qubits: tuple[int, ...]        # "fixed1" (constant 1q), "mono" (monomial)
     axis: int = -1                 # rot: 0 x, 1 y, 2 z
     angle: Angle | None = None     # rot
+    angles: tuple[Angle, ...] = ()  # rv: v_x, v_y, v_z
     quat: np.ndarray | None = None  # fixed1
     matrix: np.ndarray | None = None  # mono (gate matrix, Qiskit little-endian over ``qubits``)
     diagonal: bool = False
@@ -279,6 +283,10 @@ class CompiledCircuit:
                 out.append(_Gate("rot", qubits, axis=axis, angle=parse_angle(op.params[0], index, where),
                                  diagonal=axis == 2, name=name))
                 continue
+            if name == "rv" and symbolic:
+                # RVGate(v_x, v_y, v_z) = exp(-i v . sigma / 2): one element, its components three angles
+                out.append(_Gate("rv", qubits, angles=tuple(parse_angle(e, index, where) for e in op.params), name=name))
+                continue
             if name in ("u", "u3", "u2") and symbolic:
                 th, ph, la = (op.params if name != "u2" else [math.pi / 2, *op.params])
                 # U(th, ph, la) = e^{i(ph+la)/2} RZ(ph) RY(th) RZ(la)
@@ -286,7 +294,11 @@ class CompiledCircuit:
                     out.append(_Gate("rot", qubits, axis=ax, angle=parse_angle(e, index, where), diagonal=ax == 2, name=name))
                 continue
             if symbolic:
-                raise UnsupportedCircuitError(f"{where}: parametrised gate {name!r} is not supported (use rx, ry, rz, p, u)")
+                raise UnsupportedCircuitError(
+                    f"{where}: parametrised gate {name!r} is not supported (supported: rx, ry, rz, p, u, rv and "
+                    f"constant gates); decompose it first, e.g. circuit.decompose(gates_to_decompose=[{name!r}]) "
+                    "(rxx, ryy, rzz become cx, h, sx, sxdg and rz) or qiskit.transpile(circuit, basis_gates=['rx', 'ry', "
+                    "'rz', 'cx', 'h']) (which does not accept rv in basis_gates)")
             try:
                 mat = np.asarray(op.to_matrix(), dtype=complex)
             except Exception as exc:  # noqa: BLE001
@@ -324,7 +336,10 @@ class CompiledCircuit:
     def _build_program(self, gates: list[_Gate], n: int) -> None:
         angle_ids: dict[tuple, int] = {}
         angles: list[Angle] = []
-        blocks: list[list[tuple]] = []     # per block, in time order: ("rot", axis, angle_id) / ("fixed", quat)
+        # per block, in time order: ("rot", axis, angle_id) / ("fixed", quat) / ("rv", "xyz", (id_x, id_y, id_z));
+        # an rv element's second entry is a string so that code reading ("fixed", quat) elements cannot take it for
+        # a quaternion (the frozen evaluator, qnnff.qnn.frozen, does not specialise rv elements: it raises on them)
+        blocks: list[list[tuple]] = []
         ops: list[tuple] = []              # ("u", block, qubit) / ("mono", perm, phase)
         pending: dict[int, list[tuple]] = {}
         mono: tuple[np.ndarray, np.ndarray] | None = None
@@ -350,11 +365,16 @@ class CompiledCircuit:
             mono, mono_q = None, set()
 
         for g in gates:
-            if g.kind in ("rot", "fixed1"):
+            if g.kind in ("rot", "rv", "fixed1"):
                 q = g.qubits[0]
                 if q in mono_q:
                     flush_mono()
-                item = ("rot", g.axis, angle_id(g.angle)) if g.kind == "rot" else ("fixed", g.quat)
+                if g.kind == "rot":
+                    item = ("rot", g.axis, angle_id(g.angle))
+                elif g.kind == "rv":
+                    item = ("rv", "xyz", tuple(angle_id(a) for a in g.angles))
+                else:
+                    item = ("fixed", g.quat)
                 pending.setdefault(q, []).append(item)
             else:
                 for q in g.qubits:
@@ -383,6 +403,7 @@ class CompiledCircuit:
         self.angles = angles
         self.n_angles = len(angles)
         self.n_rotations = sum(1 for els in blocks for e in els if e[0] == "rot")
+        self.n_rv = sum(1 for els in blocks for e in els if e[0] == "rv")
         self._pack(angles, blocks, merged, n)
 
     def _pack(self, angles: list[Angle], blocks: list[list[tuple]], ops: list[tuple], n: int) -> None:
@@ -418,7 +439,10 @@ class CompiledCircuit:
         mperm_a = np.array(mperm, dtype=np.int64).reshape(-1, dim)
         mphase_a = np.array(mphase, dtype=complex).reshape(-1, dim)
         bstart = np.zeros(len(blocks) + 1, dtype=np.int64)
+        # element e: type 0 rotation (axis eaxis, angle eangle), 1 fixed (quaternion equat), 2 rv (its ordinal among
+        # the rv elements in eaxis, its three angles in equat[e, :3], exact small integers as float64)
         etype, eaxis, eangle, equat = [], [], [], []
+        n_rv = 0
         for k, els in enumerate(blocks):
             bstart[k + 1] = bstart[k] + len(els)
             for e in els:
@@ -427,6 +451,12 @@ class CompiledCircuit:
                     eaxis.append(e[1])
                     eangle.append(e[2])
                     equat.append(np.zeros(4))
+                elif e[0] == "rv":
+                    etype.append(2)
+                    eaxis.append(n_rv)
+                    eangle.append(e[2][0])
+                    equat.append(np.array([*e[2], 0.0], dtype=float))
+                    n_rv += 1
                 else:
                     etype.append(1)
                     eaxis.append(-1)
@@ -533,11 +563,14 @@ class CompiledCircuit:
         return y, jac.T.contiguous()
 
     def describe(self) -> dict[str, int]:
-        return {
+        out = {
             "qubits": self.n_qubits, "gates": self.n_gates_total, "gates_after_light_cone": self.n_gates_kept,
             "fused_blocks": self.n_blocks, "monomial_ops": sum(1 for o in self.ops if o[0] == "mono"),
             "rotations": self.n_rotations, "distinct_angles": self.n_angles, "inputs": self.n_inputs, "weights": self.n_weights,
         }
+        if self.n_rv:  # (absent without rv gates: the descriptions of the other circuits stay as they were)
+            out["rv_gates"] = self.n_rv
+        return out
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -551,7 +584,7 @@ _WORK = threading.local()  # per thread: one float64 scratch array for the kerne
 def _workspace(phi_shape: tuple[int, int], args: tuple) -> np.ndarray:
     """The calling thread's kernel scratch (reused across calls: a fresh one, a few MB at batch 500, costs page faults
     on every call; the kernels run one at a time in a thread and keep nothing in it between calls)."""
-    need = kernels.workspace_size(phi_shape, args[0], args[5])
+    need = kernels.workspace_size(phi_shape, args[0], args[5], args[6])
     ws = getattr(_WORK, "ws", None)
     if ws is None or ws.shape[0] < need:
         raw = np.empty(need + 8)
@@ -606,6 +639,34 @@ def _hamilton(a: tuple, b: tuple) -> tuple:
             a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1, a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0)
 
 
+def _series(terms: int, odd: bool) -> list[float]:
+    """Coefficients in z = u^2 of cos(u) (odd False) or sin(u) / u (odd True)."""
+    return [(-1) ** k / math.factorial(2 * k + odd) for k in range(terms)]
+
+
+_COS_SERIES, _SINC_SERIES = _series(14, False), _series(13, True)  # for z < 4: omitted terms below 1e-18
+
+
+def _poly(c: list[float], z: torch.Tensor) -> torch.Tensor:
+    p = torch.full_like(z, c[-1])
+    for a in reversed(c[:-1]):
+        p = p * z + a
+    return p
+
+
+def _rv_quaternion(vx: torch.Tensor, vy: torch.Tensor, vz: torch.Tensor) -> tuple:
+    """q(v) = (cos(|v|/2), sin(|v|/2) v / |v|) in differentiable torch ops, smooth at v = 0 to any order: power series
+    in u^2 = |v|^2 / 4 for u < 2 (a polynomial of v), the closed form above (the other branch's input is masked, so
+    neither has an infinite or NaN derivative)."""
+    z = 0.25 * (vx * vx + vy * vy + vz * vz)
+    small = z < 4.0
+    u = torch.sqrt(torch.where(small, torch.ones_like(z), z))
+    zs = torch.where(small, z, torch.zeros_like(z))
+    q0 = torch.where(small, _poly(_COS_SERIES, zs), torch.cos(u))
+    f = torch.where(small, 0.5 * _poly(_SINC_SERIES, zs), 0.5 * torch.sin(u) / u)
+    return q0, f * vx, f * vy, f * vz
+
+
 def _simulate_autograd(prog: CompiledCircuit, phi: torch.Tensor) -> torch.Tensor:
     """The compiled program in differentiable torch ops: block quaternions, then the state [2**N, B]."""
     n = prog.n_qubits
@@ -618,6 +679,8 @@ def _simulate_autograd(prog: CompiledCircuit, phi: torch.Tensor) -> torch.Tensor
         for e in els:
             if e[0] == "rot":
                 r = (c[e[2]],) + tuple(s[e[2]] if m == e[1] else zero for m in range(3))
+            elif e[0] == "rv":
+                r = _rv_quaternion(*(phi[a] for a in e[2]))
             else:
                 r = tuple(torch.full((B,), float(v), dtype=DTYPE) for v in e[1])
             q = _hamilton(r, q)

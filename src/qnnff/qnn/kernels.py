@@ -3,8 +3,8 @@ Hessian-vector products with respect to the rotation angles, for a batch of samp
 
 The program is a fixed list of ops on ``n`` qubits: ``u`` ops apply a fused single-qubit *block* ``U(q)`` (the SU(2)
 matrix of the unit quaternion ``q = q_L * ... * q_1`` of the block's elements, each a rotation ``R_axis(phi_a)``
-about x, y or z by one of the angles ``phi_a`` or a fixed quaternion), ``mono`` ops a permutation with phases (runs of
-CX / CZ / SWAP ...). ``U(q) = [[q0 - i q3, -q2 - i q1], [q2 - i q1, q0 + i q3]]`` is *linear* in ``q`` and
+about x, y or z by one of the angles ``phi_a``, a fixed quaternion, or an *rv* element), ``mono`` ops a permutation
+with phases (runs of CX / CZ / SWAP ...). ``U(q) = [[q0 - i q3, -q2 - i q1], [q2 - i q1, q0 + i q3]]`` is *linear* in ``q`` and
 ``U(q)^dagger = U(conj q)``, so one real 16-multiply routine applies a block, its adjoint and its tangent. The
 observable is a Hermitian sum of Pauli strings, each a permutation with complex factors (``lambda = O psi``).
 
@@ -23,6 +23,16 @@ Kernels (``phi`` is ``[A, B]``, batch last; samples are processed in tiles of at
   pass, hvp in the backward pass at the same ``phi``).
 
 Nothing is approximated: these are the same sums the plain torch reference (``mode="autograd"``) computes, regrouped.
+
+Elements (``etype``): 0 a rotation about axis ``eaxis`` by angle ``eangle``; 1 the fixed quaternion ``equat``; 2 an
+*rv* element (Qiskit's RVGate), ``q(v) = (cos(|v|/2), sin(|v|/2) v / |v|)`` with ``v = (phi_i, phi_j, phi_k)``, its
+three angle indices in ``equat[e, :3]`` (exact small integers as float64) and its ordinal among the rv elements in
+``eaxis[e]``. Per tile, :func:`_rv_prep` evaluates ``v``, ``q`` and the smooth functions ``f, g, h`` of ``|v|^2`` that
+give ``dq/dv`` and ``d^2 q/dv^2`` in closed form (power series near ``v = 0``, so the values and both derivatives are
+exact there too); :func:`_rv_tangent` the tangent quaternion along ``phidot``. They enter the block products
+(:func:`_ql`), the gradient (:func:`_rv_grad`) and the Hessian-vector product (:func:`_rv_tangent_step`,
+:func:`_rv_ht`, :func:`_rv_suffix`); nothing else in the sweeps changes, and programs without rv elements run the
+same operations as before (bit-identical results; the work array grows by the rv rows only when there are some).
 
 Memory traffic and vectorisation, more than arithmetic, bound these loops. :func:`value_grad`'s backward step over a
 block is one pass (:func:`_back`: un-compute, transition, adjoint step) instead of three; the monomial ops swap
@@ -92,6 +102,26 @@ import numpy as np
 from numba import njit
 
 LANES = 256  # at most this many samples per tile (the innermost loop, vectorised by LLVM; a 6-qubit tile state is 256 kB)
+RV_ROWS = 10  # per rv element and lane: v (3), f, g, h, q (4)  (see _rv_prep)
+RV_ROWS_HVP = 18  # hvp: also vdot (3), v . vdot, qdot = dq/dv . vdot (4)  (see _rv_tangent)
+
+
+def _bessel_series(n, terms=13):
+    """Coefficients in z = u^2 of j_n(u) / u^n = sum_k (-z/2)^k / (k! (2n+2k+1)!!) (spherical Bessel function);
+    for z < 4 the first omitted term is below 1e-18 of the sum."""
+    out = []
+    fac, dfac = 1, 1
+    for m in range(1, 2 * n + 2, 2):
+        dfac *= m
+    for k in range(terms):
+        if k:
+            fac *= k
+            dfac *= 2 * n + 2 * k + 1
+        out.append((-1) ** k / (2 ** k * fac * dfac))
+    return np.array(out)
+
+
+_J0, _J1, _J2 = _bessel_series(0), _bessel_series(1), _bessel_series(2)
 
 
 @njit(cache=True)
@@ -111,8 +141,9 @@ def _pad8(m):
 
 
 @njit(cache=True)
-def _ws_size(kind, A, B, n, bstart):
-    """Float64 entries of the scratch of a tile: kind 0 forward, 1 value_grad, 2 hvp."""
+def _ws_size(kind, A, B, n, bstart, R):
+    """Float64 entries of the scratch of a tile: kind 0 forward, 1 value_grad, 2 hvp (R: the number of rv elements,
+    whose per-lane quantities come last, see :func:`_rv_prep`)."""
     BT = _tile_width(B)
     K = bstart.shape[0] - 1
     Kp = max(K, 1)
@@ -127,24 +158,35 @@ def _ws_size(kind, A, B, n, bstart):
     ab = _pad8(A * BT)
     ln = _pad8(BT)
     if kind == 0:
-        return 2 * st + kq + 2 * ab + ln
+        return 2 * st + kq + 2 * ab + ln + _pad8(R * RV_ROWS * BT)
     if kind == 1:
-        return 2 * st + 2 * kq + pl + q4 + 3 * ab + ln
-    return 4 * st + 4 * kq + 2 * pl2 + 2 * q4 + 8 * ab + 2 * ln
+        return 2 * st + 2 * kq + pl + q4 + 3 * ab + ln + _pad8(R * RV_ROWS * BT)
+    return 4 * st + 4 * kq + 2 * pl2 + 2 * q4 + 8 * ab + 2 * ln + _pad8(R * RV_ROWS_HVP * BT)
 
 
-def workspace_size(phi_shape, n, bstart):
+def workspace_size(phi_shape, n, bstart, etype=None):
     """Entries of a float64 work array large enough for :func:`forward_ws`, :func:`value_grad_ws` and :func:`hvp_ws`
     on ``phi`` of this shape (a caller that keeps one avoids allocating and page-faulting the tile scratch, a few MB
-    at LANES = 256, in every call)."""
+    at LANES = 256, in every call). ``etype``: the program's element types, needed to count its rv elements (without
+    it, a program with rv elements gets a new work array in every call)."""
     A, B = phi_shape
-    return int(max(_ws_size(k, A, B, n, bstart) for k in range(3)))
+    R = 0 if etype is None else int(np.count_nonzero(np.asarray(etype) == 2))
+    return int(max(_ws_size(k, A, B, n, bstart, R) for k in range(3)))
 
 
 @njit(cache=True)
-def _scratch(ws, kind, A, B, n, bstart):
+def _n_rv(etype):
+    """Number of rv elements (type 2) of the program."""
+    R = 0
+    for e in range(etype.shape[0]):
+        R += etype[e] == 2
+    return R
+
+
+@njit(cache=True)
+def _scratch(ws, kind, A, B, n, bstart, R):
     """ws if it is large enough, else a new array."""
-    m = _ws_size(kind, A, B, n, bstart)
+    m = _ws_size(kind, A, B, n, bstart, R)
     if ws.shape[0] >= m:
         return ws
     return np.empty(m)
@@ -525,7 +567,7 @@ def _fixed_left(q, f0, f1, f2, f3):
 
 
 @njit(cache=True)
-def _blocks(C, Sn, bstart, etype, eaxis, eangle, equat, Q):
+def _blocks(C, Sn, RV, bstart, etype, eaxis, eangle, equat, Q):
     """Block quaternions of the tile: Q[k] = q_L * ... * q_1 over the block's elements in time order."""
     for k in range(bstart.shape[0] - 1):
         Q[k] = 0.0
@@ -533,12 +575,14 @@ def _blocks(C, Sn, bstart, etype, eaxis, eangle, equat, Q):
         for e in range(bstart[k], bstart[k + 1]):
             if etype[e] == 0:
                 _rot_left(Q[k], C, Sn, eangle[e], eaxis[e], 1.0)
+            elif etype[e] == 2:
+                _ql(Q[k], Q[k], RV[eaxis[e]], 6, 1.0)
             else:
                 _fixed_left(Q[k], equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
 
 
 @njit(cache=True)
-def _block_backprop(GQk, s, t, C, Sn, etype, eaxis, eangle, equat, P, Tq, Gt):
+def _block_backprop(GQk, s, t, C, Sn, RV, etype, eaxis, eangle, equat, P, Tq, Gt):
     """Gt[angle, lane] += dy/dphi through the quaternion product of one block (elements s..t-1), given dy/dq = GQk:
     dy/dq_m = conj(S_m) GQk conj(P_m) with prefix P_m = q_(m-1) ... q_1 and suffix S_m = q_L ... q_(m+1)."""
     nl = Tq.shape[1]
@@ -549,6 +593,8 @@ def _block_backprop(GQk, s, t, C, Sn, etype, eaxis, eangle, equat, P, Tq, Gt):
         P[m + 1] = P[m]
         if etype[e] == 0:
             _rot_left(P[m + 1], C, Sn, eangle[e], eaxis[e], 1.0)
+        elif etype[e] == 2:
+            _ql(P[m + 1], P[m + 1], RV[eaxis[e]], 6, 1.0)
         else:
             _fixed_left(P[m + 1], equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
     Tq[:] = GQk
@@ -569,6 +615,9 @@ def _block_backprop(GQk, s, t, C, Sn, etype, eaxis, eangle, equat, P, Tq, Gt):
                 # dq/dphi = (-sin/2, cos/2 e_ax)
                 Gt[a, b] += 0.5 * (C[a, b] * gx - Sn[a, b] * g0)
             _rot_left(Tq, C, Sn, a, ax, -1.0)
+        elif etype[e] == 2:
+            _rv_grad(Gt, int(equat[e, 0]), int(equat[e, 1]), int(equat[e, 2]), Tq, P[m], RV[eaxis[e]])
+            _ql(Tq, Tq, RV[eaxis[e]], 6, -1.0)
         else:
             _fixed_left(Tq, equat[e, 0], -equat[e, 1], -equat[e, 2], -equat[e, 3])
 
@@ -636,11 +685,11 @@ def _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, ax, tangent):
 
 
 @njit(cache=True)
-def _tangent_step(e, qs, qds, q, qd, C, Sn, CD, SD, etype, eaxis, eangle, equat, vz):
+def _tangent_step(e, qs, qds, q, qd, C, Sn, CD, SD, RV, etype, eaxis, eangle, equat, vz):
     """(q, qd) <- (r qs, r qds + (dr/dphi . phidot) qs) for element e, in one pass over the lanes (q, qd: other
     arrays than qs, qds, else the lane loop is not vectorised). vz[angle]: phidot = 0 on the tile, the second term
     is zero and skipped (adding it changed at most the sign of a zero). The axis and vz are constants in each of six
-    inlined copies of the loop (so LLVM vectorises it)."""
+    inlined copies of the loop (so LLVM vectorises it). An rv element (type 2) always has its tangent term."""
     if etype[e] == 0:
         a, ax = eangle[e], eaxis[e]
         c, sn, cd, sd = C[a], Sn[a], CD[a], SD[a]
@@ -658,6 +707,8 @@ def _tangent_step(e, qs, qds, q, qd, C, Sn, CD, SD, etype, eaxis, eangle, equat,
                 _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 1, True)
             else:
                 _tangent_loop(qs, qds, q, qd, c, sn, cd, sd, 2, True)
+    elif etype[e] == 2:
+        _rv_tangent_step(qs, qds, q, qd, RV[eaxis[e]])
     else:
         _fl(qd, qds, equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
         _fl(q, qs, equat[e, 0], equat[e, 1], equat[e, 2], equat[e, 3])
@@ -755,7 +806,7 @@ def _ht_step(ht, Tq, Td, Pm, Pdm, c, sn, v, ax, tangent):
 
 
 @njit(cache=True)
-def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eangle, equat, P, Pd, Tq, Td, Ht, vz):
+def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, RV, etype, eaxis, eangle, equat, P, Pd, Tq, Td, Ht, vz):
     """Ht[angle, lane] += tangent of dy/dphi through one block's quaternion product (value_grad's
     _block_backprop differentiated along phidot; the terms in phidot[angle] are skipped where vz[angle], see
     :func:`_tangent_step`). Two passes over the lanes per element: the Ht update, and the suffix step
@@ -766,7 +817,7 @@ def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eang
     Pd[0] = 0.0
     for e in range(s, t - 1):
         m = e - s
-        _tangent_step(e, P[m], Pd[m], P[m + 1], Pd[m + 1], C, Sn, CD, SD, etype, eaxis, eangle, equat, vz)
+        _tangent_step(e, P[m], Pd[m], P[m + 1], Pd[m + 1], C, Sn, CD, SD, RV, etype, eaxis, eangle, equat, vz)
     Tq[:] = GQk
     Td[:] = GQdk
     for e in range(t - 1, s - 1, -1):
@@ -776,9 +827,165 @@ def _hvp_backprop(GQk, GQdk, s, t, C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eang
             tangent = not vz[a]
             _ht_step(Ht[a], Tq, Td, P[m], Pd[m], C[a], Sn[a], V[a], ax, tangent)
             _suffix_step(Tq, Td, C[a], NS[a], CD[a], NSD[a], ax, tangent)
+        elif etype[e] == 2:
+            R = RV[eaxis[e]]
+            _rv_ht(Ht, int(equat[e, 0]), int(equat[e, 1]), int(equat[e, 2]), Tq, Td, P[m], Pd[m], R)
+            _rv_suffix(Tq, Td, R)
         else:
             _fl(Td, Td, equat[e, 0], -equat[e, 1], -equat[e, 2], -equat[e, 3])
             _fl(Tq, Tq, equat[e, 0], -equat[e, 1], -equat[e, 2], -equat[e, 3])
+
+
+# rv elements (type 2): q(v) = (cos(t/2), sin(t/2) v / t), t = |v|, v = (phi_ax, phi_ay, phi_az) (Qiskit's RVGate,
+# exp(-i v . sigma / 2)). With f = sin(t/2) / t, g = f'(t) / t, h = g'(t) / t (all smooth in t^2):
+#   dq0/dv_j = -f v_j / 2,          dq_i/dv_j = f delta_ij + g v_i v_j,
+#   d2q0/dv_j dv_k = -(f delta_jk + g v_j v_k) / 2,
+#   d2q_i/dv_j dv_k = g (delta_ij v_k + delta_ik v_j + delta_jk v_i) + h v_i v_j v_k.
+@njit(cache=True, inline='always')
+def _horner(c, z):
+    p = c[c.shape[0] - 1]
+    for k in range(c.shape[0] - 2, -1, -1):
+        p = p * z + c[k]
+    return p
+
+
+@njit(cache=True, inline='always')
+def _rv_coef(vv):
+    """(q0, f, g, h) of an rv element at |v|^2 = vv: with u = |v| / 2, q0 = cos(u), f = j0(u) / 2, g = -j1(u) / (8 u),
+    h = j2(u) / (32 u^2) (spherical Bessel functions), as power series in u^2 for u < 2 (exact at v = 0; the closed
+    forms lose digits to cancellation at small u: h by ~40x at u = 1, ~2x at u = 2) and in closed form above."""
+    z = 0.25 * vv
+    u = np.sqrt(z)
+    c = np.cos(u)
+    if z < 4.0:
+        return c, 0.5 * _horner(_J0, z), -0.125 * _horner(_J1, z), _horner(_J2, z) / 32.0
+    s = np.sin(u)
+    return c, 0.5 * s / u, (u * c - s) / (8.0 * u * z), ((3.0 - z) * s - 3.0 * u * c) / (32.0 * u * z * z)
+
+
+@njit(cache=True)
+def _rv_prep(phi, b0, nb, etype, eaxis, equat, RV):
+    """RV[r, :10, lane] of the tile's samples (lanes past nb repeat the last sample) for every rv element e (its
+    ordinal r = eaxis[e], its angles equat[e, :3]): v, f, g, h and the quaternion q = (q0, f v)."""
+    nl = RV.shape[2]
+    for e in range(etype.shape[0]):
+        if etype[e] == 2:
+            R = RV[eaxis[e]]
+            ax, ay, az = int(equat[e, 0]), int(equat[e, 1]), int(equat[e, 2])
+            for b in range(nl):
+                col = b0 + (b if b < nb else nb - 1)
+                vx, vy, vz = phi[ax, col], phi[ay, col], phi[az, col]
+                q0, f, g, h = _rv_coef(vx * vx + vy * vy + vz * vz)
+                R[0, b], R[1, b], R[2, b] = vx, vy, vz
+                R[3, b], R[4, b], R[5, b] = f, g, h
+                R[6, b], R[7, b], R[8, b], R[9, b] = q0, f * vx, f * vy, f * vz
+
+
+@njit(cache=True)
+def _rv_tangent(V, etype, eaxis, equat, RV):
+    """RV[r, 10:18, lane]: vdot (the direction phidot of the rv element's angles, from V), v . vdot and the tangent
+    quaternion qdot = dq/dv . vdot = (-f (v . vdot) / 2, f vdot + g (v . vdot) v)."""
+    nl = RV.shape[2]
+    for e in range(etype.shape[0]):
+        if etype[e] == 2:
+            R = RV[eaxis[e]]
+            ax, ay, az = int(equat[e, 0]), int(equat[e, 1]), int(equat[e, 2])
+            for b in range(nl):
+                dx, dy, dz = V[ax, b], V[ay, b], V[az, b]
+                vx, vy, vz, f, g = R[0, b], R[1, b], R[2, b], R[3, b], R[4, b]
+                s = vx * dx + vy * dy + vz * dz
+                R[10, b], R[11, b], R[12, b], R[13, b] = dx, dy, dz, s
+                R[14, b] = -0.5 * f * s
+                R[15, b] = f * dx + g * s * vx
+                R[16, b] = f * dy + g * s * vy
+                R[17, b] = f * dz + g * s * vz
+
+
+@njit(cache=True, inline='always')
+def _hq(a0, a1, a2, a3, b0, b1, b2, b3):
+    """The quaternion product a * b of scalars."""
+    return (a0 * b0 - a1 * b1 - a2 * b2 - a3 * b3, a0 * b1 + a1 * b0 + a2 * b3 - a3 * b2,
+            a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1, a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0)
+
+
+@njit(cache=True)
+def _ql(out, q, R, o, sign):
+    """out [4, lanes] = (R[o], sign R[o+1:o+4]) * q per lane (sign = -1: the conjugate; out may be q)."""
+    for b in range(q.shape[1]):
+        n0, n1, n2, n3 = _hq(R[o, b], sign * R[o + 1, b], sign * R[o + 2, b], sign * R[o + 3, b],
+                             q[0, b], q[1, b], q[2, b], q[3, b])
+        out[0, b], out[1, b], out[2, b], out[3, b] = n0, n1, n2, n3
+
+
+@njit(cache=True, inline='always')
+def _rv_dv(R, b, g0, g1, g2, g3):
+    """(dq/dv)^T g of an rv element: the gradient w.r.t. (v_x, v_y, v_z) of <g, q(v)>."""
+    vx, vy, vz, f, g = R[0, b], R[1, b], R[2, b], R[3, b], R[4, b]
+    c = g * (vx * g1 + vy * g2 + vz * g3) - 0.5 * f * g0
+    return f * g1 + c * vx, f * g2 + c * vy, f * g3 + c * vz
+
+
+@njit(cache=True)
+def _rv_grad(Gt, ax, ay, az, Tq, Pm, R):
+    """Gt[angle, lane] += dy/dv of one rv element (angles ax, ay, az, possibly equal), given Tq = conj(suffix) dy/dQ
+    and the prefix Pm: dy/dq = Tq conj(Pm), then through dq/dv."""
+    for b in range(Tq.shape[1]):
+        g0, g1, g2, g3 = _hq(Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b], Pm[0, b], -Pm[1, b], -Pm[2, b], -Pm[3, b])
+        dx, dy, dz = _rv_dv(R, b, g0, g1, g2, g3)
+        Gt[ax, b] += dx
+        Gt[ay, b] += dy
+        Gt[az, b] += dz
+
+
+@njit(cache=True)
+def _rv_tangent_step(qs, qds, q, qd, R):
+    """(q, qd) <- (r qs, r qds + qdot qs) for an rv element (r = R[6:10], qdot = R[14:18])."""
+    for b in range(q.shape[1]):
+        r0, r1, r2, r3 = R[6, b], R[7, b], R[8, b], R[9, b]
+        a0, a1, a2, a3 = qs[0, b], qs[1, b], qs[2, b], qs[3, b]
+        n0, n1, n2, n3 = _hq(r0, r1, r2, r3, qds[0, b], qds[1, b], qds[2, b], qds[3, b])
+        w0, w1, w2, w3 = _hq(R[14, b], R[15, b], R[16, b], R[17, b], a0, a1, a2, a3)
+        u0, u1, u2, u3 = _hq(r0, r1, r2, r3, a0, a1, a2, a3)
+        qd[0, b], qd[1, b], qd[2, b], qd[3, b] = n0 + w0, n1 + w1, n2 + w2, n3 + w3
+        q[0, b], q[1, b], q[2, b], q[3, b] = u0, u1, u2, u3
+
+
+@njit(cache=True)
+def _rv_suffix(Tq, Td, R):
+    """Td <- conj(r) Td + conj(qdot) Tq, Tq <- conj(r) Tq for an rv element, in one pass."""
+    for b in range(Tq.shape[1]):
+        r0, r1, r2, r3 = R[6, b], -R[7, b], -R[8, b], -R[9, b]
+        a0, a1, a2, a3 = Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b]
+        n0, n1, n2, n3 = _hq(r0, r1, r2, r3, Td[0, b], Td[1, b], Td[2, b], Td[3, b])
+        w0, w1, w2, w3 = _hq(R[14, b], -R[15, b], -R[16, b], -R[17, b], a0, a1, a2, a3)
+        u0, u1, u2, u3 = _hq(r0, r1, r2, r3, a0, a1, a2, a3)
+        Td[0, b], Td[1, b], Td[2, b], Td[3, b] = n0 + w0, n1 + w1, n2 + w2, n3 + w3
+        Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b] = u0, u1, u2, u3
+
+
+@njit(cache=True)
+def _rv_ht(Ht, ax, ay, az, Tq, Td, Pm, Pdm, R):
+    """Ht[angle, lane] += the tangent along phidot of dy/dv of one rv element (_rv_grad differentiated): with
+    g = Tq conj(Pm) (dy/dq) and its tangent h = Td conj(Pm) + Tq conj(Pdm),
+    (dq/dv)^T h + (d2q/dv2 . vdot)^T g."""
+    for b in range(Tq.shape[1]):
+        a0, a1, a2, a3 = Tq[0, b], Tq[1, b], Tq[2, b], Tq[3, b]
+        p0, p1, p2, p3 = Pm[0, b], -Pm[1, b], -Pm[2, b], -Pm[3, b]
+        g0, g1, g2, g3 = _hq(a0, a1, a2, a3, p0, p1, p2, p3)
+        h0, h1, h2, h3 = _hq(Td[0, b], Td[1, b], Td[2, b], Td[3, b], p0, p1, p2, p3)
+        k0, k1, k2, k3 = _hq(a0, a1, a2, a3, Pdm[0, b], -Pdm[1, b], -Pdm[2, b], -Pdm[3, b])
+        h0, h1, h2, h3 = h0 + k0, h1 + k1, h2 + k2, h3 + k3
+        hx, hy, hz = _rv_dv(R, b, h0, h1, h2, h3)
+        vx, vy, vz, f, g, h = R[0, b], R[1, b], R[2, b], R[3, b], R[4, b], R[5, b]
+        dx, dy, dz, s = R[10, b], R[11, b], R[12, b], R[13, b]
+        vg = vx * g1 + vy * g2 + vz * g3
+        dg = dx * g1 + dy * g2 + dz * g3
+        cd = g * vg - 0.5 * f * g0                 # along vdot
+        cv = g * dg + h * vg * s - 0.5 * g * s * g0  # along v
+        gs = g * s                                 # along g
+        Ht[ax, b] += hx + gs * g1 + cd * dx + cv * vx
+        Ht[ay, b] += hy + gs * g2 + cd * dy + cv * vy
+        Ht[az, b] += hz + gs * g3 + cd * dz + cv * vz
 
 
 @njit(cache=True)
@@ -811,13 +1018,15 @@ def forward_ws(phi, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, e
     dim = 1 << n
     BT = _tile_width(B)
     K = bstart.shape[0] - 1
-    ws = _scratch(ws, 0, A, B, n, bstart)
+    R = _n_rv(etype)
+    ws = _scratch(ws, 0, A, B, n, bstart, R)
     X, o = _v3(ws, 0, dim, 2, BT)
     Lam, o = _v3(ws, o, dim, 2, BT)
     Q, o = _v3(ws, o, max(K, 1), 4, BT)
     C, o = _v2(ws, o, A, BT)
     Sn, o = _v2(ws, o, A, BT)
     yt, o = _v1(ws, o, BT)
+    RV, o = _v3(ws, o, R, RV_ROWS, BT)
     y = np.empty(B)
     triv = _trivial_phases(mpr, mpi)
     rw = np.empty(dim, dtype=np.int64)
@@ -825,7 +1034,9 @@ def forward_ws(phi, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, e
     for b0 in range(0, B, BT):
         nb = min(BT, B - b0)
         _trig(phi, b0, nb, abatch, C, Sn)
-        _blocks(C, Sn, bstart, etype, eaxis, eangle, equat, Q)
+        if R:
+            _rv_prep(phi, b0, nb, etype, eaxis, equat, RV)
+        _blocks(C, Sn, RV, bstart, etype, eaxis, eangle, equat, Q)
         _identity_rows(rw)
         rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim)
         _observe(X, Lam, operm, opr, opi, rw, dim, yt)
@@ -853,7 +1064,8 @@ def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
     for k in range(K):
         Lmax = max(Lmax, bstart[k + 1] - bstart[k])
     keep = GQall.shape[2] > 0
-    ws = _scratch(ws, 1, A, B, n, bstart)
+    R = _n_rv(etype)
+    ws = _scratch(ws, 1, A, B, n, bstart, R)
     X, o = _v3(ws, 0, dim, 2, BT)
     L, o = _v3(ws, o, dim, 2, BT)
     Q, o = _v3(ws, o, max(K, 1), 4, BT)
@@ -864,6 +1076,7 @@ def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
     Sn, o = _v2(ws, o, A, BT)
     Gt, o = _v2(ws, o, A, BT)
     yt, o = _v1(ws, o, BT)
+    RV, o = _v3(ws, o, R, RV_ROWS, BT)
     y = np.empty(B)
     G = np.empty((A, B))
     triv = _trivial_phases(mpr, mpi)
@@ -872,7 +1085,9 @@ def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
     for b0 in range(0, B, BT):
         nb = min(BT, B - b0)
         _trig(phi, b0, nb, abatch, C, Sn)
-        _blocks(C, Sn, bstart, etype, eaxis, eangle, equat, Q)
+        if R:
+            _rv_prep(phi, b0, nb, etype, eaxis, equat, RV)
+        _blocks(C, Sn, RV, bstart, etype, eaxis, eangle, equat, Q)
         _identity_rows(rw)
         rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim)
         _observe(X, L, operm, opr, opi, rw, dim, yt)
@@ -896,7 +1111,7 @@ def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
                         GQall[k, c, b0 + b] = GQ[k, c, b]
         Gt[:] = 0.0
         for k in range(K):
-            _block_backprop(GQ[k], bstart[k], bstart[k + 1], C, Sn, etype, eaxis, eangle, equat, P, Tq, Gt)
+            _block_backprop(GQ[k], bstart[k], bstart[k + 1], C, Sn, RV, etype, eaxis, eangle, equat, P, Tq, Gt)
         for a in range(A):
             for b in range(nb):
                 G[a, b0 + b] = Gt[a, b]
@@ -925,7 +1140,8 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
     for k in range(K):
         Lmax = max(Lmax, bstart[k + 1] - bstart[k])
     have_gq = GQin.shape[2] > 0
-    ws = _scratch(ws, 2, A, B, n, bstart)
+    R = _n_rv(etype)
+    ws = _scratch(ws, 2, A, B, n, bstart, R)
     X, o = _v3(ws, 0, dim, 2, BT)
     D, o = _v3(ws, o, dim, 2, BT)
     L, o = _v3(ws, o, dim, 2, BT)
@@ -948,6 +1164,7 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
     Ht, o = _v2(ws, o, A, BT)
     yt, o = _v1(ws, o, BT)
     ytd, o = _v1(ws, o, BT)
+    RV, o = _v3(ws, o, R, RV_ROWS_HVP, BT)
     vz = np.empty(A, dtype=np.bool_)
     H = np.empty((A, B))
     triv = _trivial_phases(mpr, mpi)
@@ -956,6 +1173,8 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
     for b0 in range(0, B, BT):
         nb = min(BT, B - b0)
         _trig(phi, b0, nb, abatch, C, Sn)
+        if R:
+            _rv_prep(phi, b0, nb, etype, eaxis, equat, RV)
         # block quaternions and their tangents
         for a in range(A):
             for b in range(nb):
@@ -971,6 +1190,8 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
                 NSD[a, b] = -SD[a, b]
                 nz += v != 0.0
             vz[a] = nz == 0  # phidot[a] = 0 on the whole tile (e.g. an angle without inputs in a force loss)
+        if R:
+            _rv_tangent(V, etype, eaxis, equat, RV)
         for k in range(K):
             # ping-pong between two rows of the prefix scratch (in place, source and target would be the same
             # arrays, which defeats the vectorised path of the lane loop)
@@ -979,7 +1200,7 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
             Pd[0] = 0.0
             i = 0
             for e in range(bstart[k], bstart[k + 1]):
-                _tangent_step(e, P[i], Pd[i], P[1 - i], Pd[1 - i], C, Sn, CD, SD, etype, eaxis, eangle, equat, vz)
+                _tangent_step(e, P[i], Pd[i], P[1 - i], Pd[1 - i], C, Sn, CD, SD, RV, etype, eaxis, eangle, equat, vz)
                 i = 1 - i
             Q[k] = P[i]
             Qd[k] = Pd[i]
@@ -1032,7 +1253,7 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
         # back through the quaternion products, with tangents
         Ht[:] = 0.0
         for k in range(K):
-            _hvp_backprop(GQ[k], GQd[k], bstart[k], bstart[k + 1], C, Sn, NS, CD, SD, NSD, V, etype, eaxis, eangle, equat,
+            _hvp_backprop(GQ[k], GQd[k], bstart[k], bstart[k + 1], C, Sn, NS, CD, SD, NSD, V, RV, etype, eaxis, eangle, equat,
                           P, Pd, Tq, Td, Ht, vz)
         for a in range(A):
             for b in range(nb):
