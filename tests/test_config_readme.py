@@ -22,11 +22,13 @@ SECTIONS = {
     "## A system's `models`": ["#training"],
     "### `qnn`": ["#qnn_init", "#qnn.hardware", "#qnn.aer", "#qnn"],  # in this order: `rotations` is an init key
     "### `sgdml`": ["#sgdml"],
+    "### `eqnn`": ["#eqnn_init", "#eqnn"],
     "## A system's `md` and `slice`": ["#system"],
     "## `reproduction`": ["reproduction"],
 }
 # blocks whose every key must appear in some table of its section (the studies grid keys are checked by test_studies)
-COMPLETE = {"#dft", "#training", "#qnn_init", "#qnn.hardware", "#sgdml", "effective_dimension", "reproduction"}
+COMPLETE = {"#dft", "#training", "#qnn_init", "#qnn.hardware", "#sgdml", "#eqnn", "#eqnn_init", "effective_dimension",
+            "reproduction"}
 
 
 def deref(node):

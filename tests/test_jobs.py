@@ -198,7 +198,7 @@ def test_no_stage_function_takes_a_config_dict():
 def test_every_rule_with_settings_gets_its_spec_as_the_first_argument():
     specs = {DataJob, TrainJob, EffdimJob, FloorJob, AerJob, MDJob, FiguresJob, MetricsJob, StudyPointJob, StudyJob, ReproductionSettings}
     with_settings = {r for r in rule_scripts() if r in RULES or r.startswith("train_")}  # the train_* rules share "train"
-    assert len(with_settings) == len(RULES) + 3  # train_qnn, train_nn, train_bpnn, train_sgdml share "train"
+    assert len(with_settings) == len(RULES) + 4  # train_qnn, train_nn, train_bpnn, train_eqnn, train_sgdml share "train"
     functions = {name: (stem, fn) for stem, name, fn in stage_functions()}
     for rule in with_settings:
         names = ["train"] if rule.startswith("train_") else ["run_md", "run_md_dft"] if rule in ("run_md", "run_md_dft") else [rule]

@@ -29,8 +29,8 @@ def run_snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeo
 def smoke(tmp_path_factory, repo, pytestconfig):
     work = tmp_path_factory.mktemp("smoke")
     say = terminal_writer(pytestconfig)
-    say("smoke fixture: the whole workflow on config/test.yaml (about 1.5 min on 2 cores)")
-    run_snakemake(repo, work, repo / "config" / "test.yaml", say=say)
+    say("smoke fixture: the whole workflow (target `extended`: both scopes) on config/test.yaml (about 1.5 min on 2 cores)")
+    run_snakemake(repo, work, repo / "config" / "test.yaml", "extended", say=say)
     keep = os.environ.get("QNNFF_KEEP_SMOKE_RUN")
     if keep:  # .ci/run: the SLURM proof compares its SLURM run with this local run instead of making another one
         shutil.copytree(work, keep, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
@@ -70,8 +70,9 @@ def test_smoke_features(smoke, test_config):
         assert y.min() == pytest.approx(-1.0) and y.max() == pytest.approx(1.0)
 
 
-def test_rerun_is_a_no_op(smoke, repo):
-    proc = run_snakemake(repo, smoke, repo / "config" / "test.yaml", "-n")
+@pytest.mark.parametrize("target", ["all", "extended"])
+def test_rerun_is_a_no_op(smoke, repo, target):
+    proc = run_snakemake(repo, smoke, repo / "config" / "test.yaml", "-n", target)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
@@ -170,19 +171,28 @@ def test_a_damaged_data_file_stops_the_run_before_any_output_is_deleted(smoke, r
         assert look.returncode == 0 and "qnnff: warning: damaged file(s)" in look.stderr, (extra, look.stderr[-2000:])
 
 
-def test_smoke_every_figure_and_table(smoke, test_config):
+@pytest.mark.parametrize("scope", ["", "extended/"])
+def test_smoke_every_figure_and_table(smoke, test_config, scope):
     systems = list(test_config["systems"])
-    files = [f"results/figures/{s}_{n}.{e}" for s in systems for n in ("parity", "curve") for e in ("png", "pdf")]
-    files += [f"results/figures/LiH_md_distance.{e}" for e in ("png", "pdf")]
-    files += [f"results/figures/{n}.{e}" for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n")
+    r = f"results/{scope}"
+    files = [f"{r}figures/{s}_{n}.{e}" for s in systems for n in ("parity", "curve") for e in ("png", "pdf")]
+    files += [f"{r}figures/LiH_md_distance.{e}" for e in ("png", "pdf")]
+    files += [f"{r}figures/{n}.{e}" for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n")
               for e in ("png", "pdf")]
-    files += [f"results/tables/{s}_errors.{e}" for s in systems for e in ("csv", "md")]
-    files += ["results/tables/md.csv", "results/tables/md.md", "results/metrics.json", "results/MANIFEST.sha256"]
-    files += ["results/tables/reproduction.csv", "results/tables/reproduction.md"]
+    files += [f"{r}tables/{s}_errors.{e}" for s in systems for e in ("csv", "md")]
+    files += [f"{r}tables/md.csv", f"{r}tables/md.md", f"{r}metrics.json", f"{r}MANIFEST.sha256"]
+    files += [f"{r}tables/reproduction.csv", f"{r}tables/reproduction.md"]
     for f in files:
         assert (smoke / f).is_file() and (smoke / f).stat().st_size > 0, f
+    # the paper's scope has the kinds of the paper's tables only, no Aer evaluation and no shot-noise MD; the extended
+    # scope has every configured kind (sGDML on H2O in config/test.yaml), both
+    errors = (smoke / f"{r}tables/H2O_errors.md").read_text()
+    md_table = (smoke / f"{r}tables/md.md").read_text()
+    lih = (smoke / f"{r}tables/LiH_errors.md").read_text()
+    assert ("sGDML" in errors) == bool(scope) and ("shots" in md_table) == bool(scope), scope
+    assert ("aer" in lih.lower()) == bool(scope), scope
     for s in systems:
-        md = (smoke / f"results/tables/{s}_errors.md").read_text()
+        md = (smoke / f"{r}tables/{s}_errors.md").read_text()
         qnn_opt = "L-BFGS" if s == "H3O+" else "Adam"  # config/test.yaml: the H3O+ best protocols use lbfgs, adam+lbfgs
         assert "meV" in md and "scaled" in md and f"| QNN | best ({qnn_opt}, chi=1)" in md and "| NN | best" in md and " ± " in md
         assert "| floor (inputs) [scaled] |" in md  # every model's inputs' information floor
@@ -190,12 +200,15 @@ def test_smoke_every_figure_and_table(smoke, test_config):
     # the manifest lists every committed artifact with its checksum
     import hashlib
 
-    lines = (smoke / "results/MANIFEST.sha256").read_text().splitlines()
+    lines = (smoke / f"{r}MANIFEST.sha256").read_text().splitlines()
     assert len(lines) > 50
     for line in lines:
         digest, path = line.split("  ", 1)
         assert hashlib.sha256((smoke / path).read_bytes()).hexdigest() == digest, path
-    metrics = json.loads((smoke / "results/metrics.json").read_text())
+    if scope:  # the extended manifest covers the paper scope's files too
+        assert {ln.split("  ", 1)[1] for ln in (smoke / "results/MANIFEST.sha256").read_text().splitlines()} <= {
+            ln.split("  ", 1)[1] for ln in lines}
+    metrics = json.loads((smoke / f"{r}metrics.json").read_text())
     assert set(metrics["errors"]) == set(systems) and metrics["reproduction"]
     assert {"git_commit", "packages", "config_hash", "date"} <= set(metrics["provenance"])
 
@@ -216,7 +229,7 @@ def test_smoke_seeds_protocols_and_scorecard(smoke, test_config):
 
     n = test_config["seeds"]
     for system, sc in test_config["systems"].items():
-        csv = pd.read_csv(smoke / f"results/tables/{system}_errors.csv")
+        csv = pd.read_csv(smoke / f"results/extended/tables/{system}_errors.csv")  # every kind
         exact = csv[csv["evaluation"] == "exact"]
         for kind, mc in sc["models"].items():
             closed_form = KINDS[kind].closed_form  # one deterministic fit (sGDML): one seed, its one protocol
@@ -236,13 +249,18 @@ def test_smoke_seeds_protocols_and_scorecard(smoke, test_config):
                     assert (g["iterations"] == g["iterations configured"]).all()
         ed = json.loads((smoke / f"results/{system}/models/qnn/effective_dimension.json").read_text())
         assert len(ed["draws"]) == test_config["effective_dimension"]["n_draws"] and ed["d_n_over_d_sd"] > 0
-    rep = pd.read_csv(smoke / "results/tables/reproduction.csv", keep_default_na=False)
+    assert "sgdml" not in set(pd.read_csv(smoke / "results/tables/reproduction.csv", keep_default_na=False)["kind"])
+    rep = pd.read_csv(smoke / "results/extended/tables/reproduction.csv", keep_default_na=False)
     # the sGDML reference rows and the QNN / sGDML gap (issue 27): no paper number, no target
     ref = rep[rep["kind"] == "sgdml"]
     assert set(ref["metric"]) == {"RMSE(E)", "RMSE(F)"} and (ref["target met"] == "").all()
     gap = rep[rep["model"] == "QNN / sGDML"]
     assert len(gap) == 2 and (gap["ours"].astype(float) > 0).all()
-    errs = rep[rep["metric"].isin(["RMSE(E)", "RMSE(F)"]) & (rep["unit"] != "ratio") & (rep["kind"] != "sgdml")]
+    # the invariant QNN (issue 28, H2O in config/test.yaml): its errors (paper "-") and its ratio to the QNN
+    inv = rep[(rep["kind"] == "eqnn") & (rep["unit"] != "ratio")]
+    assert set(inv["metric"]) == {"RMSE(E)", "RMSE(F)"} and set(inv["system"]) == {"H2O"} and (inv["paper"] == "").all()
+    assert len(rep[rep["model"] == "EQNN / QNN"]) == 2
+    errs = rep[rep["metric"].isin(["RMSE(E)", "RMSE(F)"]) & (rep["unit"] != "ratio") & ~rep["kind"].isin(["sgdml", "eqnn"])]
     assert set(errs["protocol"]) == {"paper", "best"}
     for _, r in errs.iterrows():
         assert r["verdict"] == error_verdict(float(r["ours"]) / float(r["paper"]))

@@ -221,7 +221,10 @@ def write_error_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path,
                  pm(r["RMSE(F) [meV/A]"], r["RMSE(F) [meV/A] sd"]) if exact else fmt(r["RMSE(F) [meV/A]"]),
                  its, fmt(int(r["n_test"]))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Mean ± standard deviation over seeds (the CSV has one row per seed); Aer rows evaluate the median seed.",
+    has_aer = bool((sm["evaluation"] != "exact").any())
+    has_closed_form = any(KINDS[str(k)].closed_form for k in sm["kind"] if str(k) in KINDS)
+    lines += ["", "Mean ± standard deviation over seeds (the CSV has one row per seed)"
+              + ("; Aer rows evaluate the median seed." if has_aer else "."),
               "Units: scaled = divided by the energy scaler's scale (half the training energy range), as the models are trained;",
               "RMSE(F) [scaled] is in 1/Angstrom; meV and meV/Angstrom are physical units. d = trainable parameters",
               "(for the QNN the circuit's; its readout E = a<Z> + b adds 2); d_n/d = normalised effective dimension at",
@@ -229,7 +232,7 @@ def write_error_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path,
               "floor (inputs) = the information floor of the inputs the model sees: test RMSE(E) [scaled] of a Gaussian process",
               f"fitted to them (energies only); 'at floor': the model's mean RMSE(E) lies within {AT_FLOOR_RATIO:g}x of it, so only",
               "other inputs, not more capacity, data or training, can lower it.",
-              "A closed-form model (sGDML) is one deterministic fit for given data and settings: n = 1, no spread; its d counts",
-              "kernel coefficients, and the effective dimension does not apply to a kernel model.",
+              *(["A closed-form model (sGDML) is one deterministic fit for given data and settings: n = 1, no spread; its d counts",
+                 "kernel coefficients, and the effective dimension does not apply to a kernel model."] if has_closed_form else []),
               *notes, ""]
     write_text_atomic(out_md, "\n".join(lines))

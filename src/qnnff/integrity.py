@@ -246,7 +246,7 @@ def command_mode(argv: list[str]) -> str:
     return "other" if any(getattr(args, k, None) for k in _NO_EXEC) else "exec"
 
 
-REGENERATED = ("results/figures/", "results/tables/", "results/metrics.json", "results/MANIFEST.sha256")
+REGENERATED = ("results/figures/", "results/tables/", "results/metrics.json", "results/MANIFEST.sha256", "results/extended/")
 
 
 def fresh_clone_regeneration(argv: list[str], workdir: str | os.PathLike, repo: str | os.PathLike) -> str | None:

@@ -16,7 +16,10 @@ A :class:`ModelKind` names everything the pipeline needs to know about a kind, w
   trained by gradient steps: no optimiser protocols (its one protocol is :data:`CLOSED_FORM_PROTOCOL`), and, being
   deterministic for given data and settings, one seed (n = 1 in the tables);
 * ``effdim``: the normalised effective dimension applies (a parametric model; a kernel model's table cell says why not,
-  ``effdim_note``); ``parameter_label``: what its parameter count counts.
+  ``effdim_note``); ``parameter_label``: what its parameter count counts;
+* ``paper``: the kind is in the paper's tables (QNN, NN, and n2p2 as the BPNN), so the default target ``all`` builds
+  it; a kind beyond the paper (sGDML, the symmetry-invariant QNN ``eqnn``) is built by the target ``extended`` only,
+  whose tables and figures are under ``results/extended/`` (README "Targets").
 
 This module imports nothing from qnnff, so every layer can iterate over :data:`KINDS` (in this order: tables, figures
 and the workflow's targets follow it).
@@ -47,6 +50,7 @@ class ModelKind:
     effdim: bool = True
     effdim_note: str = ""
     parameter_label: str = "parameters"
+    paper: bool = True
 
 
 KINDS: dict[str, ModelKind] = {k.name: k for k in (
@@ -58,7 +62,11 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               model_class="BPNNForceField", feature_model=False, quantum=False, color="#2ca02c", marker="^"),
     ModelKind(name="sgdml", label="sGDML", short_label="sGDML", settings="SGDMLSettings", module="qnnff.models.sgdml",
               model_class="SGDMLForceField", feature_model=False, quantum=False, color="#9467bd", marker="D",
-              closed_form=True, effdim=False, effdim_note="n/a: kernel model", parameter_label="kernel coefficients"),
+              closed_form=True, effdim=False, effdim_note="n/a: kernel model", parameter_label="kernel coefficients",
+              paper=False),
+    ModelKind(name="eqnn", label="EQNN (symmetry-invariant QNN)", short_label="EQNN", settings="EQNNSettings",
+              module="qnnff.models.eqnn", model_class="EQNNForceField", feature_model=False, quantum=True, color="#ff7f0e",
+              marker="P", paper=False),
 )}
 
 

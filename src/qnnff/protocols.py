@@ -126,6 +126,9 @@ QNN_CIRCUIT_KEYS = ("n_qubits", "depth", "feature_map", "feature_map_reps", "tra
                     "trainable_feature_map_reps", "entanglement", "rotations", "final_rotations")
 
 
+EQNN_CIRCUIT_KEYS = ("depth", "rep", "trainable_reps", "reference", "share_like_atoms", "layout", "symmetry_breaking")
+
+
 def qnn_circuit_config(cfg: dict, system: str) -> dict:
     """A system's QNN circuit keys over the schema's defaults (the arguments of :class:`qnnff.qnn.spec.QNNCircuitConfig`
     but ``n_features``)."""
@@ -253,6 +256,14 @@ def check_models(cfg: dict, system: str) -> None:
             n_train = system_spec(cfg, system).n_points("train")
             if ts["batch_size"] is not None and int(ts["batch_size"]) > n_train:
                 raise ConfigError(f"{pkey}.batch_size: {ts['batch_size']} exceeds the {n_train} training points")
+        if kind == "eqnn":  # the circuit's own checks (even qubit count, reference atom, layout), named by key
+            from .qnn.eqnn import EquivariantQNNConfig
+
+            mc = {**schema_defaults("#eqnn"), **model_config(cfg, system, kind)}
+            try:
+                EquivariantQNNConfig(species=tuple(system_spec(cfg, system).symbols), **{k: mc[k] for k in EQNN_CIRCUIT_KEYS})
+            except ValueError as exc:
+                raise ConfigError(f"{key}.eqnn: {exc}") from None
         if kind == "qnn":
             for name in protocols(cfg, system, kind):
                 init = qnn_init(cfg, system, name)

@@ -16,6 +16,8 @@ the MD summaries):
 * ``sGDML`` (issue 27): per system with an sGDML model, its RMSE(E) and RMSE(F) (paper column ``-``: beyond the 2022
   paper), and ``QNN / sGDML``: the held protocol's QNN mean over its seeds divided by sGDML's, the gap to the classical
   state of the art for small molecules.
+* ``EQNN`` (issue 28): per system with a symmetry-invariant QNN, its RMSE(E) and RMSE(F) under the held protocol (paper
+  column ``-``), and ``EQNN / QNN``: its mean over seeds divided by the held QNN's (below 1: the invariances help).
 * ``MD period``: the oscillation period of a diatomic's median-seed model trajectory against DFT's over DFT's time
   window, and their relative difference (the paper's LiH figure); ``agrees`` when within ``tolerance``.
 """
@@ -120,6 +122,42 @@ def reference_rows(error_csvs: dict[str, str | Path], held: str) -> list[dict]:
     return rows
 
 
+INVARIANT_KIND = "eqnn"  # the symmetry-invariant QNN of the follow-up (issue 28), beyond the 2022 paper
+
+
+def invariant_rows(error_csvs: dict[str, str | Path], held: str) -> list[dict]:
+    """Per system with a symmetry-invariant QNN (``eqnn``): its RMSE(E) and RMSE(F) under the ``held`` protocol (mean
+    +- sd over seeds; paper column "-": beyond the 2022 paper), and ``EQNN / QNN``: its mean divided by the held QNN's,
+    what the invariances gain (below 1) or lose (above 1) against the original QNN on the same data."""
+    rows = []
+    for system, path in error_csvs.items():
+        df = pd.read_csv(path)
+        exact = df[df["evaluation"] == "exact"]
+        inv = exact[(exact["kind"] == INVARIANT_KIND) & (exact["protocol"] == held)]
+        if inv.empty:
+            continue
+        label = MODEL_LABELS.get(INVARIANT_KIND, INVARIANT_KIND)
+        qnn = exact[(exact["kind"] == "qnn") & (exact["protocol"] == held)]
+        for _key, (col, name, unit) in METRICS.items():
+            m, sd = mean_sd(inv[col])
+            floor = float(inv[FLOOR].iloc[0]) if name == "RMSE(E)" and FLOOR in inv else float("nan")
+            rows.append({"system": system, "model": label, "kind": INVARIANT_KIND, "protocol": held, "metric": name, "unit": unit,
+                         "paper": float("nan"), "ours": m, "ours sd": sd, "n": len(inv), "ratio": float("nan"),
+                         "verdict": "beyond the 2022 paper", "target": "", "target met": "", "floor (inputs)": floor,
+                         "note": f"{int(inv['d'].iloc[0])} circuit parameters"
+                         + ("; at the floor of its inputs" if at_floor(m, floor) else "")})
+            if not qnn.empty:
+                q, _ = mean_sd(qnn[col])
+                rows.append({"system": system, "model": "EQNN / QNN", "kind": INVARIANT_KIND, "protocol": held, "metric": name,
+                             "unit": "ratio", "paper": float("nan"), "ours": m / q, "ours sd": float("nan"), "n": len(inv),
+                             "ratio": float("nan"),
+                             "verdict": f"the invariant QNN is {q / m:.3g}x more accurate" if m <= q
+                             else f"the invariant QNN is {m / q:.3g}x less accurate",
+                             "target": "", "target met": "", "floor (inputs)": float("nan"),
+                             "note": f"means over {len(inv)} / {len(qnn)} seeds"})
+    return rows
+
+
 def scorecard(rep: ReproductionSettings, error_csvs: dict[str, str | Path], effdims: dict[tuple[str, str], str | Path],
               md_summaries: Sequence[str | Path], period_trajectories: tuple[str, str] | None = None) -> pd.DataFrame:
     """The scorecard as a DataFrame (see the module docstring); ``rep``: the ``reproduction`` block
@@ -162,6 +200,7 @@ def scorecard(rep: ReproductionSettings, error_csvs: dict[str, str | Path], effd
                              "paper": paper["d"], "ours": d, "ours sd": 0.0, "n": 1, "ratio": d / paper["d"],
                              "verdict": "equal" if d == paper["d"] else "differs", "target": "", "target met": "", "note": ""})
     rows += reference_rows(error_csvs, held)
+    rows += invariant_rows(error_csvs, held)
     for p in md_summaries:
         d = json.loads(Path(p).read_text())
         if d["model"] != "qnn":
@@ -211,7 +250,7 @@ def write_scorecard(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path) -
         ours = pm(float(r["ours"]), float(r["ours sd"])) if np.isfinite(r["ours sd"]) and r["metric"] not in ("d", "MD") \
             else _num(r["ours"])
         note = f" ({r['note']})" if r["note"] else ""
-        paper = "-" if r["kind"] == REFERENCE_KIND or r["unit"] == "ratio" else _num(r["paper"])  # beyond the paper
+        paper = "-" if r["kind"] in (REFERENCE_KIND, INVARIANT_KIND) or r["unit"] == "ratio" else _num(r["paper"])  # beyond the paper
         lines.append("| " + " | ".join([r["system"], r["model"], r["metric"], r["protocol"] or "-", paper, ours,
                                         str(int(r["n"])), _num(r["ratio"]), r["verdict"] + note, r["target"] or "-",
                                         r["target met"] or "-", _floor(r["floor (inputs)"]), r["unit"]]) + " |")

@@ -432,7 +432,30 @@ class SGDMLSettings:
                    energy_constraints=bool(mc["energy_constraints"]), lam=float(mc["lam"]))
 
 
-ModelSettings = QNNSettings | NNSettings | BPNNSettings | SGDMLSettings
+@dataclass(frozen=True)
+class EQNNSettings:
+    """A symmetry-invariant QNN's architecture (the ``eqnn`` block over the schema's defaults): ``circuit``, the
+    keyword arguments of :class:`qnnff.qnn.eqnn.EquivariantQNNConfig` but the species (the system's), and its
+    initialisation: the couplings' half-width and the encoding weights (a number or ``auto``)."""
+
+    circuit: dict[str, Any]
+    init_couplings: float
+    init_alpha: float | str
+    kind: ClassVar[str] = "eqnn"
+
+    @classmethod
+    def of(cls, cfg: dict, system: str, protocol: str | None = None) -> EQNNSettings:
+        """(``protocol``: unused; the initialisation is the model's.)"""
+        from .protocols import EQNN_CIRCUIT_KEYS, model_config
+
+        mc = {**schema_defaults("#eqnn"), **model_config(cfg, system, "eqnn")}
+        init = {**schema_defaults("#eqnn_init"), **(mc.get("init") or {})}
+        alpha = init["alpha"]
+        return cls(circuit={k: copy.deepcopy(mc[k]) for k in EQNN_CIRCUIT_KEYS}, init_couplings=float(init["couplings"]),
+                   init_alpha=alpha if isinstance(alpha, str) else float(alpha))
+
+
+ModelSettings = QNNSettings | NNSettings | BPNNSettings | SGDMLSettings | EQNNSettings
 
 
 def model_settings_of(cfg: dict, system: str, kind: str, protocol: str | None = None) -> ModelSettings:

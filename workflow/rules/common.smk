@@ -90,34 +90,66 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def variant_files(name, systems=None, kinds=tuple(KINDS)):
-    """results/{system}/models/{kind}/{protocol}/{name} for every configured (system, kind, protocol)."""
-    return [f"{v.model_dir()}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds]
+# Scopes (README "Targets"). The default target `all` builds the paper's scope: the kinds of the paper's tables
+# (qnnff.kinds.ModelKind.paper), without the circuit evaluations on qiskit-aer and the shot-noise MD. The target
+# `extended` builds everything configured: also the kinds beyond the paper (sGDML), the Aer evaluations and the
+# shot-noise MD, and its own tables, figures, metrics and manifest under results/extended/ (the scope's path prefix:
+# "" or "extended/"). Per-model files are shared: the extended target reuses every model the default one trained.
+SCOPES = ("", "extended/")
 
 
-def seed_files(name, systems=None, kinds=tuple(KINDS)):
-    """results/{system}/models/{kind}/{protocol}/seed{k}/{name} for every variant and seed."""
+wildcard_constraints:
+    scope="|extended/",
+
+
+def in_scope(kind, scope):
+    return scope == "extended/" or KINDS[kind].paper
+
+
+def scope_models(system, scope=""):
+    """The kinds of `system` in `scope`."""
+    return [k for k in MODELS[system] if in_scope(k, scope)]
+
+
+def variant_files(name, systems=None, kinds=tuple(KINDS), scope=""):
+    """results/{system}/models/{kind}/{protocol}/{name} for every configured (system, kind, protocol) of the scope."""
     return [
-        f"{v.model_dir(k)}/{name}" for s in (systems or SYSTEMS) for v in VARIANTS[s] if v.kind in kinds for k in SEEDS_OF[v.kind]
+        f"{v.model_dir()}/{name}"
+        for s in (systems or SYSTEMS)
+        for v in VARIANTS[s]
+        if v.kind in kinds and in_scope(v.kind, scope)
     ]
 
 
-def kinds_with(name, system):
-    """The kinds of a system that have the per-kind output `name`: the effective dimension only where it applies (not
-    to a kernel model: qnnff.kinds.ModelKind.effdim)."""
+def seed_files(name, systems=None, kinds=tuple(KINDS), scope=""):
+    """results/{system}/models/{kind}/{protocol}/seed{k}/{name} for every variant and seed of the scope."""
+    return [
+        f"{v.model_dir(k)}/{name}"
+        for s in (systems or SYSTEMS)
+        for v in VARIANTS[s]
+        if v.kind in kinds and in_scope(v.kind, scope)
+        for k in SEEDS_OF[v.kind]
+    ]
+
+
+def kinds_with(name, system, scope=""):
+    """The kinds of a system (in the scope) that have the per-kind output `name`: the effective dimension only where it
+    applies (not to a kernel model: qnnff.kinds.ModelKind.effdim)."""
     if name == "effective_dimension.json":
-        return [k for k in MODELS[system] if KINDS[k].effdim]
-    return MODELS[system]
+        return [k for k in scope_models(system, scope) if KINDS[k].effdim]
+    return scope_models(system, scope)
 
 
-def kind_files(name, systems=None):
+def kind_files(name, systems=None, scope=""):
     """results/{system}/models/{kind}/{name}: one per (system, kind), e.g. the effective dimension."""
-    return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in kinds_with(name, s)]
+    return [f"results/{s}/models/{k}/{name}" for s in (systems or SYSTEMS) for k in kinds_with(name, s, scope)]
 
 
-def aer_files(systems=None):
+def aer_files(systems=None, scope=""):
     """The circuit (Aer / Runtime) evaluation of each system's QNN: the median seed of the figure protocol (one
-    protocol only: parameter-shift forces cost 1 + 2K circuits per geometry)."""
+    protocol only: parameter-shift forces cost 1 + 2K circuits per geometry); extended scope only."""
+    if scope != "extended/":
+        return []
     return [
         f"results/{s}/models/qnn/{figure_protocol(config, s, 'qnn')}/aer_evaluation.json"
         for s in (systems or SYSTEMS)
@@ -136,9 +168,9 @@ def seed_set(system, kind, protocol, name):
     }
 
 
-def figure_sets(system, name):
-    """Per kind, the seeds of the protocol the figures show."""
-    return [seed_set(system, k, figure_protocol(config, system, k), name) for k in MODELS[system]]
+def figure_sets(system, name, scope=""):
+    """Per kind of the scope, the seeds of the protocol the figures show."""
+    return [seed_set(system, k, figure_protocol(config, system, k), name) for k in scope_models(system, scope)]
 
 
 def set_inputs(sets):
@@ -152,29 +184,31 @@ def settings(rule, **fixed):
     return lambda wc: rule_settings(config, rule, **dict(wc.items()), **fixed)
 
 
-def md_variants(name):
-    """(kind, protocol) pairs driven in MD: every model variant, plus ("dft", None) where configured."""
+def md_variants(name, scope):
+    """(kind, protocol) pairs driven in MD: every model variant of the scope, plus ("dft", None) where configured."""
     md = config["systems"][name].get("md", {})
-    out = [(v.kind, v.protocol) for v in VARIANTS[name]]
-    if "qnn" in MODELS[name]:  # shot-noise MD (rule run_md_shots) of the figure protocol's median-seed QNN
+    out = [(v.kind, v.protocol) for v in VARIANTS[name] if in_scope(v.kind, scope)]
+    if "qnn" in MODELS[name] and scope == "extended/":  # shot-noise MD (rule run_md_shots) of the figure protocol's QNN
         out += [(f"qnn-shots{int(n)}", figure_protocol(config, name, "qnn")) for n in md.get("shots", [])]
     return out + ([("dft", None)] if md.get("dft", False) else [])
 
 
-MD_VARIANTS = {name: md_variants(name) for name in SYSTEMS}
+MD_VARIANTS = {scope: {name: md_variants(name, scope) for name in SYSTEMS} for scope in SCOPES}
 
 
 def md_dir(system, kind, protocol):
     return f"results/{system}/md/dft" if kind == "dft" else f"results/{system}/md/{kind}/{protocol}"
 
 
-def md_files(name, systems=None):
-    return [f"{md_dir(s, k, p)}/{name}" for s in (systems or SYSTEMS) for k, p in MD_VARIANTS[s]]
+def md_files(name, systems=None, scope=""):
+    return [f"{md_dir(s, k, p)}/{name}" for s in (systems or SYSTEMS) for k, p in MD_VARIANTS[scope][s]]
 
 
-def md_figure_runs(system):
+def md_figure_runs(system, scope=""):
     """The runs on a diatomic's MD figure: DFT and each kind's figure protocol."""
-    runs = [(k, p) for k, p in MD_VARIANTS[system] if k == "dft" or p == figure_protocol(config, system, k.split("-shots")[0])]
+    runs = [
+        (k, p) for k, p in MD_VARIANTS[scope][system] if k == "dft" or p == figure_protocol(config, system, k.split("-shots")[0])
+    ]
     return sorted(runs, key=lambda kp: kp[0] != "dft")
 
 
@@ -182,37 +216,41 @@ DIATOMICS = [s for s in SYSTEMS if len(SPECS[s].symbols) == 2]
 REPRODUCTION = bool(config.get("reproduction"))
 
 
-def figure_files():
+def figure_files(scope=""):
     out = []
     for s in SYSTEMS:
         if MODELS[s]:
-            out += [f"results/figures/{s}_{n}.{e}" for n in ("parity", "curve") for e in ("png", "pdf")]
-    out += [f"results/figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_VARIANTS[s] for e in ("png", "pdf")]
+            out += [f"results/{scope}figures/{s}_{n}.{e}" for n in ("parity", "curve") for e in ("png", "pdf")]
+    out += [f"results/{scope}figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_VARIANTS[scope][s] for e in ("png", "pdf")]
     out += [
-        f"results/figures/{n}.{e}"
+        f"results/{scope}figures/{n}.{e}"
         for n in ("learning_curves", "effective_dimension", "effective_dimension_vs_n")
         for e in ("png", "pdf")
     ]
     return out
 
 
-def table_files():
-    out = [f"results/tables/{s}_errors.{e}" for s in SYSTEMS for e in ("csv", "md")]
-    out += ["results/tables/md.csv", "results/tables/md.md"]
+def table_files(scope=""):
+    out = [f"results/{scope}tables/{s}_errors.{e}" for s in SYSTEMS for e in ("csv", "md")]
+    out += [f"results/{scope}tables/md.csv", f"results/{scope}tables/md.md"]
     if REPRODUCTION:
-        out += ["results/tables/reproduction.csv", "results/tables/reproduction.md"]
+        out += [f"results/{scope}tables/reproduction.csv", f"results/{scope}tables/reproduction.md"]
     return out
 
 
-def committed_artifacts():
-    """Everything under results/ that is committed (and listed in the manifest)."""
-    out = figure_files() + table_files()
+def committed_artifacts(scope=""):
+    """Everything under results/ that is committed (and listed in the scope's manifest): the extended scope's
+    includes the paper scope's, with its metrics.json."""
+    out = figure_files(scope) + table_files(scope)
     for s in SYSTEMS:
         out += [f"results/{s}/data/{n}" for n in ("train.extxyz", "test.extxyz", "dft_report.md", "dft_report.json")]
         out += [f"results/{s}/features/scalers.json"]
     for n in ("model.zip", "test_predictions.extxyz", "learning_curve.csv", "train_summary.json"):
-        out += seed_files(n)
-    out += variant_files("seeds.json") + kind_files("effective_dimension.json") + kind_files("information_floor.json")
-    out += aer_files()
-    out += md_files("summary.json") + md_files("trajectory.extxyz")
+        out += seed_files(n, scope=scope)
+    out += variant_files("seeds.json", scope=scope)
+    out += kind_files("effective_dimension.json", scope=scope) + kind_files("information_floor.json", scope=scope)
+    out += aer_files(scope=scope)
+    out += md_files("summary.json", scope=scope) + md_files("trajectory.extxyz", scope=scope)
+    if scope:
+        out = sorted(set(committed_artifacts("") + ["results/metrics.json"] + out))
     return out

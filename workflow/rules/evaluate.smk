@@ -78,27 +78,27 @@ rule aer_evaluation:
 rule errors_table:
     """The paper's table for one system: one CSV row per seed; Markdown mean +- sd of RMSE(E), RMSE(F) (scaled, meV, meV/A), d_n/d, d."""
     input:
-        selections=lambda wc: variant_files("seeds.json", [wc.system]),
-        effdims=lambda wc: kind_files("effective_dimension.json", [wc.system]),
-        floors=lambda wc: kind_files("information_floor.json", [wc.system]),
+        selections=lambda wc: variant_files("seeds.json", [wc.system], scope=wc.scope),
+        effdims=lambda wc: kind_files("effective_dimension.json", [wc.system], scope=wc.scope),
+        floors=lambda wc: kind_files("information_floor.json", [wc.system], scope=wc.scope),
         scalers="results/{system}/features/scalers.json",
-        aer=lambda wc: aer_files([wc.system]),
+        aer=lambda wc: aer_files([wc.system], scope=wc.scope),
     output:
-        csv=report("results/tables/{system}_errors.csv", caption="../report/errors_table.rst", category="Tables"),
-        md=report("results/tables/{system}_errors.md", caption="../report/errors_table.rst", category="Tables"),
+        csv=report("results/{scope}tables/{system}_errors.csv", caption="../report/errors_table.rst", category="Tables"),
+        md=report("results/{scope}tables/{system}_errors.md", caption="../report/errors_table.rst", category="Tables"),
     log:
-        log_path("errors_table", "{system}"),
+        log_path("errors_table", "{scope}{system}"),
     benchmark:
-        bench_path("errors_table", "{system}")
+        bench_path("errors_table", "{scope}{system}")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
         effdims=lambda wc: {
             k: f"results/{wc.system}/models/{k}/effective_dimension.json"
-            for k in kinds_with("effective_dimension.json", wc.system)
+            for k in kinds_with("effective_dimension.json", wc.system, wc.scope)
         },
-        floors=lambda wc: {k: f"results/{wc.system}/models/{k}/information_floor.json" for k in MODELS[wc.system]},
+        floors=lambda wc: {k: f"results/{wc.system}/models/{k}/information_floor.json" for k in scope_models(wc.system, wc.scope)},
     script:
         "../scripts/errors_table.py"
 
@@ -114,35 +114,35 @@ def period_runs():
     ]
 
 
-def scorecard_systems():
-    """The systems of the paper's tables, and every system with an sGDML model (its reference rows)."""
+def scorecard_systems(scope):
+    """The systems of the paper's tables, and every system with an sGDML or invariant QNN in the scope (their rows)."""
     paper = list(config["reproduction"]["paper"])
-    return paper + [s for s in SYSTEMS if s not in paper and "sgdml" in MODELS[s]]
+    return paper + [s for s in SYSTEMS if s not in paper and {"sgdml", "eqnn"} & set(scope_models(s, scope))]
 
 
 rule reproduction_table:
     """The reproduction scorecard: every number of the paper's tables beside ours (mean +- sd), ratio and verdict."""
     input:
-        errors=lambda wc: [f"results/tables/{s}_errors.csv" for s in scorecard_systems()],
-        effdims=lambda wc: kind_files("effective_dimension.json", list(config["reproduction"]["paper"])),
-        md=md_files("summary.json"),
+        errors=lambda wc: [f"results/{wc.scope}tables/{s}_errors.csv" for s in scorecard_systems(wc.scope)],
+        effdims=lambda wc: kind_files("effective_dimension.json", list(config["reproduction"]["paper"]), scope=wc.scope),
+        md=lambda wc: md_files("summary.json", scope=wc.scope),
         period=lambda wc: period_runs(),
     output:
-        csv=report("results/tables/reproduction.csv", caption="../report/reproduction.rst", category="Tables"),
-        md=report("results/tables/reproduction.md", caption="../report/reproduction.rst", category="Tables"),
+        csv=report("results/{scope}tables/reproduction.csv", caption="../report/reproduction.rst", category="Tables"),
+        md=report("results/{scope}tables/reproduction.md", caption="../report/reproduction.rst", category="Tables"),
     log:
-        log_path("reproduction_table", "all"),
+        log_path("reproduction_table", "{scope}all"),
     benchmark:
-        bench_path("reproduction_table", "all")
+        bench_path("reproduction_table", "{scope}all")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        errors=lambda wc: {s: f"results/tables/{s}_errors.csv" for s in scorecard_systems()},
+        errors=lambda wc: {s: f"results/{wc.scope}tables/{s}_errors.csv" for s in scorecard_systems(wc.scope)},
         effdims=lambda wc: [
             [s, k, f"results/{s}/models/{k}/effective_dimension.json"]
             for s in config["reproduction"]["paper"]
-            for k in kinds_with("effective_dimension.json", s)
+            for k in kinds_with("effective_dimension.json", s, wc.scope)
         ],
         settings=settings("reproduction_table"),
     script:

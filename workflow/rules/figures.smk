@@ -21,30 +21,36 @@ rule dft_slice:
 rule figures_system:
     """Parity plots (test set) and the energy/force curve along one coordinate (LiH: the bond; others: a slice)."""
     input:
-        models=lambda wc: set_inputs(figure_sets(wc.system, "model.zip")),
-        predictions=lambda wc: set_inputs(figure_sets(wc.system, "test_predictions.extxyz")),
+        models=lambda wc: set_inputs(figure_sets(wc.system, "model.zip", wc.scope)),
+        predictions=lambda wc: set_inputs(figure_sets(wc.system, "test_predictions.extxyz", wc.scope)),
         train="results/{system}/data/train.extxyz",
         test="results/{system}/data/test.extxyz",
         slice=lambda wc: [] if len(SPECS[wc.system].symbols) == 2 else f"results/{wc.system}/data/slice.extxyz",
     output:
         parity_png=report(
-            "results/figures/{system}_parity.png", caption="../report/parity.rst", category="Figures", subcategory="{system}"
+            "results/{scope}figures/{system}_parity.png",
+            caption="../report/parity.rst",
+            category="Figures",
+            subcategory="{system}",
         ),
-        parity_pdf="results/figures/{system}_parity.pdf",
+        parity_pdf="results/{scope}figures/{system}_parity.pdf",
         curve_png=report(
-            "results/figures/{system}_curve.png", caption="../report/curve.rst", category="Figures", subcategory="{system}"
+            "results/{scope}figures/{system}_curve.png",
+            caption="../report/curve.rst",
+            category="Figures",
+            subcategory="{system}",
         ),
-        curve_pdf="results/figures/{system}_curve.pdf",
+        curve_pdf="results/{scope}figures/{system}_curve.pdf",
     log:
-        log_path("figures_system", "{system}"),
+        log_path("figures_system", "{scope}{system}"),
     benchmark:
-        bench_path("figures_system", "{system}")
+        bench_path("figures_system", "{scope}{system}")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        models=lambda wc: figure_sets(wc.system, "model.zip"),
-        predictions=lambda wc: figure_sets(wc.system, "test_predictions.extxyz"),
+        models=lambda wc: figure_sets(wc.system, "model.zip", wc.scope),
+        predictions=lambda wc: figure_sets(wc.system, "test_predictions.extxyz", wc.scope),
         settings=settings("figures_system"),
     script:
         "../scripts/figures_system.py"
@@ -53,24 +59,24 @@ rule figures_system:
 rule figure_md:
     """Interatomic distance against time for a diatomic, DFT and every model (the paper's MD figure)."""
     input:
-        trajectories=lambda wc: [f"{md_dir(wc.system, k, p)}/trajectory.extxyz" for k, p in md_figure_runs(wc.system)],
+        trajectories=lambda wc: [f"{md_dir(wc.system, k, p)}/trajectory.extxyz" for k, p in md_figure_runs(wc.system, wc.scope)],
     output:
         png=report(
-            "results/figures/{system}_md_distance.png",
+            "results/{scope}figures/{system}_md_distance.png",
             caption="../report/md_distance.rst",
             category="Figures",
             subcategory="{system}",
         ),
-        pdf="results/figures/{system}_md_distance.pdf",
+        pdf="results/{scope}figures/{system}_md_distance.pdf",
     log:
-        log_path("figure_md", "{system}"),
+        log_path("figure_md", "{scope}{system}"),
     benchmark:
-        bench_path("figure_md", "{system}")
+        bench_path("figure_md", "{scope}{system}")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        kinds=lambda wc: [k for k, _ in md_figure_runs(wc.system)],
+        kinds=lambda wc: [k for k, _ in md_figure_runs(wc.system, wc.scope)],
     script:
         "../scripts/figure_md.py"
 
@@ -78,38 +84,44 @@ rule figure_md:
 rule figures_summary:
     """Learning curves of every model, effective-dimension bars and d_n/d against n."""
     input:
-        curves=set_inputs([st for s in SYSTEMS for st in figure_sets(s, "learning_curve.csv")]),
-        effdims=kind_files("effective_dimension.json"),
+        curves=lambda wc: set_inputs([st for s in SYSTEMS for st in figure_sets(s, "learning_curve.csv", wc.scope)]),
+        effdims=lambda wc: kind_files("effective_dimension.json", scope=wc.scope),
     output:
         learning_png=report(
-            "results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures", subcategory="all"
+            "results/{scope}figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Figures",
+            subcategory="all",
         ),
-        learning_pdf="results/figures/learning_curves.pdf",
+        learning_pdf="results/{scope}figures/learning_curves.pdf",
         effdim_png=report(
-            "results/figures/effective_dimension.png",
+            "results/{scope}figures/effective_dimension.png",
             caption="../report/effective_dimension.rst",
             category="Figures",
             subcategory="all",
         ),
-        effdim_pdf="results/figures/effective_dimension.pdf",
+        effdim_pdf="results/{scope}figures/effective_dimension.pdf",
         effdim_n_png=report(
-            "results/figures/effective_dimension_vs_n.png",
+            "results/{scope}figures/effective_dimension_vs_n.png",
             caption="../report/effective_dimension_vs_n.rst",
             category="Figures",
             subcategory="all",
         ),
-        effdim_n_pdf="results/figures/effective_dimension_vs_n.pdf",
+        effdim_n_pdf="results/{scope}figures/effective_dimension_vs_n.pdf",
     log:
-        log_path("figures_summary", "all"),
+        log_path("figures_summary", "{scope}all"),
     benchmark:
-        bench_path("figures_summary", "all")
+        bench_path("figures_summary", "{scope}all")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1
     params:
-        curves={s: figure_sets(s, "learning_curve.csv") for s in SYSTEMS},
-        effdims={
-            s: {k: f"results/{s}/models/{k}/effective_dimension.json" for k in kinds_with("effective_dimension.json", s)}
+        curves=lambda wc: {s: figure_sets(s, "learning_curve.csv", wc.scope) for s in SYSTEMS},
+        effdims=lambda wc: {
+            s: {
+                k: f"results/{s}/models/{k}/effective_dimension.json"
+                for k in kinds_with("effective_dimension.json", s, wc.scope)
+            }
             for s in SYSTEMS
         },
     script:
@@ -119,17 +131,17 @@ rule figures_summary:
 rule metrics:
     """metrics.json (every error and MD number, with provenance) and MANIFEST.sha256 of every committed artifact."""
     input:
-        errors=expand("results/tables/{system}_errors.csv", system=SYSTEMS),
-        md="results/tables/md.csv",
-        reproduction=["results/tables/reproduction.csv"] if REPRODUCTION else [],
-        artifacts=lambda wc: committed_artifacts(),
+        errors=lambda wc: [f"results/{wc.scope}tables/{s}_errors.csv" for s in SYSTEMS],
+        md="results/{scope}tables/md.csv",
+        reproduction=lambda wc: [f"results/{wc.scope}tables/reproduction.csv"] if REPRODUCTION else [],
+        artifacts=lambda wc: committed_artifacts(wc.scope),
     output:
-        metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Tables"),
-        manifest="results/MANIFEST.sha256",
+        metrics=report("results/{scope}metrics.json", caption="../report/metrics.rst", category="Tables"),
+        manifest="results/{scope}MANIFEST.sha256",
     log:
-        log_path("metrics", "all"),
+        log_path("metrics", "{scope}all"),
     benchmark:
-        bench_path("metrics", "all")
+        bench_path("metrics", "{scope}all")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1

@@ -46,14 +46,14 @@ rule run_md_dft:
 rule md_table:
     """Energy drift, speed and completion of every MD run."""
     input:
-        md_files("summary.json"),
+        lambda wc: md_files("summary.json", scope=wc.scope),
     output:
-        csv=report("results/tables/md.csv", caption="../report/md_table.rst", category="Tables"),
-        md=report("results/tables/md.md", caption="../report/md_table.rst", category="Tables"),
+        csv=report("results/{scope}tables/md.csv", caption="../report/md_table.rst", category="Tables"),
+        md=report("results/{scope}tables/md.md", caption="../report/md_table.rst", category="Tables"),
     log:
-        log_path("md_table", "all"),
+        log_path("md_table", "{scope}all"),
     benchmark:
-        bench_path("md_table", "all")
+        bench_path("md_table", "{scope}all")
     conda:
         "../../envs/qnnff.yaml"
     threads: 1

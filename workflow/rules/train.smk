@@ -1,5 +1,5 @@
-# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn; train_sgdml, a closed-form fit with one
-# seed), one job per (system, protocol, seed), or per (system, protocol) training every seed in turn with
+# Stage 3: models. One rule per model kind (train_qnn, train_nn, train_bpnn, train_eqnn; train_sgdml, a closed-form fit
+# with one seed), one job per (system, protocol, seed), or per (system, protocol) training every seed in turn with
 # `seeds_in_one_job: true` (configs whose trainings take less than a job's start-up; config/README.md); they share one
 # script. A killed training resumes from its checkpoint
 # (params.checkpoint, not an output, so Snakemake keeps it); the model file itself is written atomically at the end.
@@ -103,6 +103,22 @@ use rule train_qnn as train_sgdml with:
         seed=job_seeds("sgdml"),
         settings=settings("train", kind="sgdml"),
         checkpoint=checkpoints("sgdml"),
+
+
+use rule train_qnn as train_eqnn with:
+    output:
+        **model_outputs("eqnn"),
+    log:
+        log_path("train_eqnn", *TRAIN_JOB),
+    benchmark:
+        bench_path("train_eqnn", *TRAIN_JOB)
+    priority: 0
+    params:
+        kind="eqnn",
+        protocol=lambda wc: wc.protocol,
+        seed=job_seeds("eqnn"),
+        settings=settings("train", kind="eqnn"),
+        checkpoint=checkpoints("eqnn"),
 
 
 rule select_seeds:

@@ -1,4 +1,4 @@
-"""Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn``, ``train_sgdml`` and
+"""Stage 3, models (``workflow/rules/train.smk``): rules ``train_qnn``, ``train_nn``, ``train_bpnn``, ``train_eqnn``, ``train_sgdml`` and
 ``select_seeds``.
 
 The ``train_*`` rules share one script and one function, :func:`train_seeds` (the model kind arrives as a rule
