@@ -84,12 +84,13 @@ def test_forces_are_minus_the_gradient(models, system):
     assert float((f - f_autograd.detach()).abs().max()) < 1e-10
     h = 1e-5
     fd = torch.empty_like(f)
-    for i in range(pos.shape[1]):
-        for k in range(3):
-            p, q = pos.clone(), pos.clone()
-            p[:, i, k] += h
-            q[:, i, k] -= h
-            fd[:, i, k] = -(m.energy(p, check=False) - m.energy(q, check=False)) / (2 * h)
+    with torch.no_grad():
+        for i in range(pos.shape[1]):
+            for k in range(3):
+                p, q = pos.clone(), pos.clone()
+                p[:, i, k] += h
+                q[:, i, k] -= h
+                fd[:, i, k] = -(m.energy(p, check=False) - m.energy(q, check=False)) / (2 * h)
     assert float((fd - f).abs().max()) < 1e-6  # eV/Angstrom; central differences, h^2 ~ 1e-10
     assert float(f.sum(1).abs().max()) < 1e-10  # no net force (translation invariance)
 

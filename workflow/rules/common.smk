@@ -92,7 +92,7 @@ wildcard_constraints:
 
 # Scopes (README "Targets"). The default target `all` builds the paper's scope: the kinds of the paper's tables
 # (qnnff.kinds.ModelKind.paper), without the circuit evaluations on qiskit-aer and the shot-noise MD. The target
-# `extended` builds everything configured: also the kinds beyond the paper (sGDML), the Aer evaluations and the
+# `extended` builds everything configured: also the kinds beyond the paper (sGDML, eqnn), the Aer evaluations and the
 # shot-noise MD, and its own tables, figures, metrics and manifest under results/extended/ (the scope's path prefix:
 # "" or "extended/"). Per-model files are shared: the extended target reuses every model the default one trained.
 SCOPES = ("", "extended/")
@@ -219,7 +219,7 @@ REPRODUCTION = bool(config.get("reproduction"))
 def figure_files(scope=""):
     out = []
     for s in SYSTEMS:
-        if MODELS[s]:
+        if scope_models(s, scope):
             out += [f"results/{scope}figures/{s}_{n}.{e}" for n in ("parity", "curve") for e in ("png", "pdf")]
     out += [f"results/{scope}figures/{s}_md_distance.{e}" for s in DIATOMICS if MD_VARIANTS[scope][s] for e in ("png", "pdf")]
     out += [

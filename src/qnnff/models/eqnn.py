@@ -44,17 +44,10 @@ from ..features import EnergyScaler, Featurizer
 from ..qnn.engine import CompiledCircuit, QNNRegressor
 from ..qnn.eqnn import EquivariantQNNConfig, build_eqnn_circuit, permute_inputs, relative_inputs
 from .base import ForceField, TrainingBatch, register_model
+from .qnn import _vector_parameters
 
 CIRCUIT_BLOB = "circuit.qpy"
 DTYPE = torch.float64
-
-
-def _vector(circuit: QuantumCircuit, name: str) -> list:
-    for p in circuit.parameters:
-        vec = getattr(p, "vector", None)
-        if vec is not None and vec.name == name:
-            return list(vec)
-    raise ValueError(f"eqnn circuit has no ParameterVector named {name!r}")
 
 
 def _inverse(perm: Sequence[int]) -> list[int]:
@@ -131,7 +124,8 @@ class EQNNForceField(ForceField):
         else:
             qc = quantum_circuit
             meta = qc.metadata or {}
-            inputs, wparams = _vector(qc, meta.get("inputs", "x")), _vector(qc, meta.get("weights", "w"))
+            inputs = _vector_parameters(qc, meta.get("inputs", "x"))
+            wparams = _vector_parameters(qc, meta.get("weights", "w"))
             if observable is None:
                 raise ValueError("eqnn model: a given quantum_circuit needs its observable")
             obs = observable
