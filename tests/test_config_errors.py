@@ -257,3 +257,20 @@ def test_a_basis_name_pyscf_does_not_know_is_refused_naming_the_system_key(paper
     cfg["systems"]["LiH"]["dft"] = {"basis": "def2-svpp"}
     msg = _err(cfg)
     assert "systems.LiH.dft.basis" in msg and "def2-svpp" in msg
+
+
+def test_a_repeated_key_is_an_error_naming_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys and drops the first without a word; a config must not."""
+    from qnnff.config import ConfigError, load_yaml
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 1\nsystems:\n  LiH: {charge: 0}\n  H2O: {charge: 0}\n  LiH: {charge: 1}\nseeds: 5\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 5, column 3: .*duplicate key 'LiH' \(first on line 3\)"):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize("name", ["schema.yaml", "config.yaml", "studies.yaml", "test.yaml"])
+def test_the_committed_yaml_files_have_no_repeated_key(repo, name):
+    from qnnff.config import load_yaml
+
+    assert load_yaml(repo / "config" / name)

@@ -75,14 +75,37 @@ def _validator():
     return jsonschema.Draft202012Validator(schema())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (PyYAML keeps the last value and
+    drops the others without a word: a second ``seed:`` or a pasted block would silently replace the first)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if first != key_node.start_mark.line:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key!r} (first on line {first + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict:
-    """A YAML config file as a dict; a syntax error names the file, line and column, an empty file names the file."""
+    """A YAML config file as a dict; a syntax error names the file, line and column, an empty file names the file,
+    and a key repeated in one mapping is an error naming both lines (:class:`_UniqueKeyLoader`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     text = path.read_text()
     try:
-        cfg = yaml.safe_load(text)
+        cfg = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
