@@ -20,8 +20,11 @@ _source = " + ".join(_user_files) or "config/config.yaml"
 #    settings fill the schema's defaults (qnnff.settings).
 check_config(config, source=_source, basis_sets=workflow.is_main_process)
 # 1b. a config other than the committed paper config never runs in the repository root, whose results/ are committed
-#     (issue 26.8): the error names the --directory to use
-check_run_directory(config, workdir=os.getcwd(), repo=workflow.basedir, paper_config=PAPER_CONFIG, user_files=_user_files)
+#     (issue 26.8): the error names the --directory to use. In the main process only: a job re-reading this file
+#     belongs to a run that passed the check, and in a copy of the code without results (the SLURM proof's) the
+#     run's own results/MANIFEST.sha256 appears mid-run since the target `extended` builds the paper scope's first
+if workflow.is_main_process:
+    check_run_directory(config, workdir=os.getcwd(), repo=workflow.basedir, paper_config=PAPER_CONFIG, user_files=_user_files)
 
 # 1c. every rebuild hint of this run and its jobs repeats its directory, Snakefile and config files (issue 26.9)
 set_invocation(workdir=os.getcwd(), repo=workflow.basedir, configfiles=_user_files)
