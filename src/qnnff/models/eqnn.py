@@ -29,14 +29,13 @@ input gradient ``dy/dx``, un-permuted and averaged, on the active atoms, and min
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from qiskit import QuantumCircuit, qpy
+from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from ..errors import domain_error_message
@@ -44,9 +43,8 @@ from ..features import EnergyScaler, Featurizer
 from ..qnn.engine import CompiledCircuit, QNNRegressor
 from ..qnn.eqnn import EquivariantQNNConfig, build_eqnn_circuit, permute_inputs, relative_inputs
 from .base import ForceField, TrainingBatch, register_model
-from .qnn import _vector_parameters
+from .qnn import _vector_parameters, circuit_blobs, load_circuit, observable_meta
 
-CIRCUIT_BLOB = "circuit.qpy"
 DTYPE = torch.float64
 
 
@@ -326,17 +324,14 @@ class EQNNForceField(ForceField):
 
     # ---- persistence
     def to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, bytes]]:
-        buf = io.BytesIO()
-        qpy.dump(self.quantum_circuit, buf)
         arrays = {"weights": self.regressor.weights.detach().cpu().numpy(),
                   "readout": np.array([self.regressor.a.detach().item(), self.regressor.b.detach().item()])}
-        obs = self.observable
         meta = {
             "featurizer": self.featurizer.to_dict(),
             "circuit": {k: v for k, v in self.config.to_dict().items() if k != "species"},
             "inputs": self.inputs[0].vector.name,
             "weights": self.weight_parameters[0].vector.name,
-            "observable": {"labels": obs.paulis.to_labels(), "coeffs": [float(np.real(c)) for c in obs.coeffs]},
+            "observable": observable_meta(self.observable),
             "seed": self.seed,
             "mode": self.regressor.mode,
             "init": {"couplings": self.init_couplings, "alpha": self.init_alpha},
@@ -346,15 +341,11 @@ class EQNNForceField(ForceField):
             "n_readout_parameters": self.n_readout_parameters,
             "engine": self.program.describe(),
         }
-        return arrays, meta, {CIRCUIT_BLOB: buf.getvalue()}
+        return arrays, meta, circuit_blobs(self.quantum_circuit)
 
     @classmethod
     def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> EQNNForceField:
-        if CIRCUIT_BLOB not in blobs:
-            raise ValueError(f"eqnn artifact has no {CIRCUIT_BLOB} blob")
-        (qc,) = qpy.load(io.BytesIO(blobs[CIRCUIT_BLOB]))
-        qc.metadata = {**(qc.metadata or {}), "inputs": meta["inputs"], "weights": meta["weights"]}
-        obs = SparsePauliOp(meta["observable"]["labels"], np.asarray(meta["observable"]["coeffs"], dtype=complex))
+        qc, obs = load_circuit(blobs, meta, "eqnn")
         readout = tuple(float(v) for v in np.asarray(arrays["readout"]).ravel())
         init = meta.get("init", {})
         model = cls(featurizer=Featurizer.from_dict(meta["featurizer"]), energy_scaler=EnergyScaler.from_dict(meta["energy_scaler"]),

@@ -51,6 +51,29 @@ def _vector_parameters(circuit: QuantumCircuit, name: str) -> list[Parameter]:
     raise ValueError(f"circuit has no ParameterVector named {name!r} (parameters: {[str(p) for p in circuit.parameters][:8]}...)")
 
 
+def circuit_blobs(circuit: QuantumCircuit) -> dict[str, bytes]:
+    """The artifact blobs of a circuit model: the circuit as QPY bytes (``CIRCUIT_BLOB``)."""
+    buf = io.BytesIO()
+    qpy.dump(circuit, buf)
+    return {CIRCUIT_BLOB: buf.getvalue()}
+
+
+def observable_meta(observable: SparsePauliOp) -> dict[str, Any]:
+    """A Pauli-sum observable (real coefficients) as JSON metadata; :func:`load_circuit` reads it back."""
+    return {"labels": observable.paulis.to_labels(), "coeffs": [float(np.real(c)) for c in observable.coeffs]}
+
+
+def load_circuit(blobs: dict[str, bytes], meta: dict[str, Any], kind: str) -> tuple[QuantumCircuit, SparsePauliOp]:
+    """The circuit and observable of a circuit model's artifact (QNN, EQNN): the QPY blob, with the names of its input
+    and weight vectors in its metadata, and the observable of ``meta["observable"]``."""
+    if CIRCUIT_BLOB not in blobs:
+        raise ValueError(f"{kind} artifact has no {CIRCUIT_BLOB} blob")
+    (qc,) = qpy.load(io.BytesIO(blobs[CIRCUIT_BLOB]))
+    qc.metadata = {**(qc.metadata or {}), "inputs": meta.get("inputs", "x"), "weights": meta.get("weights", "w")}
+    obs = SparsePauliOp(meta["observable"]["labels"], np.asarray(meta["observable"]["coeffs"], dtype=complex))
+    return qc, obs
+
+
 @register_model
 class QNNForceField(Revisioned, FeatureForceField):
     """Featurizer + QNN regressor (compiled Qiskit circuit, readout a, b) + energy scaler."""
@@ -230,19 +253,16 @@ class QNNForceField(Revisioned, FeatureForceField):
 
     # ---- persistence
     def to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, bytes]]:
-        buf = io.BytesIO()
-        qpy.dump(self.quantum_circuit, buf)
         arrays = {
             "weights": self.regressor.weights.detach().cpu().numpy(),
             "readout": np.array([self.regressor.a.detach().item(), self.regressor.b.detach().item()]),
         }
-        obs = self.observable
         meta = {
             "featurizer": self.featurizer.to_dict(),
             "circuit": self.circuit_config,
             "inputs": self.inputs[0].vector.name if self.inputs else "x",
             "weights": self.weight_parameters[0].vector.name if self.weight_parameters else "w",
-            "observable": {"labels": obs.paulis.to_labels(), "coeffs": [float(np.real(c)) for c in obs.coeffs]},
+            "observable": observable_meta(self.observable),
             "seed": self.seed,
             "mode": self.regressor.mode,
             "n_parameters": self.n_parameters(),
@@ -250,15 +270,11 @@ class QNNForceField(Revisioned, FeatureForceField):
             "n_readout_parameters": self.n_readout_parameters,
             "engine": self.program.describe(),
         }
-        return arrays, meta, {CIRCUIT_BLOB: buf.getvalue()}
+        return arrays, meta, circuit_blobs(self.quantum_circuit)
 
     @classmethod
     def from_artifact(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], blobs: dict[str, bytes]) -> QNNForceField:
-        if CIRCUIT_BLOB not in blobs:
-            raise ValueError(f"qnn artifact has no {CIRCUIT_BLOB} blob")
-        (qc,) = qpy.load(io.BytesIO(blobs[CIRCUIT_BLOB]))
-        qc.metadata = {**(qc.metadata or {}), "inputs": meta.get("inputs", "x"), "weights": meta.get("weights", "w")}
-        obs = SparsePauliOp(meta["observable"]["labels"], np.asarray(meta["observable"]["coeffs"], dtype=complex))
+        qc, obs = load_circuit(blobs, meta, "qnn")
         readout = tuple(float(v) for v in np.asarray(arrays["readout"]).ravel())
         model = cls(
             featurizer=Featurizer.from_dict(meta["featurizer"]),
