@@ -188,18 +188,34 @@ def test_autograd_mode_is_smooth_at_zero_to_higher_orders():
     assert torch.autograd.gradcheck(lambda p, q: prog.expectation_and_input_grad(p, q), (X, W))
 
 
-def test_heisenberg_exchange_is_refused_with_a_hint_then_decomposed():
+def test_pauli_rotations_run_natively_and_equal_their_decomposition():
     x, J = ParameterVector("x", 3), Parameter("J")
     qc = QuantumCircuit(2)
     qc.rv(J * x[0], J * x[1], J * x[2], 0)
     qc.rv(x[2], x[1], x[0], 1)
     qc.rxx(2 * J, 0, 1)
     qc.ryy(2 * J, 0, 1)
-    qc.rzz(2 * J, 0, 1)
+    qc.rzz(2 * J + x[1], 0, 1)
     obs = SparsePauliOp(["XX", "YY", "ZZ"])
-    with pytest.raises(UnsupportedCircuitError, match=r"not supported.*decompose\(gates_to_decompose=\['rxx'\]\)"):
-        CompiledCircuit(qc, inputs=list(x), weights=[J], observable=obs)
-    prog = CompiledCircuit(qc.decompose(gates_to_decompose=["rxx", "ryy", "rzz"]), inputs=list(x), weights=[J], observable=obs)
+    prog = CompiledCircuit(qc, inputs=list(x), weights=[J], observable=obs)
+    assert prog.describe()["involution_rotations"] == 3
+    dec = CompiledCircuit(qc.decompose(gates_to_decompose=["rxx", "ryy", "rzz"]), inputs=list(x), weights=[J], observable=obs)
+    assert "involution_rotations" not in dec.describe()
     X, Jv = np.array([0.3, -0.2, 0.5]), 0.7
     ref = Statevector(qc.assign_parameters({**dict(zip(x, X)), J: Jv})).expectation_value(obs).real
-    assert abs(prog.expectation(torch.tensor(X[None]), torch.tensor([Jv], dtype=torch.float64)).item() - ref) < 1e-12
+    for p in (prog, dec):
+        assert abs(p.expectation(torch.tensor(X[None]), torch.tensor([Jv], dtype=torch.float64)).item() - ref) < 1e-12
+
+
+@pytest.mark.parametrize("terms, match", [
+    (["XX", "ZI"], "must commute"),             # XX and ZI anticommute: Qiskit's synthesis would not be exact
+    (["XX", "YY"], "two distinct eigenvalues"),  # spectrum {-2, 0, 2}
+])
+def test_pauli_evolution_outside_the_supported_form_is_refused(terms, match):
+    from qiskit.circuit.library import PauliEvolutionGate
+
+    J = Parameter("J")
+    qc = QuantumCircuit(2)
+    qc.append(PauliEvolutionGate(SparsePauliOp(terms), time=J), [0, 1])
+    with pytest.raises(UnsupportedCircuitError, match=match):
+        CompiledCircuit(qc, inputs=[], weights=[J], observable=SparsePauliOp("ZZ"))

@@ -14,6 +14,7 @@ from qnnff.qnn.eqnn import (
     PAPER_SIZED,
     EquivariantQNNConfig,
     append_heisenberg,
+    append_heisenberg_cx,
     build_eqnn_circuit,
     eqnn_parameter_count,
     fit_depth,
@@ -49,18 +50,42 @@ def reorder(P, cfg, perm):
 # ---------------------------------------------------------------------------------------------------------------
 # gates
 # ---------------------------------------------------------------------------------------------------------------
-def test_heisenberg_gate_is_the_matrix_exponential_up_to_a_phase():
-    from qiskit import QuantumCircuit
-    from qiskit.quantum_info import Operator
+def test_heisenberg_gate_is_the_matrix_exponential():
+    """The builder's gate (one PauliEvolutionGate) is exp(-i J (XX + YY + ZZ)) exactly, also after Qiskit's synthesis
+    for Aer; the 3-CX form equals it up to a global phase; the engine runs the gate as one op and agrees with both."""
+    import torch
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import Operator, SparsePauliOp
+
+    from qnnff.qnn.engine import CompiledCircuit
 
     for J in (0.0, 0.37, -1.2, 2.9, 7.5):
-        qc = QuantumCircuit(2)
+        qc, cx = QuantumCircuit(2), QuantumCircuit(2)
         append_heisenberg(qc, J, 0, 1)
-        U, V = Operator(qc).data, expm(-1j * J * HEIS)
+        append_heisenberg_cx(cx, J, 0, 1)
+        V = expm(-1j * J * HEIS)
+        assert np.abs(Operator(qc).data - V).max() < 1e-12
+        assert Operator(transpile(qc, basis_gates=["cx", "rz", "sx", "x"])).equiv(Operator(V))  # (up to a global phase)
+        U = Operator(cx).data
         phase = np.vdot(V.ravel(), U.ravel()) / 4
         assert abs(abs(phase) - 1) < 1e-12
         assert np.abs(U - phase * V).max() < 1e-12
-        assert dict(qc.count_ops()) == {"cx": 3, "rz": 3, "ry": 2}
+        assert dict(cx.count_ops()) == {"cx": 3, "rz": 3, "ry": 2}
+        assert dict(qc.count_ops()) == {"PauliEvolution": 1}
+    # the engine: one op, the same expectation values as the 3-CX form on a state the gate changes
+    Jp, a = Parameter("J"), Parameter("a")
+    progs = []
+    for append in (append_heisenberg, append_heisenberg_cx):
+        qc = QuantumCircuit(2)
+        qc.ry(a, 0)
+        qc.rx(0.4, 1)
+        append(qc, Jp, 0, 1)
+        progs.append(CompiledCircuit(qc, inputs=[a], weights=[Jp], observable=SparsePauliOp(["XI", "ZY"], [0.6, -0.8])))
+    assert progs[0].describe()["involution_rotations"] == 1 and "involution_rotations" not in progs[1].describe()
+    X, w = torch.tensor([[0.3], [-1.1], [2.0]], dtype=torch.float64), torch.tensor([0.77], dtype=torch.float64)
+    y0, y1 = (p.expectation(X, w) for p in progs)
+    assert (y0 - y1).abs().max() < 1e-14 and y0.abs().min() > 1e-3
 
 
 def test_circuit_uses_only_engine_gates_with_polynomial_angles():
@@ -69,7 +94,7 @@ def test_circuit_uses_only_engine_gates_with_polynomial_angles():
     for kw in (*PAPER_SIZED.values(), DEMO_H2O):
         m = build_eqnn_circuit(**kw)
         cfg = m.config
-        assert set(m.circuit.count_ops()) <= {"h", "x", "z", "cx", "rz", "ry", "rv"}
+        assert set(m.circuit.count_ops()) <= {"h", "x", "z", "cx", "rz", "PauliEvolution", "rv"}
         assert m.circuit.num_parameters == cfg.n_weights + cfg.n_inputs == len(m.weights) + len(m.inputs)
         w, x = set(m.weights), set(m.inputs)
         for inst in m.circuit.data:
@@ -78,9 +103,10 @@ def test_circuit_uses_only_engine_gates_with_polynomial_angles():
                 if inst.operation.name == "rv":
                     assert len(ps & w) == 1 and len(ps & x) == 1 and len(ps) == 2
                 elif ps:
-                    assert inst.operation.name in ("rz", "ry") and len(ps) == 1 and ps <= w
+                    assert inst.operation.name in ("rz", "PauliEvolution") and len(ps) == 1 and ps <= w
     m = build_eqnn_circuit(species=("O", "H", "H"), depth=2, symmetry_breaking=True)
-    assert m.circuit.count_ops()["rz"] == 2 * 4 * 3 + 2 * 4  # 3 per Heisenberg gate (4 bonds) + one RZ(epsilon) per qubit and layer
+    assert m.circuit.count_ops()["rz"] == 2 * 4  # one RZ(epsilon) per qubit and layer
+    assert m.circuit.count_ops()["PauliEvolution"] == 2 * 4  # one Heisenberg gate per bond (4) and layer
 
 
 # ---------------------------------------------------------------------------------------------------------------

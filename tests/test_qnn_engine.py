@@ -78,7 +78,7 @@ def test_engine_matches_aer_on_a_general_circuit():
 @pytest.mark.parametrize("make, match", [
     (lambda qc, p, q: qc.ry(p.sin(), 0), "not of the form"),
     (lambda qc, p, q: qc.ry(p * p, 0), "not of the form"),
-    (lambda qc, p, q: qc.rxx(p, 0, 1), "not supported"),
+    (lambda qc, p, q: qc.crx(p, 0, 1), "not supported"),  # (rxx, ryy, rzz, rzx are: test_engine_rv.py)
     (lambda qc, p, q: qc.ch(0, 1), "not a permutation"),
     (lambda qc, p, q: qc.ry(Parameter("stranger"), 0), "neither inputs nor weights"),
 ])

@@ -149,6 +149,51 @@ def _su2_quaternion(mat: np.ndarray) -> np.ndarray:
     return np.array([u[0, 0].real, -u[1, 0].imag, u[1, 0].real, -u[0, 0].imag])
 
 
+# Gates applied as one rotation about an involution, exp(-i theta M / 2) (op type 2 of the kernels): the two-qubit Pauli
+# rotations and the evolution under a Hamiltonian with two distinct eigenvalues (PauliEvolutionGate, e.g. the Heisenberg
+# exchange XX + YY + ZZ = 2 SWAP - 1 of qnnff.qnn.eqnn), when M is a permutation with phases.
+_INVOLUTION_ROTATIONS = {"rxx": 1, "ryy": 1, "rzz": 1, "rzx": 1, "PauliEvolution": None}
+
+
+def _involution_rotation(op: Any, where: str) -> tuple[np.ndarray, float, Any]:
+    """``(M, scale, angle expression)`` of a gate ``exp(-i t H)`` (up to a global phase) written as
+    ``exp(-i (scale t) M / 2)`` with ``M`` a Hermitian monomial involution (Qiskit little-endian over the gate's qubits)."""
+    if op.name == "PauliEvolution":
+        ops = op.operator if isinstance(op.operator, (list, tuple)) else [op.operator]
+        try:
+            H = SparsePauliOp.sum([SparsePauliOp(o) for o in ops]).simplify()
+        except Exception as exc:  # noqa: BLE001
+            raise UnsupportedCircuitError(f"{where}: the operator of a PauliEvolutionGate must be Pauli sums ({exc})") from exc
+        if np.any(np.abs(H.coeffs.imag) > 1e-12):
+            raise UnsupportedCircuitError(f"{where}: the operator of a PauliEvolutionGate must be Hermitian (real coefficients)")
+        paulis = H.paulis
+        if not all(paulis[i].commutes(paulis[j]) for i in range(len(paulis)) for j in range(i)):
+            raise UnsupportedCircuitError(f"{where}: the Pauli terms of a PauliEvolutionGate must commute (its synthesis is "
+                                          "then exact); decompose it first, e.g. circuit.decompose()")
+        mat = H.to_matrix()
+        ev = np.linalg.eigvalsh(mat)
+        lo, hi = float(ev[0]), float(ev[-1])
+        if hi - lo < 1e-12 or not np.all((np.abs(ev - lo) < 1e-9) | (np.abs(ev - hi) < 1e-9)):
+            raise UnsupportedCircuitError(f"{where}: the Hamiltonian of a PauliEvolutionGate must have two distinct "
+                                          f"eigenvalues (got {np.unique(np.round(ev, 9)).tolist()}); decompose it first")
+        M = (2.0 * mat - (lo + hi) * np.eye(len(mat))) / (hi - lo)
+        scale, expr = hi - lo, op.params[0]
+    else:
+        g = op.copy()
+        g.params = [math.pi]
+        M = 1j * np.asarray(g.to_matrix(), dtype=complex)  # exp(-i pi M / 2) = -i M
+        scale, expr = 1.0, op.params[0]
+        g.params = [0.37]
+        ref = math.cos(0.185) * np.eye(len(M)) - 1j * math.sin(0.185) * M
+        if not np.allclose(np.asarray(g.to_matrix(), dtype=complex), ref, atol=1e-12):
+            raise UnsupportedCircuitError(f"{where}: gate {op.name!r} is not exp(-i theta M / 2) for an involution M")
+    if not (_is_monomial(M) and np.allclose(M @ M, np.eye(len(M)), atol=1e-9) and np.allclose(M, M.conj().T, atol=1e-9)):
+        raise UnsupportedCircuitError(f"{where}: gate {op.name!r} is not a rotation about a permutation with phases "
+                                      "(supported: rxx, ryy, rzz, rzx, PauliEvolutionGate of a two-eigenvalue Hamiltonian "
+                                      "such as XX + YY + ZZ); decompose it first")
+    return M, scale, expr
+
+
 def _is_monomial(mat: np.ndarray) -> bool:
     nz = np.abs(mat) > 1e-12
     return bool(np.all(nz.sum(0) == 1) and np.all(nz.sum(1) == 1))
@@ -157,12 +202,12 @@ def _is_monomial(mat: np.ndarray) -> bool:
 @dataclass
 class _Gate:
     kind: str                      # "rot" (parametrised axis rotation), "rv" (parametrised rotation vector),
-    qubits: tuple[int, ...]        # "fixed1" (constant 1q), "mono" (monomial)
+    qubits: tuple[int, ...]        # "fixed1" (constant 1q), "mono" (monomial), "mrot" (rotation about an involution)
     axis: int = -1                 # rot: 0 x, 1 y, 2 z
-    angle: Angle | None = None     # rot
+    angle: Angle | None = None     # rot, mrot
     angles: tuple[Angle, ...] = ()  # rv: v_x, v_y, v_z
     quat: np.ndarray | None = None  # fixed1
-    matrix: np.ndarray | None = None  # mono (gate matrix, Qiskit little-endian over ``qubits``)
+    matrix: np.ndarray | None = None  # mono (gate matrix), mrot (the involution M); Qiskit little-endian over ``qubits``
     diagonal: bool = False
     name: str = ""
 
@@ -293,12 +338,17 @@ class CompiledCircuit:
                 for ax, e in ((2, la), (1, th), (2, ph)):
                     out.append(_Gate("rot", qubits, axis=ax, angle=parse_angle(e, index, where), diagonal=ax == 2, name=name))
                 continue
+            if name in _INVOLUTION_ROTATIONS and (symbolic or not _is_monomial(np.asarray(op.to_matrix(), dtype=complex))):
+                M, scale, expr = _involution_rotation(op, where)
+                out.append(_Gate("mrot", qubits, angle=parse_angle(expr, index, where).scaled(scale), matrix=M,
+                                 diagonal=bool(np.allclose(M, np.diag(np.diag(M)))), name=name))
+                continue
             if symbolic:
                 raise UnsupportedCircuitError(
-                    f"{where}: parametrised gate {name!r} is not supported (supported: rx, ry, rz, p, u, rv and "
-                    f"constant gates); decompose it first, e.g. circuit.decompose(gates_to_decompose=[{name!r}]) "
-                    "(rxx, ryy, rzz become cx, h, sx, sxdg and rz) or qiskit.transpile(circuit, basis_gates=['rx', 'ry', "
-                    "'rz', 'cx', 'h']) (which does not accept rv in basis_gates)")
+                    f"{where}: parametrised gate {name!r} is not supported (supported: rx, ry, rz, p, u, rv, rxx, ryy, rzz, "
+                    f"rzx, PauliEvolutionGate and constant gates); decompose it first, e.g. "
+                    f"circuit.decompose(gates_to_decompose=[{name!r}]) or qiskit.transpile(circuit, basis_gates=['rx', "
+                    "'ry', 'rz', 'cx', 'h']) (which does not accept rv in basis_gates)")
             try:
                 mat = np.asarray(op.to_matrix(), dtype=complex)
             except Exception as exc:  # noqa: BLE001
@@ -376,6 +426,13 @@ class CompiledCircuit:
                 else:
                     item = ("fixed", g.quat)
                 pending.setdefault(q, []).append(item)
+            elif g.kind == "mrot":
+                for q in g.qubits:
+                    flush_block(q)
+                if mono_q & set(g.qubits):
+                    flush_mono()  # (a pending monomial on other qubits commutes with it and may follow it)
+                perm, phase = _monomial_full(g.matrix, g.qubits, n)
+                ops.append(("mrot", perm, phase, angle_id(g.angle)))
             else:
                 for q in g.qubits:
                     flush_block(q)
@@ -404,6 +461,7 @@ class CompiledCircuit:
         self.n_angles = len(angles)
         self.n_rotations = sum(1 for els in blocks for e in els if e[0] == "rot")
         self.n_rv = sum(1 for els in blocks for e in els if e[0] == "rv")
+        self.n_mrot = sum(1 for op in merged if op[0] == "mrot")
         self._pack(angles, blocks, merged, n)
 
     def _pack(self, angles: list[Angle], blocks: list[list[tuple]], ops: list[tuple], n: int) -> None:
@@ -432,6 +490,10 @@ class CompiledCircuit:
         for t, op in enumerate(ops):
             if op[0] == "u":
                 kops[t] = (0, op[1], op[2])
+            elif op[0] == "mrot":  # the involution among the monomials, its angle index in the last column
+                kops[t] = (2, len(mperm), op[3])
+                mperm.append(op[1])
+                mphase.append(op[2])
             else:
                 kops[t] = (1, len(mperm), 0)
                 mperm.append(op[1])
@@ -463,17 +525,20 @@ class CompiledCircuit:
                     eangle.append(0)
                     equat.append(np.asarray(e[1], dtype=float))
         i64 = lambda v: np.ascontiguousarray(np.asarray(v, dtype=np.int64))  # noqa: E731
+        # the angles whose cos and sin of the half angle the kernels need: those of rotation elements and involution
+        # rotations (an angle read only by rv elements is flagged -1 and skipped by kernels._trig)
+        trig = {e[2] for els in blocks for e in els if e[0] == "rot"} | {op[3] for op in ops if op[0] == "mrot"}
         self.kernel_args = (
             int(n), kops, mperm_a, np.ascontiguousarray(mphase_a.real), np.ascontiguousarray(mphase_a.imag),
             bstart, i64(etype), i64(eaxis), i64(eangle), np.ascontiguousarray(np.array(equat, dtype=float).reshape(-1, 4)),
             i64(self.obs_perm), np.ascontiguousarray(self.obs_factor.real), np.ascontiguousarray(self.obs_factor.imag),
-            i64([ang.depends_on(range(d)) for ang in angles]),
+            i64([ang.depends_on(range(d)) if a in trig else -1 for a, ang in enumerate(angles)]),
         )
         # per-sample weights ([P, B]) make every angle depend on the sample
-        self.kernel_args_per_sample = self.kernel_args[:-1] + (np.ones(len(angles), dtype=np.int64),)
+        self.kernel_args_per_sample = self.kernel_args[:-1] + (np.where(self.kernel_args[-1] < 0, -1, 1).astype(np.int64),)
         # torch copies for the plain differentiable reference
         self._ref_ops = [("u", op[1], op[2]) if op[0] == "u" else
-                         ("mono", torch.as_tensor(op[1]), torch.as_tensor(op[2], dtype=CDTYPE)) for op in ops]
+                         (op[0], torch.as_tensor(op[1]), torch.as_tensor(op[2], dtype=CDTYPE), *op[3:]) for op in ops]
 
     # ---- the angle layer
     def angles_of(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -570,6 +635,8 @@ class CompiledCircuit:
         }
         if self.n_rv:  # (absent without rv gates: the descriptions of the other circuits stay as they were)
             out["rv_gates"] = self.n_rv
+        if self.n_mrot:  # likewise
+            out["involution_rotations"] = self.n_mrot
         return out
 
 
@@ -696,6 +763,10 @@ def _simulate_autograd(prog: CompiledCircuit, phi: torch.Tensor) -> torch.Tensor
             v = psi.view(L, 2, R, B)
             s0, s1 = v[:, 0], v[:, 1]
             psi = torch.stack((u00 * s0 + u01 * s1, u10 * s0 + u11 * s1), 1).reshape(-1, B)
+        elif op[0] == "mrot":  # psi + (e^{i theta} - 1) (psi - M psi) / 2
+            th = phi[op[3]]
+            z = torch.complex(torch.cos(th) - 1.0, torch.sin(th))
+            psi = psi + z * (0.5 * (psi - psi.index_select(0, op[1]) * op[2].unsqueeze(-1)))
         else:
             psi = psi.index_select(0, op[1]) * op[2].unsqueeze(-1)
     perm, fac = prog.obs_perm, torch.as_tensor(prog.obs_factor, dtype=CDTYPE)

@@ -25,9 +25,12 @@ Architecture (``n`` active atoms, ``rep`` copies, ``N = n * rep`` qubits, ``D`` 
   singlet pair (for LiH and H2O that is the pair (0, 1) alone: the demo's ``O = X0 X1 + Y0 Y1 + Z0 Z1``); its
   spectrum lies in ``[-3, 1]``. It commutes with ``U_R^{(x) N}`` and with the permutations.
 
-The Heisenberg gate is compiled exactly (up to a global phase) into three CX and five rotations (three about Z, two
-about Y) with angles ``+-(2 J + pi/2)`` and ``+-pi/2`` (:func:`append_heisenberg`), so the circuit uses only h, x, z, cx, rz, ry
-and rv gates (no two-qubit parametrised gate).
+The Heisenberg gate is one Qiskit :class:`~qiskit.circuit.library.PauliEvolutionGate` of ``XX + YY + ZZ`` with time
+``J`` (:func:`append_heisenberg`): exact, since the three terms commute, in Qiskit's synthesis for Aer and hardware
+(three two-qubit Pauli rotations), and one op in qnnff's engine, a rotation about the SWAP (``XX + YY + ZZ = 2 SWAP -
+1``). The circuit uses h, x, z, cx, rv and these evolution gates. (Until issue 28's engine work the builder emitted the
+gate as three CX and five rotations, :func:`append_heisenberg_cx`: the same unitary up to a global phase, 8 ops
+instead of one.)
 
 Coupling layouts (``layout``)
 -----------------------------
@@ -106,6 +109,7 @@ Bond = tuple[int, int]
 Perm = tuple[int, ...]
 
 __all__ = ["DEMO_H2O", "LAYOUTS", "PAPER_COUNTS", "PAPER_SIZED", "EquivariantQNN", "EquivariantQNNConfig", "append_heisenberg",
+           "append_heisenberg_cx",
            "averaging_permutations", "build_eqnn_circuit", "eqnn_parameter_count", "fit_depth", "like_atom_permutations",
            "permute_inputs", "reference_energy", "reference_energy_function", "relative_inputs"]
 
@@ -424,11 +428,28 @@ class EquivariantQNN(NamedTuple):
 
 
 def append_heisenberg(qc: Any, J: Any, i: int, j: int) -> None:
-    """Append ``exp(-i J (X_i X_j + Y_i Y_j + Z_i Z_j))`` (up to a global phase): three CX, rotations about Z and Y.
+    """Append ``exp(-i J (X_i X_j + Y_i Y_j + Z_i Z_j))``: one :class:`~qiskit.circuit.library.PauliEvolutionGate`.
 
-    The gate is symmetric in ``i, j``. Derivation: Vatan & Williams, PRA 69, 032315 (2004), Fig. 6, in Qiskit's
-    rotation convention; checked against the matrix exponential in tests/test_eqnn_circuit.py.
+    The gate is symmetric in ``i, j``. Its three Pauli terms commute, so Qiskit's synthesis of it (three two-qubit
+    Pauli rotations, for Aer and hardware) is exact; qnnff's engine applies it as one rotation about the SWAP
+    (``XX + YY + ZZ = 2 SWAP - 1``, :mod:`qnnff.qnn.engine`). Checked against the matrix exponential in
+    tests/test_eqnn_circuit.py.
     """
+    from qiskit.circuit.library import PauliEvolutionGate
+
+    qc.append(PauliEvolutionGate(_HEISENBERG(), time=J), [i, j])
+
+
+def _HEISENBERG() -> Any:
+    from qiskit.quantum_info import SparsePauliOp
+
+    return SparsePauliOp(["XX", "YY", "ZZ"])
+
+
+def append_heisenberg_cx(qc: Any, J: Any, i: int, j: int) -> None:
+    """The same gate (up to a global phase) in three CX and five rotations about Z and Y (Vatan & Williams, PRA 69,
+    032315 (2004), Fig. 6, in Qiskit's rotation convention): the builder's form before the engine applied the exchange natively;
+    kept for the benchmark and as a cross-check of that native exchange (tests/test_eqnn_circuit.py)."""
     h = math.pi / 2
     qc.rz(h, j)
     qc.cx(j, i)

@@ -44,7 +44,7 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from .. import revision
-from ..errors import OutOfDomainError, domain_error_message
+from ..errors import OutOfDomainError, UnsupportedCircuitError, domain_error_message
 from . import kernels
 from .engine import CompiledCircuit
 
@@ -100,6 +100,11 @@ class FrozenCircuit:
         self._xx = xx
         if xx:  # products of inputs: evaluate the program's own angle layer as is
             self._c, self._A, self._args = c, A, program.kernel_args
+        elif program.n_mrot or program.n_rv:
+            raise UnsupportedCircuitError(
+                f"FrozenCircuit specialises rotation and fixed elements only; this circuit has {program.n_rv} rv gate(s) and "
+                f"{program.n_mrot} rotation(s) about an involution (rxx, ryy, rzz, rzx, PauliEvolutionGate): evaluate it "
+                "with qnnff.qnn.engine.QNNRegressor")
         else:
             self._c, self._A, self._args = self._specialise(program, c, A)
         self._c = np.ascontiguousarray(self._c)

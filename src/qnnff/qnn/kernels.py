@@ -505,13 +505,350 @@ def _transition_tangent_d(L, M, X, D, accd, qb, rw, dim):
         accd[3, b] += 2.0 * c3[b]
 
 
+# ---- rotations about a Hermitian monomial involution M (op type 2): U = exp(-i theta M / 2), applied as
+# U' = e^{i theta / 2} U = I + (e^{i theta} - 1) P with P = (I - M) / 2 (the projector on M's -1 eigenspace; the global
+# phase changes no expectation value and no derivative of one). M = perm + phases m (M psi)_j = m_j psi_perm[j]; an
+# involution pairs j with k = perm[j] (m_j m_k = 1, m_k = conj m_j) or fixes j (m_j = +-1): (P psi)_j =
+# (psi_j - m_j psi_k) / 2 and (P psi)_k = -m_k (P psi)_j on a pair, psi_j on a fixed point with m_j = -1, 0 on one
+# with m_j = +1. The angle is phi[a]; C, Sn hold cos and sin of its half, e^{i theta} - 1 = -2 Sn^2 + 2 i C Sn.
+# Derivatives from the states *after* the op: dU'/dtheta psi = i P U' psi, so dy/dtheta = -2 Im <lambda'|P|psi'>
+# (lambda', psi' the adjoint state and the state after the op), and its tangent along phidot is
+# -2 Im (<M'|P|psi'> + <lambda'|P|D'>) with M', D' their tangents: no explicit dependence on theta is left.
+@njit(cache=True)
+def _mrot_apply(X, perm, mr, mi, C, Sn, a, sg, rw, dim):
+    """X <- U' X in place (sg = -1: U'^dagger)."""
+    nl = X.shape[2]
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            ar, ai, br, bi = mr[j], mi[j], mr[k], mi[k]
+            for b in range(nl):
+                s, c = Sn[a, b], C[a, b]
+                zr = -2.0 * s * s
+                zi = sg * 2.0 * c * s
+                xkr, xki = X[rk, 0, b], X[rk, 1, b]
+                dr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
+                di = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
+                tr = zr * dr - zi * di
+                ti = zr * di + zi * dr
+                X[rj, 0, b] += tr
+                X[rj, 1, b] += ti
+                X[rk, 0, b] = xkr - (br * tr - bi * ti)
+                X[rk, 1, b] = xki - (br * ti + bi * tr)
+        elif k == j and mr[j] < 0.0:
+            r = rw[j]
+            for b in range(nl):
+                s, c = Sn[a, b], C[a, b]
+                er = 1.0 - 2.0 * s * s
+                ei = sg * 2.0 * c * s
+                xr, xi = X[r, 0, b], X[r, 1, b]
+                X[r, 0, b] = er * xr - ei * xi
+                X[r, 1, b] = er * xi + ei * xr
+
+
+@njit(cache=True)
+def _mrot_back(X, L, perm, mr, mi, C, Sn, a, rw, dim, Gt):
+    """One backward step of the adjoint sweep over an op of type 2: Gt[a] += dy/dtheta = -2 Im <L|P|X> (X, L the
+    state and the adjoint state after the op), then X <- U'^dagger X, L <- U'^dagger L, in one pass."""
+    nl = X.shape[2]
+    g = np.zeros(nl)
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            ar, ai, br, bi = mr[j], mi[j], mr[k], mi[k]
+            for b in range(nl):
+                s, c = Sn[a, b], C[a, b]
+                zr = -2.0 * s * s
+                zi = -2.0 * c * s
+                xkr, xki = X[rk, 0, b], X[rk, 1, b]
+                dxr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
+                dxi = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
+                lkr, lki = L[rk, 0, b], L[rk, 1, b]
+                dlr = 0.5 * (L[rj, 0, b] - (ar * lkr - ai * lki))
+                dli = 0.5 * (L[rj, 1, b] - (ar * lki + ai * lkr))
+                g[b] += dlr * dxi - dli * dxr  # Im(conj(dL) dX), twice per pair (j and k)
+                tr = zr * dxr - zi * dxi
+                ti = zr * dxi + zi * dxr
+                X[rj, 0, b] += tr
+                X[rj, 1, b] += ti
+                X[rk, 0, b] = xkr - (br * tr - bi * ti)
+                X[rk, 1, b] = xki - (br * ti + bi * tr)
+                tr = zr * dlr - zi * dli
+                ti = zr * dli + zi * dlr
+                L[rj, 0, b] += tr
+                L[rj, 1, b] += ti
+                L[rk, 0, b] = lkr - (br * tr - bi * ti)
+                L[rk, 1, b] = lki - (br * ti + bi * tr)
+        elif k == j and mr[j] < 0.0:
+            r = rw[j]
+            for b in range(nl):
+                s, c = Sn[a, b], C[a, b]
+                er = 1.0 - 2.0 * s * s
+                ei = -2.0 * c * s
+                xr, xi, lr, li = X[r, 0, b], X[r, 1, b], L[r, 0, b], L[r, 1, b]
+                g[b] += 0.5 * (lr * xi - li * xr)
+                X[r, 0, b] = er * xr - ei * xi
+                X[r, 1, b] = er * xi + ei * xr
+                L[r, 0, b] = er * lr - ei * li
+                L[r, 1, b] = er * li + ei * lr
+    for b in range(nl):
+        Gt[a, b] += -4.0 * g[b]
+
+
+@njit(cache=True)
+def _mrot_tangent(X, D, perm, mr, mi, C, Sn, V, a, sg, tangent, rw, dim):
+    """sg = +1: D <- U' D + dU' X, X <- U' X (the forward tangent sweep); sg = -1: X <- U'^dagger X, D <-
+    U'^dagger D - i thetadot e^{-i theta} P X (the inverse of the forward step, and the same map steps the adjoint
+    state and its tangent back: L <- U'^dagger L, M <- U'^dagger M + dU'^dagger L). thetadot = V[a]; without
+    ``tangent`` (thetadot = 0 on the tile) its terms are skipped."""
+    nl = X.shape[2]
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            ar, ai, br, bi = mr[j], mi[j], mr[k], mi[k]
+            for b in range(nl):
+                s, c = Sn[a, b], C[a, b]
+                zr = -2.0 * s * s
+                zi = sg * 2.0 * c * s
+                xkr, xki = X[rk, 0, b], X[rk, 1, b]
+                dxr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
+                dxi = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
+                tkr, tki = D[rk, 0, b], D[rk, 1, b]
+                ddr = 0.5 * (D[rj, 0, b] - (ar * tkr - ai * tki))
+                ddi = 0.5 * (D[rj, 1, b] - (ar * tki + ai * tkr))
+                wr = zr * ddr - zi * ddi
+                wi = zr * ddi + zi * ddr
+                if tangent:
+                    # + sg i thetadot (1 + z) dX  (forward: i thetadot e^{i theta} P X; back: -i thetadot e^{-i theta} P X')
+                    v = sg * V[a, b]
+                    er = 1.0 + zr
+                    pr = er * dxr - zi * dxi
+                    pi = er * dxi + zi * dxr
+                    wr -= v * pi
+                    wi += v * pr
+                D[rj, 0, b] += wr
+                D[rj, 1, b] += wi
+                D[rk, 0, b] = tkr - (br * wr - bi * wi)
+                D[rk, 1, b] = tki - (br * wi + bi * wr)
+                tr = zr * dxr - zi * dxi
+                ti = zr * dxi + zi * dxr
+                X[rj, 0, b] += tr
+                X[rj, 1, b] += ti
+                X[rk, 0, b] = xkr - (br * tr - bi * ti)
+                X[rk, 1, b] = xki - (br * ti + bi * tr)
+        elif k == j and mr[j] < 0.0:
+            r = rw[j]
+            for b in range(nl):
+                s, c = Sn[a, b], C[a, b]
+                er = 1.0 - 2.0 * s * s
+                ei = sg * 2.0 * c * s
+                xr, xi, tr, ti = X[r, 0, b], X[r, 1, b], D[r, 0, b], D[r, 1, b]
+                nr = er * tr - ei * ti
+                ni = er * ti + ei * tr
+                if tangent:
+                    v = sg * V[a, b]
+                    pr = er * xr - ei * xi
+                    pi = er * xi + ei * xr
+                    nr -= v * pi
+                    ni += v * pr
+                D[r, 0, b] = nr
+                D[r, 1, b] = ni
+                X[r, 0, b] = er * xr - ei * xi
+                X[r, 1, b] = er * xi + ei * xr
+
+
+@njit(cache=True)
+def _mrot_hess(X, D, L, M, perm, mr, mi, a, rw, dim, Ht):
+    """Ht[a] += the tangent of dy/dtheta, -2 Im (<M|P|X> + <L|P|D>), all four states after the op."""
+    nl = X.shape[2]
+    g = np.zeros(nl)
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            ar, ai = mr[j], mi[j]
+            for b in range(nl):
+                xkr, xki = X[rk, 0, b], X[rk, 1, b]
+                dxr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
+                dxi = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
+                tkr, tki = D[rk, 0, b], D[rk, 1, b]
+                ddr = 0.5 * (D[rj, 0, b] - (ar * tkr - ai * tki))
+                ddi = 0.5 * (D[rj, 1, b] - (ar * tki + ai * tkr))
+                lkr, lki = L[rk, 0, b], L[rk, 1, b]
+                dlr = 0.5 * (L[rj, 0, b] - (ar * lkr - ai * lki))
+                dli = 0.5 * (L[rj, 1, b] - (ar * lki + ai * lkr))
+                mkr, mki = M[rk, 0, b], M[rk, 1, b]
+                dmr = 0.5 * (M[rj, 0, b] - (ar * mkr - ai * mki))
+                dmi = 0.5 * (M[rj, 1, b] - (ar * mki + ai * mkr))
+                g[b] += (dmr * dxi - dmi * dxr) + (dlr * ddi - dli * ddr)
+        elif k == j and mr[j] < 0.0:
+            r = rw[j]
+            for b in range(nl):
+                g[b] += 0.5 * ((M[r, 0, b] * X[r, 1, b] - M[r, 1, b] * X[r, 0, b])
+                               + (L[r, 0, b] * D[r, 1, b] - L[r, 1, b] * D[r, 0, b]))
+    for b in range(nl):
+        Ht[a, b] += -4.0 * g[b]
+
+
+# The same for an involution that is a pure permutation (all phases exactly 1, e.g. the SWAP of the Heisenberg exchange:
+# no fixed point changes, (P psi)_j = (psi_j - psi_k) / 2 = -(P psi)_k): the general kernels' arithmetic without the
+# factors 1 and 0, and with the 1/2 of P folded into z (about half the flops). Each lane loop is its own pass: fused
+# (the hvp's backward step over X, D, L and M in one pass) it was not vectorised and 40% slower than three passes.
+@njit(cache=True)
+def _swap_z(C, Sn, a, sg, zr, zi):
+    """(e^{i sg theta} - 1) / 2 per lane."""
+    for b in range(zr.shape[0]):
+        s, c = Sn[a, b], C[a, b]
+        zr[b] = -s * s
+        zi[b] = sg * c * s
+
+
+@njit(cache=True)
+def _swap_apply(X, perm, C, Sn, a, sg, rw, dim):
+    """:func:`_mrot_apply` for a pure permutation."""
+    nl = X.shape[2]
+    zr = np.empty(nl)
+    zi = np.empty(nl)
+    _swap_z(C, Sn, a, sg, zr, zi)
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            for b in range(nl):
+                dr = X[rj, 0, b] - X[rk, 0, b]
+                di = X[rj, 1, b] - X[rk, 1, b]
+                tr = zr[b] * dr - zi[b] * di
+                ti = zr[b] * di + zi[b] * dr
+                X[rj, 0, b] += tr
+                X[rj, 1, b] += ti
+                X[rk, 0, b] -= tr
+                X[rk, 1, b] -= ti
+
+
+@njit(cache=True)
+def _swap_back(X, L, perm, C, Sn, a, rw, dim, Gt):
+    """:func:`_mrot_back` for a pure permutation."""
+    nl = X.shape[2]
+    zr = np.empty(nl)
+    zi = np.empty(nl)
+    _swap_z(C, Sn, a, -1.0, zr, zi)
+    g = np.zeros(nl)
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            for b in range(nl):
+                dxr = X[rj, 0, b] - X[rk, 0, b]
+                dxi = X[rj, 1, b] - X[rk, 1, b]
+                dlr = L[rj, 0, b] - L[rk, 0, b]
+                dli = L[rj, 1, b] - L[rk, 1, b]
+                g[b] += dlr * dxi - dli * dxr
+                tr = zr[b] * dxr - zi[b] * dxi
+                ti = zr[b] * dxi + zi[b] * dxr
+                X[rj, 0, b] += tr
+                X[rj, 1, b] += ti
+                X[rk, 0, b] -= tr
+                X[rk, 1, b] -= ti
+                tr = zr[b] * dlr - zi[b] * dli
+                ti = zr[b] * dli + zi[b] * dlr
+                L[rj, 0, b] += tr
+                L[rj, 1, b] += ti
+                L[rk, 0, b] -= tr
+                L[rk, 1, b] -= ti
+    for b in range(nl):
+        Gt[a, b] += -g[b]  # -4 Im(conj(dL) dX) of the halved differences
+
+
+@njit(cache=True)
+def _swap_tangent(X, D, perm, C, Sn, V, a, sg, tangent, rw, dim):
+    """:func:`_mrot_tangent` for a pure permutation."""
+    nl = X.shape[2]
+    zr = np.empty(nl)
+    zi = np.empty(nl)
+    _swap_z(C, Sn, a, sg, zr, zi)
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            if tangent:
+                for b in range(nl):
+                    dxr = X[rj, 0, b] - X[rk, 0, b]
+                    dxi = X[rj, 1, b] - X[rk, 1, b]
+                    ddr = D[rj, 0, b] - D[rk, 0, b]
+                    ddi = D[rj, 1, b] - D[rk, 1, b]
+                    v = sg * V[a, b]
+                    er = 0.5 + zr[b]  # e^{i sg theta} / 2
+                    wr = zr[b] * ddr - zi[b] * ddi - v * (er * dxi + zi[b] * dxr)
+                    wi = zr[b] * ddi + zi[b] * ddr + v * (er * dxr - zi[b] * dxi)
+                    D[rj, 0, b] += wr
+                    D[rj, 1, b] += wi
+                    D[rk, 0, b] -= wr
+                    D[rk, 1, b] -= wi
+                    tr = zr[b] * dxr - zi[b] * dxi
+                    ti = zr[b] * dxi + zi[b] * dxr
+                    X[rj, 0, b] += tr
+                    X[rj, 1, b] += ti
+                    X[rk, 0, b] -= tr
+                    X[rk, 1, b] -= ti
+            else:
+                for b in range(nl):
+                    dxr = X[rj, 0, b] - X[rk, 0, b]
+                    dxi = X[rj, 1, b] - X[rk, 1, b]
+                    ddr = D[rj, 0, b] - D[rk, 0, b]
+                    ddi = D[rj, 1, b] - D[rk, 1, b]
+                    wr = zr[b] * ddr - zi[b] * ddi
+                    wi = zr[b] * ddi + zi[b] * ddr
+                    D[rj, 0, b] += wr
+                    D[rj, 1, b] += wi
+                    D[rk, 0, b] -= wr
+                    D[rk, 1, b] -= wi
+                    tr = zr[b] * dxr - zi[b] * dxi
+                    ti = zr[b] * dxi + zi[b] * dxr
+                    X[rj, 0, b] += tr
+                    X[rj, 1, b] += ti
+                    X[rk, 0, b] -= tr
+                    X[rk, 1, b] -= ti
+
+
+@njit(cache=True)
+def _swap_hess(X, D, L, M, perm, a, rw, dim, Ht):
+    """:func:`_mrot_hess` for a pure permutation. (Fused with the two steps back into one pass, the lane loop was not
+    vectorised: 4 states x 2 rows, read and written, are more pointers than LLVM checks for aliasing at run time.)"""
+    nl = X.shape[2]
+    g = np.zeros(nl)
+    for j in range(dim):
+        k = perm[j]
+        if k > j:
+            rj, rk = rw[j], rw[k]
+            for b in range(nl):
+                dxr = X[rj, 0, b] - X[rk, 0, b]
+                dxi = X[rj, 1, b] - X[rk, 1, b]
+                ddr = D[rj, 0, b] - D[rk, 0, b]
+                ddi = D[rj, 1, b] - D[rk, 1, b]
+                dlr = L[rj, 0, b] - L[rk, 0, b]
+                dli = L[rj, 1, b] - L[rk, 1, b]
+                dmr = M[rj, 0, b] - M[rk, 0, b]
+                dmi = M[rj, 1, b] - M[rk, 1, b]
+                g[b] += (dmr * dxi - dmi * dxr) + (dlr * ddi - dli * ddr)
+    for b in range(nl):
+        Ht[a, b] += -g[b]  # -4 Im(...) of the halved differences
+
+
 @njit(cache=True)
 def _trig(phi, b0, nb, abatch, C, Sn):
     """cos, sin of the half angles of the tile's samples (lanes past nb repeat the last sample); angles that do
-    not depend on the sample (``abatch[a] == 0``) are evaluated once."""
+    not depend on the sample (``abatch[a] == 0``) are evaluated once; angles that no rotation uses (``abatch[a] < 0``:
+    only rv elements read them, through :func:`_rv_prep`) get cos 1, sin 0 without evaluating anything."""
     nl = C.shape[1]
     for a in range(phi.shape[0]):
-        if abatch[a]:
+        if abatch[a] < 0:
+            for b in range(nl):
+                C[a, b] = 1.0
+                Sn[a, b] = 0.0
+        elif abatch[a]:
             for b in range(nl):
                 h = 0.5 * phi[a, b0 + (b if b < nb else nb - 1)]
                 C[a, b] = np.cos(h)
@@ -989,7 +1326,7 @@ def _rv_ht(Ht, ax, ay, az, Tq, Td, Pm, Pdm, R):
 
 
 @njit(cache=True)
-def _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim):
+def _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim, C, Sn):
     """The final state from |0> in X, in the rows rw (rw, rw2: row maps, rw the identity on entry): returns
     (rw, rw2) of the final state."""
     X[:] = 0.0
@@ -997,6 +1334,12 @@ def _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim):
     for t in range(ops.shape[0]):
         if ops[t, 0] == 0:
             _apply(X, Q, ops[t, 1], 1.0, ops[t, 2], rw, dim)
+        elif ops[t, 0] == 2:
+            m = ops[t, 1]
+            if triv[m]:
+                _swap_apply(X, mperm[m], C, Sn, ops[t, 2], 1.0, rw, dim)
+            else:
+                _mrot_apply(X, mperm[m], mpr[m], mpi[m], C, Sn, ops[t, 2], 1.0, rw, dim)
         else:
             m = ops[t, 1]
             rw, rw2 = _permute(rw, rw2, mperm[m], False)
@@ -1038,7 +1381,7 @@ def forward_ws(phi, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis, eangle, e
             _rv_prep(phi, b0, nb, etype, eaxis, equat, RV)
         _blocks(C, Sn, RV, bstart, etype, eaxis, eangle, equat, Q)
         _identity_rows(rw)
-        rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim)
+        rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim, C, Sn)
         _observe(X, Lam, operm, opr, opi, rw, dim, yt)
         for b in range(nb):
             y[b0 + b] = yt[b]
@@ -1089,15 +1432,22 @@ def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
             _rv_prep(phi, b0, nb, etype, eaxis, equat, RV)
         _blocks(C, Sn, RV, bstart, etype, eaxis, eangle, equat, Q)
         _identity_rows(rw)
-        rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim)
+        rw, rw2 = _forward_sweep(X, rw, rw2, ops, Q, mperm, mpr, mpi, triv, dim, C, Sn)
         _observe(X, L, operm, opr, opi, rw, dim, yt)
         for b in range(nb):
             y[b0 + b] = yt[b]
         GQ[:] = 0.0
+        Gt[:] = 0.0
         for t in range(T - 1, -1, -1):
             if ops[t, 0] == 0:
                 k, qb = ops[t, 1], ops[t, 2]
                 _back(X, L, Q, k, qb, rw, dim, GQ[k])  # X: the state before op t; L: the adjoint state after it
+            elif ops[t, 0] == 2:
+                m = ops[t, 1]
+                if triv[m]:
+                    _swap_back(X, L, mperm[m], C, Sn, ops[t, 2], rw, dim, Gt)
+                else:
+                    _mrot_back(X, L, mperm[m], mpr[m], mpi[m], C, Sn, ops[t, 2], rw, dim, Gt)
             elif t > 0:
                 m = ops[t, 1]
                 if not triv[m]:
@@ -1109,7 +1459,6 @@ def value_grad_ws(phi, ws, GQall, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
                 for c in range(4):
                     for b in range(nb):
                         GQall[k, c, b0 + b] = GQ[k, c, b]
-        Gt[:] = 0.0
         for k in range(K):
             _block_backprop(GQ[k], bstart[k], bstart[k + 1], C, Sn, RV, etype, eaxis, eangle, equat, P, Tq, Gt)
         for a in range(A):
@@ -1213,6 +1562,12 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
             if ops[t, 0] == 0:
                 k, qb = ops[t, 1], ops[t, 2]
                 _fwd_tangent(X, D, Q, Qd, k, qb, rw, dim)
+            elif ops[t, 0] == 2:
+                m, a = ops[t, 1], ops[t, 2]
+                if triv[m]:
+                    _swap_tangent(X, D, mperm[m], C, Sn, V, a, 1.0, not vz[a], rw, dim)
+                else:
+                    _mrot_tangent(X, D, mperm[m], mpr[m], mpi[m], C, Sn, V, a, 1.0, not vz[a], rw, dim)
             else:
                 m = ops[t, 1]
                 rw, rw2 = _permute(rw, rw2, mperm[m], False)
@@ -1231,6 +1586,7 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
         else:
             GQ[:] = 0.0
         GQd[:] = 0.0
+        Ht[:] = 0.0
         for t in range(T - 1, -1, -1):
             if ops[t, 0] == 0:
                 k, qb = ops[t, 1], ops[t, 2]
@@ -1242,6 +1598,18 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
                     _transition_tangent(L, M, X, D, GQ[k], GQd[k], qb, rw, dim)
                 if t > 0:
                     _adjoint_tangent(L, M, Q, Qd, k, qb, rw, dim)
+            elif ops[t, 0] == 2:
+                m, a = ops[t, 1], ops[t, 2]
+                if triv[m]:
+                    _swap_hess(X, D, L, M, mperm[m], a, rw, dim, Ht)
+                    _swap_tangent(X, D, mperm[m], C, Sn, V, a, -1.0, not vz[a], rw, dim)
+                    if t > 0:
+                        _swap_tangent(L, M, mperm[m], C, Sn, V, a, -1.0, not vz[a], rw, dim)
+                else:
+                    _mrot_hess(X, D, L, M, mperm[m], mpr[m], mpi[m], a, rw, dim, Ht)
+                    _mrot_tangent(X, D, mperm[m], mpr[m], mpi[m], C, Sn, V, a, -1.0, not vz[a], rw, dim)
+                    if t > 0:
+                        _mrot_tangent(L, M, mperm[m], mpr[m], mpi[m], C, Sn, V, a, -1.0, not vz[a], rw, dim)
             elif t > 0:
                 m = ops[t, 1]
                 if not triv[m]:
@@ -1251,7 +1619,6 @@ def hvp_ws(phi, phidot, GQin, ws, n, ops, mperm, mpr, mpi, bstart, etype, eaxis,
                     _phases(M, rw, mpr[m], mpi[m], True, dim)
                 rw, rw2 = _permute(rw, rw2, mperm[m], True)
         # back through the quaternion products, with tangents
-        Ht[:] = 0.0
         for k in range(K):
             _hvp_backprop(GQ[k], GQd[k], bstart[k], bstart[k + 1], C, Sn, NS, CD, SD, NSD, V, RV, etype, eaxis, eangle, equat,
                           P, Pd, Tq, Td, Ht, vz)
