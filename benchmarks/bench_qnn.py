@@ -34,9 +34,10 @@ y_ref)^2) + mean((f - f_ref)^2) w.r.t. the circuit weights and readout (double b
 parameter values: singlets (H, Z, X, CX), encodings RV(alpha x_a) = exp(-i alpha (x_a . sigma) / 2) as QubitUnitary of
 its closed form cos(t/2) I - i sin(t/2) n . sigma (batched; faster than matrix_exp of the batched generators: 3.7 s
 against 5.2 s per force-loss gradient in a trial), Heisenberg gates exp(-i J (XX + YY + ZZ)) as QubitUnitary of
-torch.linalg.matrix_exp (the builder compiles them to 3 CX + 5 rotations, equal up to a global phase); energies are
-checked against the engine to 1e-10 on 5 geometries before timing. Target (issue 28): the force-loss gradient at least
-20x faster than PennyLane.
+torch.linalg.matrix_exp (the builder's PauliEvolutionGate, which the engine runs as one rotation about the SWAP; the
+full run also times PennyLane on the former 3 CX + 5 rotations form, :func:`qnnff.qnn.eqnn.append_heisenberg_cx`);
+energies are checked against the engine to 1e-10 on 5 geometries before timing. Target (issue 28): the force-loss
+gradient at least 20x faster than PennyLane.
 
 Run: ``python benchmarks/bench_qnn.py`` (about 4-5 minutes on 2 cores, 1.5 of them the eqnn part; ``--quick`` skips the
 slow baselines, the eqnn PennyLane variants (per-geometry loop, CX Heisenberg) and times PennyLane's eqnn force-loss
@@ -418,8 +419,8 @@ def bench_eqnn_ours(model, batch):
 def eqnn_pennylane_model(model, heisenberg="unitary"):
     """The eqnn model of ``model`` in PennyLane: ``positions [B, 4, 3] -> scaled energies [B]`` (differentiable w.r.t.
     the positions and the returned parameters), the builder's circuit with its parameter values. ``heisenberg``:
-    ``"unitary"`` (one QubitUnitary exp(-i J (XX + YY + ZZ)) per bond, the faster) or ``"cx"`` (the builder's own
-    decomposition, :func:`qnnff.qnn.eqnn.append_heisenberg`: 3 CNOT and 5 rotations, equal up to a global phase)."""
+    ``"unitary"`` (one QubitUnitary exp(-i J (XX + YY + ZZ)) per bond, the faster) or ``"cx"`` (the former
+    decomposition, :func:`qnnff.qnn.eqnn.append_heisenberg_cx`: 3 CNOT and 5 rotations, equal up to a global phase)."""
     import pennylane as qml
 
     from qnnff.qnn.eqnn import permute_inputs, relative_inputs
@@ -454,7 +455,7 @@ def eqnn_pennylane_model(model, heisenberg="unitary"):
                     for i, j in sub:
                         if heisenberg == "unitary":
                             qml.QubitUnitary(gates[k], wires=[i, j])
-                        else:  # append_heisenberg's gates (Qiskit's rz, ry are PennyLane's RZ, RY; cx(c, t) = CNOT([c, t]))
+                        else:  # append_heisenberg_cx's gates (Qiskit's rz, ry are PennyLane's RZ, RY; cx(c, t) = CNOT([c, t]))
                             h = math.pi / 2
                             qml.RZ(h, j)
                             qml.CNOT([j, i])
@@ -563,7 +564,7 @@ def report_eqnn(quick):
         for i in range(n_loop):
             pl_fl(batch.positions[i:i + 1], batch.subset(torch.tensor([i])))
         loop = (time.perf_counter() - t0) / n_loop * len(batch)
-        # the builder's gate list itself (Heisenberg as 3 CNOT + 5 rotations): force-loss gradient only, once
+        # the former gate list (Heisenberg as 3 CNOT + 5 rotations, append_heisenberg_cx): force-loss gradient only, once
         energy_cx, params_cx = eqnn_pennylane_model(model, heisenberg="cx")
         with torch.no_grad():
             e_cx = float((energy_cx(batch.positions[:5]) - model.scaled_energy(batch.positions[:5])).abs().max())
@@ -603,7 +604,7 @@ def report_eqnn(quick):
         print(f"note: PennyLane without broadcasting over the geometries (one QNode call per geometry, its {m} permutations "
               f"broadcast): force-loss gradient {fmt(loop)} per batch of {len(batch)} ({n_loop} geometries timed, scaled x{len(batch)}/{n_loop}); "
               f"broadcasting is the faster way and is the one in the table")
-        print("note: the row 'Heisenberg as 3 CX + 5 rotations' runs the builder's gate list itself in PennyLane (broadcast; "
+        print("note: the row 'Heisenberg as 3 CX + 5 rotations' runs the former gate list (append_heisenberg_cx) in PennyLane (broadcast; "
               "one warm-up and one timed force-loss gradient, the other columns not timed); the issue's target is judged "
               f"against the faster '{PL}' row (one QubitUnitary per Heisenberg gate)")
 

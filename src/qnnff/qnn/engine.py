@@ -17,6 +17,12 @@ their parameter expressions, then executed on a batch of inputs in float64:
   :class:`~qiskit.circuit.library.RVGate`, ``exp(-i v . sigma / 2)``, the rotation by ``|v|`` about ``v / |v|``,
   ``q = (cos(|v|/2), sin(|v|/2) v / |v|)``, smooth at ``v = 0``) whose three components are three angles;
 * runs of CX / CZ / SWAP / other monomial gates are merged into one permutation-with-phases;
+* a rotation about an involution, ``exp(-i theta M / 2)`` with ``M`` a Hermitian permutation-with-phases squaring to
+  one, is one op (:func:`_involution_rotation`): the two-qubit Pauli rotations rxx, ryy, rzz, rzx (``M`` the Pauli
+  string) and a :class:`~qiskit.circuit.library.PauliEvolutionGate` ``exp(-i t H)`` whose Hamiltonian has commuting
+  terms and two eigenvalues ``l1 < l2`` (``M = (2 H - l1 - l2) / (l2 - l1)``, ``theta = (l2 - l1) t``; the
+  Heisenberg exchange ``XX + YY + ZZ = 2 SWAP - 1`` of :mod:`qnnff.qnn.eqnn` is a rotation about the SWAP); its angle
+  is one entry of the angle layer like any rotation's;
 * gates outside the observable's light cone are dropped (e.g. the final rotations on qubits the CNOTs never
   carry back to qubit 0), which does not change any value or derivative;
 * the observable is any Hermitian sum of Pauli strings (real coefficients), kept as permutations with phases.

@@ -4,8 +4,11 @@ Hessian-vector products with respect to the rotation angles, for a batch of samp
 The program is a fixed list of ops on ``n`` qubits: ``u`` ops apply a fused single-qubit *block* ``U(q)`` (the SU(2)
 matrix of the unit quaternion ``q = q_L * ... * q_1`` of the block's elements, each a rotation ``R_axis(phi_a)``
 about x, y or z by one of the angles ``phi_a``, a fixed quaternion, or an *rv* element), ``mono`` ops a permutation
-with phases (runs of CX / CZ / SWAP ...). ``U(q) = [[q0 - i q3, -q2 - i q1], [q2 - i q1, q0 + i q3]]`` is *linear* in ``q`` and
-``U(q)^dagger = U(conj q)``, so one real 16-multiply routine applies a block, its adjoint and its tangent. The
+with phases (runs of CX / CZ / SWAP ...), type-2 ops a rotation ``exp(-i theta M / 2)`` about a Hermitian monomial
+involution ``M`` (stored among the monomials; its angle index in the op's last column; see the comment above
+:func:`_mrot_apply`: applied as ``I + (e^{i theta} - 1) (I - M) / 2``, differentiated through the states after it).
+``U(q) = [[q0 - i q3, -q2 - i q1], [q2 - i q1, q0 + i q3]]`` is *linear* in ``q`` and ``U(q)^dagger = U(conj q)``,
+so one real 16-multiply routine applies a block, its adjoint and its tangent. The
 observable is a Hermitian sum of Pauli strings, each a permutation with complex factors (``lambda = O psi``).
 
 Kernels (``phi`` is ``[A, B]``, batch last; samples are processed in tiles of at most ``LANES`` samples
