@@ -19,3 +19,25 @@ def mixed_program() -> tuple[CompiledCircuit, int, int]:
     qc.cz(0, 1); qc.rx(wp[0] * xp[1], 0); qc.cy(2, 0); qc.ry(wp[2], 2)
     obs = SparsePauliOp(["XIZ", "IYY", "ZII"], [0.4, -0.7, 1.1])
     return CompiledCircuit(qc, inputs=list(xp), weights=list(wp), observable=obs), 2, 3
+
+
+def force_loss_gradients(prog: CompiledCircuit, W, X, *, n_atoms: int, seed: int) -> list:
+    """The gradients w.r.t. the weights and readout of a force loss mean((y - 0.2)^2) + 0.7 mean((f - f_ref)^2),
+    f = -dy/dx . J (J, f_ref random with ``seed``), for ``mode`` adjoint and autograd of a QNNRegressor: two tuples
+    that must agree."""
+    import torch
+
+    from qnnff.qnn.engine import QNNRegressor
+
+    B = X.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    jac = torch.randn(B, X.shape[1], n_atoms, 3, generator=gen, dtype=torch.float64)
+    f_ref = torch.randn(B, n_atoms, 3, generator=gen, dtype=torch.float64)
+    grads = []
+    for mode in ("adjoint", "autograd"):
+        reg = QNNRegressor(prog, W, readout=(0.8, 0.1), mode=mode)
+        y, g = reg.value_and_input_grad(X)
+        f = -torch.einsum("bd,bdnk->bnk", g, jac)
+        loss = ((y - 0.2) ** 2).mean() + 0.7 * ((f - f_ref) ** 2).mean()
+        grads.append(torch.autograd.grad(loss, list(reg.parameters())))
+    return grads

@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from circuit_helpers import force_loss_gradients
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import PauliEvolutionGate
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qnnff.qnn import kernels
-from qnnff.qnn.engine import CompiledCircuit, QNNRegressor, UnsupportedCircuitError, _simulate_autograd
+from qnnff.qnn.engine import CompiledCircuit, UnsupportedCircuitError, _simulate_autograd
 from qnnff.qnn.frozen import FrozenCircuit
 
 BIG = kernels.LANES + 45  # more samples than one tile
@@ -150,18 +151,7 @@ def test_one_exchange_op_equals_three_pauli_rotations():
 @pytest.mark.parametrize("B", [7, BIG])
 def test_force_loss_gradient_adjoint_equals_autograd(setup, B):
     _, _, _, _, prog, W = setup
-    X = points(B, seed=20 + B)
-    gen = torch.Generator().manual_seed(B)
-    jac = torch.randn(B, 4, 2, 3, generator=gen, dtype=torch.float64)
-    f_ref = torch.randn(B, 2, 3, generator=gen, dtype=torch.float64)
-    grads = []
-    for mode in ("adjoint", "autograd"):
-        reg = QNNRegressor(prog, W, readout=(0.8, 0.1), mode=mode)
-        y, g = reg.value_and_input_grad(X)
-        f = -torch.einsum("bd,bdnk->bnk", g, jac)
-        loss = ((y - 0.2) ** 2).mean() + 0.7 * ((f - f_ref) ** 2).mean()
-        grads.append(torch.autograd.grad(loss, list(reg.parameters())))
-    for a, b in zip(*grads):
+    for a, b in zip(*force_loss_gradients(prog, W, points(B, seed=20 + B), n_atoms=2, seed=B)):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 

@@ -1,20 +1,22 @@
 """rv gates (Qiskit's RVGate, exp(-i v . sigma / 2), the encoding of the rotation-equivariant QNN) in the engine:
 values against Qiskit's Statevector (including v = 0 and |v| ~ 1e-9), dy/dphi and the Hessian-vector product of the
 kernels against the plain torch reference, dy/dx against finite differences, the force-loss gradient against the
-autograd mode, several tile widths, and the Heisenberg couplings (rxx, ryy, rzz) refused with a hint, then decomposed."""
+autograd mode, several tile widths, and the Heisenberg couplings as rxx, ryy, rzz (run natively, equal to their
+decomposition; the rest of those rotations: test_engine_mrot.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from circuit_helpers import force_loss_gradients
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import RVGate
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qnnff.qnn import kernels
-from qnnff.qnn.engine import CompiledCircuit, QNNRegressor, UnsupportedCircuitError, _rv_quaternion, _simulate_autograd, _su2_quaternion
+from qnnff.qnn.engine import CompiledCircuit, UnsupportedCircuitError, _rv_quaternion, _simulate_autograd, _su2_quaternion
 from qnnff.qnn.frozen import FrozenCircuit
 
 BIG = kernels.LANES + 45  # more samples than one tile
@@ -158,18 +160,7 @@ def test_input_gradient_vs_finite_differences(setup):
 @pytest.mark.parametrize("B", [7, BIG])
 def test_force_loss_gradient_adjoint_equals_autograd(setup, B):
     _, _, _, _, prog, W = setup
-    X = points(B, seed=10 + B)
-    gen = torch.Generator().manual_seed(B)
-    jac = torch.randn(B, 6, 2, 3, generator=gen, dtype=torch.float64)
-    f_ref = torch.randn(B, 2, 3, generator=gen, dtype=torch.float64)
-    grads = []
-    for mode in ("adjoint", "autograd"):
-        reg = QNNRegressor(prog, W, readout=(0.8, 0.1), mode=mode)
-        y, g = reg.value_and_input_grad(X)
-        f = -torch.einsum("bd,bdnk->bnk", g, jac)
-        loss = ((y - 0.2) ** 2).mean() + 0.7 * ((f - f_ref) ** 2).mean()
-        grads.append(torch.autograd.grad(loss, list(reg.parameters())))
-    for a, b in zip(*grads):
+    for a, b in zip(*force_loss_gradients(prog, W, points(B, seed=10 + B), n_atoms=2, seed=B)):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -205,17 +196,3 @@ def test_pauli_rotations_run_natively_and_equal_their_decomposition():
     ref = Statevector(qc.assign_parameters({**dict(zip(x, X)), J: Jv})).expectation_value(obs).real
     for p in (prog, dec):
         assert abs(p.expectation(torch.tensor(X[None]), torch.tensor([Jv], dtype=torch.float64)).item() - ref) < 1e-12
-
-
-@pytest.mark.parametrize("terms, match", [
-    (["XX", "ZI"], "must commute"),             # XX and ZI anticommute: Qiskit's synthesis would not be exact
-    (["XX", "YY"], "two distinct eigenvalues"),  # spectrum {-2, 0, 2}
-])
-def test_pauli_evolution_outside_the_supported_form_is_refused(terms, match):
-    from qiskit.circuit.library import PauliEvolutionGate
-
-    J = Parameter("J")
-    qc = QuantumCircuit(2)
-    qc.append(PauliEvolutionGate(SparsePauliOp(terms), time=J), [0, 1])
-    with pytest.raises(UnsupportedCircuitError, match=match):
-        CompiledCircuit(qc, inputs=[], weights=[J], observable=SparsePauliOp("ZZ"))

@@ -155,17 +155,10 @@ def test_gradcheck_adjoint_and_gradgradcheck_autograd():
 
 
 def test_force_loss_gradient_adjoint_equals_autograd_and_regressor_jacobian():
+    from circuit_helpers import force_loss_gradients
+
     _, _, _, prog, X, W = _small(3, B=5)
-    jac = torch.randn(5, X.shape[1], 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    f_ref = torch.randn(5, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    grads = []
-    for mode in ("adjoint", "autograd"):
-        reg = QNNRegressor(prog, W, readout=(0.8, 0.1), mode=mode)
-        y, g = reg.value_and_input_grad(X)
-        f = -torch.einsum("bd,bdnk->bnk", g, jac)
-        loss = ((y - 0.2) ** 2).mean() + 0.7 * ((f - f_ref) ** 2).mean()
-        grads.append(torch.autograd.grad(loss, list(reg.parameters())))
-    for a, b in zip(*grads):
+    for a, b in zip(*force_loss_gradients(prog, W, X, n_atoms=3, seed=0)):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
     # the per-sample parameter Jacobian hook (used by the effective dimension)
     reg = QNNRegressor(prog, W, readout=(0.8, 0.1))

@@ -517,6 +517,34 @@ def _transition_tangent_d(L, M, X, D, accd, qb, rw, dim):
 # Derivatives from the states *after* the op: dU'/dtheta psi = i P U' psi, so dy/dtheta = -2 Im <lambda'|P|psi'>
 # (lambda', psi' the adjoint state and the state after the op), and its tangent along phidot is
 # -2 Im (<M'|P|psi'> + <lambda'|P|D'>) with M', D' their tangents: no explicit dependence on theta is left.
+@njit(cache=True, inline='always')
+def _pm(X, rj, rk, b, ar, ai):
+    """(P X)_j of the pair (j, k) in lane b, m_j = ar + i ai."""
+    xkr, xki = X[rk, 0, b], X[rk, 1, b]
+    return 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki)), 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
+
+
+@njit(cache=True, inline='always')
+def _cmul(zr, zi, dr, di):
+    return zr * dr - zi * di, zr * di + zi * dr
+
+
+@njit(cache=True, inline='always')
+def _pm_add(X, rj, rk, b, tr, ti, br, bi):
+    """X += t P-shaped on the pair: X_j += t, X_k -= m_k t (m_k = br + i bi)."""
+    X[rj, 0, b] += tr
+    X[rj, 1, b] += ti
+    X[rk, 0, b] -= br * tr - bi * ti
+    X[rk, 1, b] -= br * ti + bi * tr
+
+
+@njit(cache=True, inline='always')
+def _phase_mul(X, r, b, er, ei):
+    xr, xi = X[r, 0, b], X[r, 1, b]
+    X[r, 0, b] = er * xr - ei * xi
+    X[r, 1, b] = er * xi + ei * xr
+
+
 @njit(cache=True)
 def _mrot_apply(X, perm, mr, mi, C, Sn, a, sg, rw, dim):
     """X <- U' X in place (sg = -1: U'^dagger)."""
@@ -528,26 +556,14 @@ def _mrot_apply(X, perm, mr, mi, C, Sn, a, sg, rw, dim):
             ar, ai, br, bi = mr[j], mi[j], mr[k], mi[k]
             for b in range(nl):
                 s, c = Sn[a, b], C[a, b]
-                zr = -2.0 * s * s
-                zi = sg * 2.0 * c * s
-                xkr, xki = X[rk, 0, b], X[rk, 1, b]
-                dr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
-                di = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
-                tr = zr * dr - zi * di
-                ti = zr * di + zi * dr
-                X[rj, 0, b] += tr
-                X[rj, 1, b] += ti
-                X[rk, 0, b] = xkr - (br * tr - bi * ti)
-                X[rk, 1, b] = xki - (br * ti + bi * tr)
+                dr, di = _pm(X, rj, rk, b, ar, ai)
+                tr, ti = _cmul(-2.0 * s * s, sg * 2.0 * c * s, dr, di)
+                _pm_add(X, rj, rk, b, tr, ti, br, bi)
         elif k == j and mr[j] < 0.0:
             r = rw[j]
             for b in range(nl):
                 s, c = Sn[a, b], C[a, b]
-                er = 1.0 - 2.0 * s * s
-                ei = sg * 2.0 * c * s
-                xr, xi = X[r, 0, b], X[r, 1, b]
-                X[r, 0, b] = er * xr - ei * xi
-                X[r, 1, b] = er * xi + ei * xr
+                _phase_mul(X, r, b, 1.0 - 2.0 * s * s, sg * 2.0 * c * s)
 
 
 @njit(cache=True)
@@ -563,39 +579,22 @@ def _mrot_back(X, L, perm, mr, mi, C, Sn, a, rw, dim, Gt):
             ar, ai, br, bi = mr[j], mi[j], mr[k], mi[k]
             for b in range(nl):
                 s, c = Sn[a, b], C[a, b]
-                zr = -2.0 * s * s
-                zi = -2.0 * c * s
-                xkr, xki = X[rk, 0, b], X[rk, 1, b]
-                dxr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
-                dxi = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
-                lkr, lki = L[rk, 0, b], L[rk, 1, b]
-                dlr = 0.5 * (L[rj, 0, b] - (ar * lkr - ai * lki))
-                dli = 0.5 * (L[rj, 1, b] - (ar * lki + ai * lkr))
+                zr, zi = -2.0 * s * s, -2.0 * c * s
+                dxr, dxi = _pm(X, rj, rk, b, ar, ai)
+                dlr, dli = _pm(L, rj, rk, b, ar, ai)
                 g[b] += dlr * dxi - dli * dxr  # Im(conj(dL) dX), twice per pair (j and k)
-                tr = zr * dxr - zi * dxi
-                ti = zr * dxi + zi * dxr
-                X[rj, 0, b] += tr
-                X[rj, 1, b] += ti
-                X[rk, 0, b] = xkr - (br * tr - bi * ti)
-                X[rk, 1, b] = xki - (br * ti + bi * tr)
-                tr = zr * dlr - zi * dli
-                ti = zr * dli + zi * dlr
-                L[rj, 0, b] += tr
-                L[rj, 1, b] += ti
-                L[rk, 0, b] = lkr - (br * tr - bi * ti)
-                L[rk, 1, b] = lki - (br * ti + bi * tr)
+                tr, ti = _cmul(zr, zi, dxr, dxi)
+                _pm_add(X, rj, rk, b, tr, ti, br, bi)
+                tr, ti = _cmul(zr, zi, dlr, dli)
+                _pm_add(L, rj, rk, b, tr, ti, br, bi)
         elif k == j and mr[j] < 0.0:
             r = rw[j]
             for b in range(nl):
                 s, c = Sn[a, b], C[a, b]
-                er = 1.0 - 2.0 * s * s
-                ei = -2.0 * c * s
-                xr, xi, lr, li = X[r, 0, b], X[r, 1, b], L[r, 0, b], L[r, 1, b]
-                g[b] += 0.5 * (lr * xi - li * xr)
-                X[r, 0, b] = er * xr - ei * xi
-                X[r, 1, b] = er * xi + ei * xr
-                L[r, 0, b] = er * lr - ei * li
-                L[r, 1, b] = er * li + ei * lr
+                er, ei = 1.0 - 2.0 * s * s, -2.0 * c * s
+                g[b] += 0.5 * (L[r, 0, b] * X[r, 1, b] - L[r, 1, b] * X[r, 0, b])
+                _phase_mul(X, r, b, er, ei)
+                _phase_mul(L, r, b, er, ei)
     for b in range(nl):
         Gt[a, b] += -4.0 * g[b]
 
@@ -614,53 +613,33 @@ def _mrot_tangent(X, D, perm, mr, mi, C, Sn, V, a, sg, tangent, rw, dim):
             ar, ai, br, bi = mr[j], mi[j], mr[k], mi[k]
             for b in range(nl):
                 s, c = Sn[a, b], C[a, b]
-                zr = -2.0 * s * s
-                zi = sg * 2.0 * c * s
-                xkr, xki = X[rk, 0, b], X[rk, 1, b]
-                dxr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
-                dxi = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
-                tkr, tki = D[rk, 0, b], D[rk, 1, b]
-                ddr = 0.5 * (D[rj, 0, b] - (ar * tkr - ai * tki))
-                ddi = 0.5 * (D[rj, 1, b] - (ar * tki + ai * tkr))
-                wr = zr * ddr - zi * ddi
-                wi = zr * ddi + zi * ddr
+                zr, zi = -2.0 * s * s, sg * 2.0 * c * s
+                dxr, dxi = _pm(X, rj, rk, b, ar, ai)
+                ddr, ddi = _pm(D, rj, rk, b, ar, ai)
+                wr, wi = _cmul(zr, zi, ddr, ddi)
                 if tangent:
                     # + sg i thetadot (1 + z) dX  (forward: i thetadot e^{i theta} P X; back: -i thetadot e^{-i theta} P X')
                     v = sg * V[a, b]
-                    er = 1.0 + zr
-                    pr = er * dxr - zi * dxi
-                    pi = er * dxi + zi * dxr
+                    pr, pi = _cmul(1.0 + zr, zi, dxr, dxi)
                     wr -= v * pi
                     wi += v * pr
-                D[rj, 0, b] += wr
-                D[rj, 1, b] += wi
-                D[rk, 0, b] = tkr - (br * wr - bi * wi)
-                D[rk, 1, b] = tki - (br * wi + bi * wr)
-                tr = zr * dxr - zi * dxi
-                ti = zr * dxi + zi * dxr
-                X[rj, 0, b] += tr
-                X[rj, 1, b] += ti
-                X[rk, 0, b] = xkr - (br * tr - bi * ti)
-                X[rk, 1, b] = xki - (br * ti + bi * tr)
+                _pm_add(D, rj, rk, b, wr, wi, br, bi)
+                tr, ti = _cmul(zr, zi, dxr, dxi)
+                _pm_add(X, rj, rk, b, tr, ti, br, bi)
         elif k == j and mr[j] < 0.0:
             r = rw[j]
             for b in range(nl):
                 s, c = Sn[a, b], C[a, b]
-                er = 1.0 - 2.0 * s * s
-                ei = sg * 2.0 * c * s
-                xr, xi, tr, ti = X[r, 0, b], X[r, 1, b], D[r, 0, b], D[r, 1, b]
-                nr = er * tr - ei * ti
-                ni = er * ti + ei * tr
+                er, ei = 1.0 - 2.0 * s * s, sg * 2.0 * c * s
+                nr, ni = _cmul(er, ei, D[r, 0, b], D[r, 1, b])
                 if tangent:
                     v = sg * V[a, b]
-                    pr = er * xr - ei * xi
-                    pi = er * xi + ei * xr
+                    pr, pi = _cmul(er, ei, X[r, 0, b], X[r, 1, b])
                     nr -= v * pi
                     ni += v * pr
                 D[r, 0, b] = nr
                 D[r, 1, b] = ni
-                X[r, 0, b] = er * xr - ei * xi
-                X[r, 1, b] = er * xi + ei * xr
+                _phase_mul(X, r, b, er, ei)
 
 
 @njit(cache=True)
@@ -674,18 +653,10 @@ def _mrot_hess(X, D, L, M, perm, mr, mi, a, rw, dim, Ht):
             rj, rk = rw[j], rw[k]
             ar, ai = mr[j], mi[j]
             for b in range(nl):
-                xkr, xki = X[rk, 0, b], X[rk, 1, b]
-                dxr = 0.5 * (X[rj, 0, b] - (ar * xkr - ai * xki))
-                dxi = 0.5 * (X[rj, 1, b] - (ar * xki + ai * xkr))
-                tkr, tki = D[rk, 0, b], D[rk, 1, b]
-                ddr = 0.5 * (D[rj, 0, b] - (ar * tkr - ai * tki))
-                ddi = 0.5 * (D[rj, 1, b] - (ar * tki + ai * tkr))
-                lkr, lki = L[rk, 0, b], L[rk, 1, b]
-                dlr = 0.5 * (L[rj, 0, b] - (ar * lkr - ai * lki))
-                dli = 0.5 * (L[rj, 1, b] - (ar * lki + ai * lkr))
-                mkr, mki = M[rk, 0, b], M[rk, 1, b]
-                dmr = 0.5 * (M[rj, 0, b] - (ar * mkr - ai * mki))
-                dmi = 0.5 * (M[rj, 1, b] - (ar * mki + ai * mkr))
+                dxr, dxi = _pm(X, rj, rk, b, ar, ai)
+                ddr, ddi = _pm(D, rj, rk, b, ar, ai)
+                dlr, dli = _pm(L, rj, rk, b, ar, ai)
+                dmr, dmi = _pm(M, rj, rk, b, ar, ai)
                 g[b] += (dmr * dxi - dmi * dxr) + (dlr * ddi - dli * ddr)
         elif k == j and mr[j] < 0.0:
             r = rw[j]
@@ -709,6 +680,20 @@ def _swap_z(C, Sn, a, sg, zr, zi):
         zi[b] = sg * c * s
 
 
+@njit(cache=True, inline='always')
+def _sd(X, rj, rk, b):
+    """2 (P X)_j of a pure-permutation pair (j, k) in lane b."""
+    return X[rj, 0, b] - X[rk, 0, b], X[rj, 1, b] - X[rk, 1, b]
+
+
+@njit(cache=True, inline='always')
+def _sd_add(X, rj, rk, b, tr, ti):
+    X[rj, 0, b] += tr
+    X[rj, 1, b] += ti
+    X[rk, 0, b] -= tr
+    X[rk, 1, b] -= ti
+
+
 @njit(cache=True)
 def _swap_apply(X, perm, C, Sn, a, sg, rw, dim):
     """:func:`_mrot_apply` for a pure permutation."""
@@ -721,14 +706,9 @@ def _swap_apply(X, perm, C, Sn, a, sg, rw, dim):
         if k > j:
             rj, rk = rw[j], rw[k]
             for b in range(nl):
-                dr = X[rj, 0, b] - X[rk, 0, b]
-                di = X[rj, 1, b] - X[rk, 1, b]
-                tr = zr[b] * dr - zi[b] * di
-                ti = zr[b] * di + zi[b] * dr
-                X[rj, 0, b] += tr
-                X[rj, 1, b] += ti
-                X[rk, 0, b] -= tr
-                X[rk, 1, b] -= ti
+                dr, di = _sd(X, rj, rk, b)
+                tr, ti = _cmul(zr[b], zi[b], dr, di)
+                _sd_add(X, rj, rk, b, tr, ti)
 
 
 @njit(cache=True)
@@ -744,30 +724,21 @@ def _swap_back(X, L, perm, C, Sn, a, rw, dim, Gt):
         if k > j:
             rj, rk = rw[j], rw[k]
             for b in range(nl):
-                dxr = X[rj, 0, b] - X[rk, 0, b]
-                dxi = X[rj, 1, b] - X[rk, 1, b]
-                dlr = L[rj, 0, b] - L[rk, 0, b]
-                dli = L[rj, 1, b] - L[rk, 1, b]
+                dxr, dxi = _sd(X, rj, rk, b)
+                dlr, dli = _sd(L, rj, rk, b)
                 g[b] += dlr * dxi - dli * dxr
-                tr = zr[b] * dxr - zi[b] * dxi
-                ti = zr[b] * dxi + zi[b] * dxr
-                X[rj, 0, b] += tr
-                X[rj, 1, b] += ti
-                X[rk, 0, b] -= tr
-                X[rk, 1, b] -= ti
-                tr = zr[b] * dlr - zi[b] * dli
-                ti = zr[b] * dli + zi[b] * dlr
-                L[rj, 0, b] += tr
-                L[rj, 1, b] += ti
-                L[rk, 0, b] -= tr
-                L[rk, 1, b] -= ti
+                tr, ti = _cmul(zr[b], zi[b], dxr, dxi)
+                _sd_add(X, rj, rk, b, tr, ti)
+                tr, ti = _cmul(zr[b], zi[b], dlr, dli)
+                _sd_add(L, rj, rk, b, tr, ti)
     for b in range(nl):
         Gt[a, b] += -g[b]  # -4 Im(conj(dL) dX) of the halved differences
 
 
 @njit(cache=True)
 def _swap_tangent(X, D, perm, C, Sn, V, a, sg, tangent, rw, dim):
-    """:func:`_mrot_tangent` for a pure permutation."""
+    """:func:`_mrot_tangent` for a pure permutation (the tangent flag selects one of two lane loops: with the branch
+    inside, LLVM does not vectorise it)."""
     nl = X.shape[2]
     zr = np.empty(nl)
     zi = np.empty(nl)
@@ -778,42 +749,23 @@ def _swap_tangent(X, D, perm, C, Sn, V, a, sg, tangent, rw, dim):
             rj, rk = rw[j], rw[k]
             if tangent:
                 for b in range(nl):
-                    dxr = X[rj, 0, b] - X[rk, 0, b]
-                    dxi = X[rj, 1, b] - X[rk, 1, b]
-                    ddr = D[rj, 0, b] - D[rk, 0, b]
-                    ddi = D[rj, 1, b] - D[rk, 1, b]
+                    dxr, dxi = _sd(X, rj, rk, b)
+                    ddr, ddi = _sd(D, rj, rk, b)
                     v = sg * V[a, b]
                     er = 0.5 + zr[b]  # e^{i sg theta} / 2
                     wr = zr[b] * ddr - zi[b] * ddi - v * (er * dxi + zi[b] * dxr)
                     wi = zr[b] * ddi + zi[b] * ddr + v * (er * dxr - zi[b] * dxi)
-                    D[rj, 0, b] += wr
-                    D[rj, 1, b] += wi
-                    D[rk, 0, b] -= wr
-                    D[rk, 1, b] -= wi
-                    tr = zr[b] * dxr - zi[b] * dxi
-                    ti = zr[b] * dxi + zi[b] * dxr
-                    X[rj, 0, b] += tr
-                    X[rj, 1, b] += ti
-                    X[rk, 0, b] -= tr
-                    X[rk, 1, b] -= ti
+                    _sd_add(D, rj, rk, b, wr, wi)
+                    tr, ti = _cmul(zr[b], zi[b], dxr, dxi)
+                    _sd_add(X, rj, rk, b, tr, ti)
             else:
                 for b in range(nl):
-                    dxr = X[rj, 0, b] - X[rk, 0, b]
-                    dxi = X[rj, 1, b] - X[rk, 1, b]
-                    ddr = D[rj, 0, b] - D[rk, 0, b]
-                    ddi = D[rj, 1, b] - D[rk, 1, b]
-                    wr = zr[b] * ddr - zi[b] * ddi
-                    wi = zr[b] * ddi + zi[b] * ddr
-                    D[rj, 0, b] += wr
-                    D[rj, 1, b] += wi
-                    D[rk, 0, b] -= wr
-                    D[rk, 1, b] -= wi
-                    tr = zr[b] * dxr - zi[b] * dxi
-                    ti = zr[b] * dxi + zi[b] * dxr
-                    X[rj, 0, b] += tr
-                    X[rj, 1, b] += ti
-                    X[rk, 0, b] -= tr
-                    X[rk, 1, b] -= ti
+                    dxr, dxi = _sd(X, rj, rk, b)
+                    ddr, ddi = _sd(D, rj, rk, b)
+                    wr, wi = _cmul(zr[b], zi[b], ddr, ddi)
+                    _sd_add(D, rj, rk, b, wr, wi)
+                    tr, ti = _cmul(zr[b], zi[b], dxr, dxi)
+                    _sd_add(X, rj, rk, b, tr, ti)
 
 
 @njit(cache=True)
@@ -827,14 +779,10 @@ def _swap_hess(X, D, L, M, perm, a, rw, dim, Ht):
         if k > j:
             rj, rk = rw[j], rw[k]
             for b in range(nl):
-                dxr = X[rj, 0, b] - X[rk, 0, b]
-                dxi = X[rj, 1, b] - X[rk, 1, b]
-                ddr = D[rj, 0, b] - D[rk, 0, b]
-                ddi = D[rj, 1, b] - D[rk, 1, b]
-                dlr = L[rj, 0, b] - L[rk, 0, b]
-                dli = L[rj, 1, b] - L[rk, 1, b]
-                dmr = M[rj, 0, b] - M[rk, 0, b]
-                dmi = M[rj, 1, b] - M[rk, 1, b]
+                dxr, dxi = _sd(X, rj, rk, b)
+                ddr, ddi = _sd(D, rj, rk, b)
+                dlr, dli = _sd(L, rj, rk, b)
+                dmr, dmi = _sd(M, rj, rk, b)
                 g[b] += (dmr * dxi - dmi * dxr) + (dlr * ddi - dli * ddr)
     for b in range(nl):
         Ht[a, b] += -g[b]  # -4 Im(...) of the halved differences
