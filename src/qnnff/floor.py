@@ -91,12 +91,13 @@ def at_floor(rmse: float, floor: float) -> bool:
 
 def model_floor(model, positions_train: np.ndarray, y_train: np.ndarray, positions_test: np.ndarray, y_test: np.ndarray, *,
                 seed: int, n_restarts: int = 1, label: str = "") -> dict[str, Any]:
-    """:func:`information_floor` of the inputs a model sees (:meth:`~qnnff.models.base.ForceField.model_inputs` of the
-    positions, Angstrom); the optimiser's warnings are logged under ``label``."""
+    """:func:`information_floor` of the inputs a model sees (:meth:`~qnnff.models.base.ForceField.floor_inputs` of the
+    positions, Angstrom: its inputs, or an invariant description of the same information); the optimiser's warnings are
+    logged under ``label``."""
     import torch
 
     with torch.no_grad():
-        x_train, x_test = (model.model_inputs(torch.as_tensor(np.asarray(p), dtype=torch.float64)).numpy()
+        x_train, x_test = (model.floor_inputs(torch.as_tensor(np.asarray(p), dtype=torch.float64)).numpy()
                            for p in (positions_train, positions_test))
     res = information_floor(x_train, y_train, x_test, y_test, seed=seed, n_restarts=n_restarts)
     for w in res["optimizer_warnings"]:

@@ -161,3 +161,14 @@ class CoordinateFamily:
             return [f"{self.name}[{k}]" for k in range(len(self.atoms))]
         own = [f"{self.name}.mean"] + [f"{self.name}.m{j}" for j in range(2, len(self.atoms) + 1)]
         return own + [f"{self.name}~{self.couple_with}.m{a}{b}" for a, b in COUPLED_MOMENTS] if self.couple_with else own
+
+
+def inverse_distances(positions):
+    """The inverse interatomic distances 1/|r_i - r_j| [B, N(N-1)/2] of positions [B, N, 3] (torch), pairs i > j in
+    row order of the lower triangle (sGDML's descriptor): a complete description of a geometry up to rotations,
+    reflections and translations."""
+    import torch
+
+    pos = torch.as_tensor(positions, dtype=torch.float64)
+    i, j = torch.tril_indices(pos.shape[1], pos.shape[1], offset=-1)
+    return 1.0 / torch.linalg.vector_norm(pos[:, i] - pos[:, j], dim=-1)

@@ -106,6 +106,12 @@ class ForceField(torch.nn.Module, abc.ABC):
         inputs whose information floor, :func:`qnnff.floor.information_floor`, its errors are held against)."""
         raise NotImplementedError(f"{self.kind} model: no model_inputs; its information floor cannot be measured")
 
+    def floor_inputs(self, positions: torch.Tensor) -> torch.Tensor:
+        """What the information floor (:func:`qnnff.floor.model_floor`) is measured on: :meth:`model_inputs`, unless a
+        model's inputs carry a frame that its built-in symmetries remove (then an invariant description of the same
+        information, named by ``floor_inputs_label``)."""
+        return self.model_inputs(positions)
+
     # ---- shared
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

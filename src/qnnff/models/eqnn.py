@@ -40,6 +40,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from ..errors import domain_error_message
 from ..features import EnergyScaler, Featurizer
+from ..geometry import inverse_distances
 from ..qnn.engine import CompiledCircuit, QNNRegressor
 from ..qnn.eqnn import EquivariantQNNConfig, build_eqnn_circuit, permute_inputs, relative_inputs
 from .base import ForceField, TrainingBatch, register_model
@@ -82,6 +83,8 @@ class EQNNForceField(ForceField):
 
     kind = "eqnn"
     inputs_label = "positions relative to the reference atom, Angstrom"
+    floor_inputs_label = ("measured on the inverse interatomic distances, which these positions determine and which "
+                          "determine them up to a rotation or reflection, neither of which changes the energy")
 
     @classmethod
     def from_settings(cls, settings: Any, *, seed: int, featurizer: Featurizer, energy_scaler: EnergyScaler,
@@ -187,6 +190,14 @@ class EQNNForceField(ForceField):
         """The positions of the active atoms relative to the reference atom [B, 3 n_active] (Angstrom): the circuit
         sees nothing else."""
         return relative_inputs(torch.as_tensor(positions, dtype=DTYPE), self.config)
+
+    def floor_inputs(self, positions: torch.Tensor) -> torch.Tensor:
+        """The inverse interatomic distances of the molecule (:func:`qnnff.geometry.inverse_distances`): the same
+        information about the energy as the relative positions, without their frame (they fix the positions up to a
+        rotation or reflection, and the energy depends on neither). A Gaussian process on the raw
+        Cartesian components would have to learn the rotation invariance the circuit has built in, so its error is no
+        floor for this model (H3O+: 0.0135 scaled on the 9 relative positions, 2.8x above the trained invariant QNN)."""
+        return inverse_distances(torch.as_tensor(positions, dtype=DTYPE))
 
     def circuit_inputs(self, positions: torch.Tensor) -> torch.Tensor:
         """[m B, 3 n_active]: the relative positions under each averaging permutation (permutation-major)."""

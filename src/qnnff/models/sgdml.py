@@ -68,6 +68,7 @@ from ase.data import atomic_numbers
 
 from ..errors import domain_error_message
 from ..features import EnergyScaler, Featurizer
+from ..geometry import inverse_distances
 from .base import ForceField, TrainingBatch, register_model
 
 log = logging.getLogger("qnnff")
@@ -460,9 +461,7 @@ class SGDMLForceField(ForceField):
     def model_inputs(self, positions: torch.Tensor) -> torch.Tensor:
         """The library's descriptor [B, N(N-1)/2]: the inverse interatomic distances 1/|r_i - r_j| (1/Angstrom), pairs
         i > j in row order of the lower triangle; the kernel sees nothing else (it compares these vectors, permuted)."""
-        pos = torch.as_tensor(positions, dtype=torch.float64)
-        i, j = torch.tril_indices(pos.shape[1], pos.shape[1], offset=-1)
-        return 1.0 / torch.linalg.vector_norm(pos[:, i] - pos[:, j], dim=-1)
+        return inverse_distances(positions)
 
     # ---- predictions
     def _library_predictor(self) -> Any:

@@ -113,6 +113,8 @@ def information_floor(job: FloorJob, model_path: str, train_npz: str, test_npz: 
     inputs = (f"{len(model.featurizer.coordinate_labels())} internal coordinates ({', '.join(model.featurizer.coordinate_labels())}), "
               f"{model.featurizer.feature_map} map" if KINDS[job.kind].feature_model
               else f"{res['n_inputs']} model inputs" + (f" ({model.inputs_label})" if getattr(model, "inputs_label", "") else ""))
+    if getattr(model, "floor_inputs_label", ""):
+        inputs = f"{model.inputs_label}; the floor is {model.floor_inputs_label} ({res['n_inputs']} of them)"
     out = {"system": job.system, "model": job.kind, "inputs": inputs, "floor [scaled]": res["rmse"],
            "floor [meV]": res["rmse"] * scale * MEV_PER_EV, "energy scale [eV]": scale, "gp": res}
     write_json_atomic(out_json, out)
