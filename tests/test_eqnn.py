@@ -104,6 +104,28 @@ def test_aer_statevector_energy_equals_the_engine(models, system):
     assert res["info"]["averaging_permutations"] == len(m.permutations)
 
 
+@pytest.mark.parametrize("system", list(SMALL))
+def test_information_floor_is_measured_without_the_frame(models, system):
+    """The floor of the EQNN's inputs is measured on the inverse interatomic distances (the same information without
+    the frame): unchanged by a rotation and a reflection of the molecule, unlike the relative positions it sees."""
+    from qnnff.floor import model_floor
+
+    m, d = models[system]
+    pos = torch.tensor(d["positions"][:8])
+    n = pos.shape[1]
+    f = m.floor_inputs(pos)
+    assert f.shape == (8, n * (n - 1) // 2)
+    i, j = 1, 0
+    assert torch.allclose(f[:, 0], 1.0 / (pos[:, i] - pos[:, j]).norm(dim=-1))
+    q = torch.tensor(random_rotation(np.random.default_rng(5))) @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+    moved = pos @ q.T + torch.tensor([0.4, 0.1, -0.9])
+    assert torch.allclose(m.floor_inputs(moved), f, atol=1e-12)
+    assert not torch.allclose(m.model_inputs(moved), m.model_inputs(pos), atol=1e-3)
+    y = (d["energy"] - d["scaler"].center) / d["scaler"].scale
+    res = model_floor(m, d["positions"][:30], y[:30], d["positions"][30:], y[30:], seed=0)
+    assert res["n_inputs"] == n * (n - 1) // 2
+
+
 def test_parameter_counts_of_the_paper_sized_models(repo):
     """The default config's sizes: the paper QNN's counts (LiH 50, H2O 87)."""
     for system, depth, count in (("LiH", 16, 50), ("H2O", 17, 87)):
