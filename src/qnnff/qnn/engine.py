@@ -158,7 +158,7 @@ def _su2_quaternion(mat: np.ndarray) -> np.ndarray:
 # Gates applied as one rotation about an involution, exp(-i theta M / 2) (op type 2 of the kernels): the two-qubit Pauli
 # rotations and the evolution under a Hamiltonian with two distinct eigenvalues (PauliEvolutionGate, e.g. the Heisenberg
 # exchange XX + YY + ZZ = 2 SWAP - 1 of qnnff.qnn.eqnn), when M is a permutation with phases.
-_INVOLUTION_ROTATIONS = {"rxx": 1, "ryy": 1, "rzz": 1, "rzx": 1, "PauliEvolution": None}
+_INVOLUTION_ROTATIONS = frozenset({"rxx", "ryy", "rzz", "rzx", "PauliEvolution"})
 
 
 def _involution_rotation(op: Any, where: str) -> tuple[np.ndarray, float, Any]:
