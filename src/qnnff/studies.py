@@ -263,13 +263,18 @@ def _validate_system(sc: dict, source: str) -> None:
 
 
 _PARSED: dict[str, dict[str, Study]] = {}
+_PARSED_KEEP = 4  # configurations remembered (a caller comparing two configs job by job alternates between them)
 
 
 def parse_studies(cfg: dict) -> dict[str, Study]:
-    """Every configured study, parsed and checked (memoised per configuration: the workflow asks twice per start-up)."""
+    """Every configured study, parsed and checked (memoised per configuration, the last few: the workflow asks twice
+    per start-up, and comparing the settings of an edited config with the original's asks for both in turn)."""
     h = config_hash(cfg)
-    if h not in _PARSED:
-        _PARSED.clear()
+    if h in _PARSED:
+        _PARSED[h] = _PARSED.pop(h)  # most recently used last
+    else:
+        while len(_PARSED) >= _PARSED_KEEP:
+            _PARSED.pop(next(iter(_PARSED)))
         _PARSED[h] = {name: parse_study(cfg, name) for name in (cfg.get("studies") or {})}
     return _PARSED[h]
 
