@@ -103,7 +103,8 @@ class ForceField(torch.nn.Module, abc.ABC):
 
     def model_inputs(self, positions: torch.Tensor) -> torch.Tensor:
         """positions [B, n, 3] -> [B, m]: what the model sees of each geometry, one fixed-length vector per frame (the
-        inputs whose information floor, :func:`qnnff.floor.information_floor`, its errors are held against)."""
+        inputs whose information floor, :func:`qnnff.floor.information_floor`, its errors are held against, unless
+        :meth:`floor_inputs` gives an invariant description of the same information)."""
         raise NotImplementedError(f"{self.kind} model: no model_inputs; its information floor cannot be measured")
 
     def floor_inputs(self, positions: torch.Tensor) -> torch.Tensor:
