@@ -36,8 +36,9 @@ def case(request):
 
 
 def test_tile_width():
-    assert kernels._tile_width(1) == 1 and kernels._tile_width(kernels.LANES) == kernels.LANES
-    for B in (kernels.LANES + 1, 500, 513, 3000):
+    L = kernels.LANES
+    assert kernels._tile_width(1) == 1 and kernels._tile_width(500) == min(500, L) and kernels._tile_width(L) == L
+    for B in (L + 1, L + 13, 2 * L + 1, 3000):
         bt = kernels._tile_width(B)
         nt = -(-B // bt)
         assert bt <= kernels.LANES and bt % 8 == 0 and nt == -(-B // kernels.LANES) and nt * bt - B < 8 * nt

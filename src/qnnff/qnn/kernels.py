@@ -59,7 +59,12 @@ per-sample weights; ``tests/test_kernels_fast_paths.py``):
   per-loop overhead (runtime alias checks, remainders). Kernel time vs LANES (old kernels): 8: 3.6 / 12.8 / 44.9
   ms (forward / value_grad / hvp), 16: 2.1 / 13.2 / 41.1, 32: 1.5 / 6.2 / 22.7, 64: 1.4 / 5.1 / 17.6, 128: 1.2 /
   4.4 / 15.2, 256: 1.1 / 4.4 / 15.3, 512: 1.1 / 5.5 / 18.1 (L2 overflow). The force-loss gradient is about equal
-  at 192, 256 and 384 (+-0.5 ms, noise), 1 ms slower at 128.
+  at 192, 256 and 384 (+-0.5 ms, noise), 1 ms slower at 128. Later 256 -> 512 (issue 28): on the invariant QNN
+  of H3O+ (342 angles, 78 rv blocks, 324 involution rotations, 1000 lanes: 2 tiles of 504 instead of 4 of 256)
+  value_grad 28-30 -> 25-27 ms and hvp 75-80 -> 66-69 ms (four interleaved pairs of processes, min of 80 calls
+  each); on the paper's H3O+ QNN (batch 500: 1 tile of 500 instead of 2 of 256) the force-loss gradient is the same
+  within the noise (21.8 +- 1.1 ms against 21.1 +- 0.7, three pairs). Results are bit-identical (lanes are
+  independent: y, G, H at batches 1-1300 and both end-to-end force-loss gradients compared with ``np.array_equal``).
 * One work array, reused: at 256 lanes each tile state is 256 kB, and the ~20 scratch arrays allocated per call
   page-faulted (~1400 faults and 1.5-3 ms of system time per hvp). It must be 64-byte aligned: numpy's 16-byte
   aligned array made every kernel ~20% slower (cache-line-split vector loads).
@@ -104,7 +109,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-LANES = 256  # at most this many samples per tile (the innermost loop, vectorised by LLVM; a 6-qubit tile state is 256 kB)
+LANES = 512  # at most this many samples per tile (the innermost loop, vectorised by LLVM; a 6-qubit tile state is 512 kB)
 RV_ROWS = 10  # per rv element and lane: v (3), f, g, h, q (4)  (see _rv_prep)
 RV_ROWS_HVP = 18  # hvp: also vdot (3), v . vdot, qdot = dq/dv . vdot (4)  (see _rv_tangent)
 
@@ -170,7 +175,7 @@ def _ws_size(kind, A, B, n, bstart, R):
 def workspace_size(phi_shape, n, bstart, etype=None):
     """Entries of a float64 work array large enough for :func:`forward_ws`, :func:`value_grad_ws` and :func:`hvp_ws`
     on ``phi`` of this shape (a caller that keeps one avoids allocating and page-faulting the tile scratch, a few MB
-    at LANES = 256, in every call). ``etype``: the program's element types, needed to count its rv elements (without
+    at LANES = 512, in every call). ``etype``: the program's element types, needed to count its rv elements (without
     it, a program with rv elements gets a new work array in every call)."""
     A, B = phi_shape
     R = 0 if etype is None else int(np.count_nonzero(np.asarray(etype) == 2))
