@@ -1,5 +1,6 @@
-"""Circuits shared by the engine and kernel tests."""
+"""Circuits and checks shared by the engine and kernel tests."""
 
+import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
@@ -41,3 +42,13 @@ def force_loss_gradients(prog: CompiledCircuit, W, X, *, n_atoms: int, seed: int
         loss = ((y - 0.2) ** 2).mean() + 0.7 * ((f - f_ref) ** 2).mean()
         grads.append(torch.autograd.grad(loss, list(reg.parameters())))
     return grads
+
+
+def finite_difference_input_grad(prog: CompiledCircuit, X: torch.Tensor, W: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+    """d<O>/dx [B, d] by central differences of the engine's values (step h in each input)."""
+    fd = torch.zeros_like(X)
+    for j in range(X.shape[1]):
+        e = torch.zeros_like(X)
+        e[:, j] = h
+        fd[:, j] = (prog.expectation(X + e, W) - prog.expectation(X - e, W)) / (2 * h)
+    return fd
