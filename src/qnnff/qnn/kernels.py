@@ -674,8 +674,9 @@ def _mrot_hess(X, D, L, M, perm, mr, mi, a, rw, dim, Ht):
 
 # The same for an involution that is a pure permutation (all phases exactly 1, e.g. the SWAP of the Heisenberg exchange:
 # no fixed point changes, (P psi)_j = (psi_j - psi_k) / 2 = -(P psi)_k): the general kernels' arithmetic without the
-# factors 1 and 0, and with the 1/2 of P folded into z (about half the flops). Each lane loop is its own pass: fused
-# (the hvp's backward step over X, D, L and M in one pass) it was not vectorised and 40% slower than three passes.
+# factors 1 and 0, and with the 1/2 of P folded into z (about half the flops). Each lane loop stays a loop of its own:
+# fused into one loop (the hvp's backward step over X, D, L and M) it was not vectorised and 40% slower than three
+# passes; :func:`_swap_hvp_back` runs the three loops pair by pair instead.
 @njit(cache=True)
 def _swap_z(C, Sn, a, sg, nl):
     """(e^{i sg theta} - 1) / 2 per lane: (real parts, imaginary parts) of the first nl lanes."""
